@@ -172,9 +172,7 @@ def get_family(name: str) -> Family:
     """Returns the registered family ``name``; unknown names list the known ones."""
     _discover()
     if name not in _REGISTRY:
-        raise KeyError(
-            f"unknown environment family {name!r}; known families: {sorted(_REGISTRY)}"
-        )
+        raise KeyError(f"unknown environment family {name!r}; known families: {sorted(_REGISTRY)}")
     return _REGISTRY[name]
 
 

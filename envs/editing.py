@@ -8,7 +8,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from envs.core import EditSpec, Editor, Level
+from envs.core import Editor, EditSpec, Level
 
 
 def menu(entries: Mapping[str, tuple[EditSpec, float]]) -> Editor:
