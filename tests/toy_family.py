@@ -1,0 +1,145 @@
+"""A tiny second environment family (a 1-D corridor) that keeps ``ued/`` generic: the
+framework's tests build and run the train step on it without importing the maze."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import spaces
+
+from envs.core import EditSpec, Environment, Family, StepOut, register
+
+NAME = "toy_corridor"
+
+
+@struct.dataclass
+class CorridorLevel:
+    start: jnp.ndarray  # () int32 agent cell
+    goal: jnp.ndarray  # () int32 goal cell
+    length: jnp.ndarray  # () int32 cells in use (<= max_length)
+
+
+@struct.dataclass
+class CorridorState:
+    pos: jnp.ndarray  # () int32
+    goal: jnp.ndarray  # () int32
+    length: jnp.ndarray  # () int32
+    time: jnp.ndarray  # () int32
+
+
+class Corridor(Environment):
+    """Walk left (0) or right (1) to the goal; reward 1 - 0.9 t / T there, else 0.
+
+    Observation: float32 (2 * max_length,), one-hot agent cell then one-hot goal cell.
+    """
+
+    def __init__(self, max_length: int = 6, max_steps: int = 12):
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {max_length}")
+        self.max_length = max_length
+        self.max_steps = max_steps
+
+    def default_params(self):
+        return ()
+
+    def _obs(self, pos, goal):
+        one = jax.nn.one_hot
+        return jnp.concatenate([one(pos, self.max_length), one(goal, self.max_length)])
+
+    def reset_env_to_level(self, key, level, params):
+        state = CorridorState(level.start, level.goal, level.length, jnp.zeros((), jnp.int32))
+        return self._obs(level.start, level.goal), state
+
+    def step_env(self, key, state, action, params):
+        pos = jnp.clip(state.pos + jnp.where(action == 1, 1, -1), 0, state.length - 1)
+        time = state.time + 1
+        success = pos == state.goal
+        reward = jnp.where(success, 1.0 - 0.9 * time / self.max_steps, 0.0)
+        done = success | (time >= self.max_steps)
+        state = state.replace(pos=pos, time=time)
+        return StepOut(self._obs(pos, state.goal), state, reward, done, {"success": success})
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (2 * self.max_length,), jnp.float32)
+
+    def action_space(self, params):
+        return spaces.Discrete(2)
+
+    def is_valid(self, level):
+        inside = (level.start < level.length) & (level.goal < level.length)
+        return inside & (level.start != level.goal) & (level.start >= 0) & (level.goal >= 0)
+
+    def level_metrics(self, level):
+        return {"distance": jnp.abs(level.goal - level.start).astype(jnp.float32)}
+
+    def example_level(self):
+        return CorridorLevel(jnp.int32(0), jnp.int32(1), jnp.int32(self.max_length))
+
+    def max_episode_steps(self, params):
+        return self.max_steps
+
+
+def make_uniform(env: Corridor):
+    def sample(key):
+        start_key, goal_key = jax.random.split(key)
+        n = env.max_length
+        start = jax.random.randint(start_key, (), 0, n)
+        goal = (start + jax.random.randint(goal_key, (), 1, n)) % n
+        return CorridorLevel(start.astype(jnp.int32), goal.astype(jnp.int32), jnp.int32(n))
+
+    return sample
+
+
+def make_move_goal(env: Corridor) -> EditSpec:
+    def edit(key, level):
+        goal = (level.start + jax.random.randint(key, (), 1, level.length)) % level.length
+        return level.replace(goal=goal.astype(jnp.int32))
+
+    return EditSpec(edit, lambda level: level.length > 2)
+
+
+def to_text(env, level) -> str:
+    cells = ["."] * int(level.length)
+    cells[int(level.start)] = "A"
+    cells[int(level.goal)] = "G"
+    return "".join(cells)
+
+
+def from_text(env, text: str):
+    text = text.strip()
+    if text.count("A") != 1 or text.count("G") != 1:
+        raise ValueError("line 1: a corridor needs exactly one A and one G")
+    return CorridorLevel(
+        jnp.int32(text.index("A")), jnp.int32(text.index("G")), jnp.int32(len(text))
+    )
+
+
+def named(env):
+    n = env.max_length
+    return {
+        "far": from_text(env, "A" + "." * (n - 2) + "G"),
+        "near": from_text(env, "AG" + "." * (n - 2)),
+    }
+
+
+def render(env, level_or_state):
+    image = np.zeros((8, 8 * env.max_length, 3), np.uint8)
+    goal = int(level_or_state.goal)
+    image[:, 8 * goal : 8 * goal + 8, 1] = 255
+    return image
+
+
+FAMILY = register(
+    Family(
+        name=NAME,
+        make_env=Corridor,
+        generators={"uniform": make_uniform},
+        editors={"move_goal": make_move_goal},
+        named_levels=named,
+        render=render,
+        level_to_text=to_text,
+        level_from_text=from_text,
+    )
+)

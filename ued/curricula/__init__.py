@@ -1,0 +1,22 @@
+"""Curricula by name. Adding one: a module with ``make_<name>(ctx) -> Curriculum`` and an
+entry here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ued.curricula.base import Context, Curriculum, Plan
+from ued.curricula.dr import make_dr
+
+CURRICULA: dict[str, Callable[[Context], Curriculum]] = {
+    "dr": make_dr,
+}
+
+
+def make_curriculum(name: str, ctx: Context) -> Curriculum:
+    if name not in CURRICULA:
+        raise KeyError(f"unknown curriculum {name!r}; known curricula: {sorted(CURRICULA)}")
+    return CURRICULA[name](ctx)
+
+
+__all__ = ["CURRICULA", "Context", "Curriculum", "Plan", "make_curriculum"]

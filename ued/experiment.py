@@ -1,0 +1,181 @@
+"""Builds a run from a config: env, generator, student, curriculum, and the one train step.
+
+``Experiment.step`` is the pure function ``TrainState -> (TrainState, metrics)`` that every
+curriculum shares: propose levels, roll the student out on them, let the curriculum score
+and store them, and update the student where the plan says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+from flax.training.train_state import TrainState as StudentState
+
+from envs.core import Environment, Family, get_family
+from ued import ppo, scoring
+from ued.config import Config, ConfigError
+from ued.curricula import Context, Curriculum, make_curriculum
+from ued.networks import ActorCritic, make_network
+
+
+@struct.dataclass
+class TrainState:
+    student: StudentState  # params and optimiser state
+    curriculum: Any  # the curriculum's own pytree (buffer, adversary, ...)
+    key: chex.PRNGKey
+    updates: chex.Array  # () int32, updates done so far
+
+
+def call_with_options(fn: Callable, options: Mapping[str, Any], where: str, *args):
+    """Calls ``fn(*args, **options)``; an unknown option is a ConfigError naming it."""
+    params = inspect.signature(fn).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    allowed = [
+        name
+        for name, p in list(params.items())[len(args) :]
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    for key in options:
+        if not accepts_any and key not in allowed:
+            raise ConfigError(f"unknown option {where}.{key}; allowed: {sorted(allowed)}")
+    try:
+        return fn(*args, **options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def _lookup(table: Mapping[str, Any], name: str, key: str):
+    if name not in table:
+        raise ConfigError(f"{key}={name!r} is not one of {sorted(table)}")
+    return table[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    cfg: Config
+    family: Family
+    env: Environment
+    env_params: Any
+    network: ActorCritic
+    curriculum: Curriculum
+    ctx: Context
+
+    # --- construction -------------------------------------------------------------------
+    def init(self, key: chex.PRNGKey) -> TrainState:
+        net_key, cur_key, key = jax.random.split(key, 3)
+        level = self.env.example_level()
+        obs, _ = self.env.reset_to_level(jax.random.PRNGKey(0), level, self.env_params)
+        tx = ppo.make_optimizer(self.cfg.ppo, self.cfg.total_updates)
+        student = ppo.init_student(net_key, self.network, obs, tx)
+        return TrainState(
+            student=student,
+            curriculum=self.curriculum.init(cur_key),
+            key=key,
+            updates=jnp.zeros((), jnp.int32),
+        )
+
+    # --- the train step -----------------------------------------------------------------
+    def rollout(self, key: chex.PRNGKey, params, levels) -> Any:
+        """Student rollout with GAE on a batch of levels (each env reset to its level)."""
+        reset_key, roll_key = jax.random.split(key)
+        n = jax.tree.leaves(levels)[0].shape[0]
+        reset = jax.vmap(self.env.reset_to_level, in_axes=(0, 0, None))
+        obs, env_state = reset(jax.random.split(reset_key, n), levels, self.env_params)
+        rollout, _ = ppo.collect(
+            roll_key,
+            self.env,
+            self.env_params,
+            self.network,
+            params,
+            obs,
+            env_state,
+            self.cfg.ppo.num_steps,
+        )
+        return ppo.with_gae(rollout, self.cfg.ppo.gamma, self.cfg.ppo.gae_lambda)
+
+    def step(self, state: TrainState) -> tuple[TrainState, dict[str, chex.Array]]:
+        key, k_propose, k_roll, k_update, k_ppo = jax.random.split(state.key, 5)
+        cstate, levels, plan = self.curriculum.propose(k_propose, state.curriculum, state.student)
+        rollout = self.rollout(k_roll, state.student.params, levels)
+        cstate, cmetrics = self.curriculum.update(
+            k_update, cstate, plan, levels, rollout, state.student
+        )
+
+        def train(student):
+            return ppo.update(k_ppo, student, self.network, rollout, plan.train_mask, self.cfg.ppo)
+
+        def skip(student):
+            # Same metric keys as train(), NaN: no gradient step was taken.
+            _, stats = jax.eval_shape(train, student)
+            return student, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), stats)
+
+        student, loss_metrics = jax.lax.cond(plan.train_mask.any(), train, skip, state.student)
+        metrics = {
+            **self._episode_metrics(rollout),
+            **self._level_metrics(levels),
+            **loss_metrics,
+            **cmetrics,
+            "branch": plan.branch,
+            "trained_envs": plan.train_mask.sum(),
+        }
+        new_state = TrainState(
+            student=student, curriculum=cstate, key=key, updates=state.updates + 1
+        )
+        return new_state, metrics
+
+    def _episode_metrics(self, rollout) -> dict[str, chex.Array]:
+        stats = scoring.episode_stats(rollout)
+        episodes = stats["num_episodes"].astype(jnp.float32)
+        total = jnp.maximum(episodes.sum(), 1.0)
+        return {
+            "mean_return": (stats["mean_return"] * episodes).sum() / total,
+            "solve_rate": (stats["success_rate"] * episodes).sum() / total,
+            "episodes": episodes.sum(),
+        }
+
+    def _level_metrics(self, levels) -> dict[str, chex.Array]:
+        per_level = jax.vmap(self.env.level_metrics)(levels)
+        return {f"levels/{k}": v.mean() for k, v in per_level.items()}
+
+    def run_chunk(self, state: TrainState, num_updates: int):
+        """``num_updates`` train steps in one ``lax.scan``; metrics get a leading axis."""
+        return jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_updates)
+
+
+def build(cfg: Config) -> Experiment:
+    """Builds the experiment; config errors surface here, before any compilation."""
+    try:
+        family = get_family(cfg.env.family)
+    except KeyError as err:
+        raise ConfigError(f"env.family: {err.args[0]}") from None
+    env = call_with_options(family.make_env, cfg.env.options, "env.options")
+    gen_factory = _lookup(family.generators, cfg.env.generator, "env.generator")
+    generator = call_with_options(
+        gen_factory, cfg.env.generator_options, "env.generator_options", env
+    )
+    env_params = env.default_params()
+    network = make_network(cfg.network, env.action_space(env_params))
+    holder: dict[str, Experiment] = {}
+    ctx = Context(
+        cfg=cfg,
+        family=family,
+        env=env,
+        env_params=env_params,
+        generator=generator,
+        num_envs=cfg.ppo.num_envs,
+        rollout=lambda key, params, levels: holder["exp"].rollout(key, params, levels),
+    )
+    try:
+        curriculum = make_curriculum(cfg.curriculum.name, ctx)
+    except KeyError as err:
+        raise ConfigError(f"curriculum.name: {err.args[0]}") from None
+    exp = Experiment(cfg, family, env, env_params, network, curriculum, ctx)
+    holder["exp"] = exp
+    return exp
