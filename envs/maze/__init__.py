@@ -1,0 +1,62 @@
+"""The maze family: minigrid-style navigation levels for UED (PAIRED, PLR, ACCEL).
+
+Importing this package registers the family ``"maze"`` with ``envs.core``.
+"""
+
+from envs.core import Family, register
+from envs.maze.editors import editors
+from envs.maze.env import Maze, MazeParams, MazeState, state_to_level
+from envs.maze.generators import generators
+from envs.maze.level import (
+    Level,
+    distance_map,
+    is_valid,
+    level_from_text,
+    level_metrics,
+    level_to_text,
+    levels_from_text,
+    levels_from_text_file,
+    levels_to_text,
+    shortest_path_length,
+    stack_levels,
+)
+from envs.maze.named import named_levels
+from envs.maze.render import render, render_grid, save_png
+
+family = register(
+    Family(
+        name="maze",
+        make_env=Maze,
+        generators=generators,
+        editors=editors,
+        named_levels=named_levels,
+        render=render,
+        level_to_text=level_to_text,
+        level_from_text=level_from_text,
+    )
+)
+
+__all__ = [
+    "Level",
+    "Maze",
+    "MazeParams",
+    "MazeState",
+    "distance_map",
+    "editors",
+    "family",
+    "generators",
+    "is_valid",
+    "level_from_text",
+    "level_metrics",
+    "level_to_text",
+    "levels_from_text",
+    "levels_from_text_file",
+    "levels_to_text",
+    "named_levels",
+    "render",
+    "render_grid",
+    "save_png",
+    "shortest_path_length",
+    "stack_levels",
+    "state_to_level",
+]

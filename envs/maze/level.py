@@ -1,0 +1,316 @@
+"""The maze level: its struct, validity, BFS shortest paths, metrics and text format.
+
+A level is a grid of walls with an agent (position and facing) and a goal. Levels smaller
+than the env's ``max_size`` are padded: every cell with ``x >= width`` or ``y >= height`` is a
+wall. Positions are ``(x, y) = (column, row)``; directions follow minigrid
+(0 right, 1 down, 2 left, 3 up). The outer border is implicit: outside the grid is wall.
+
+Text format (one row per line, no border): ``#`` wall, ``.`` free, ``G`` goal and
+``>``/``v``/``<``/``^`` the agent facing right/down/left/up. This is the convention of
+JaxUED's maze ``Level.from_str``; surrounding blank lines and whitespace are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+# Unit moves for directions 0 right, 1 down, 2 left, 3 up, as (dx, dy).
+DIR_TO_VEC = np.array([(1, 0), (0, 1), (-1, 0), (0, -1)], dtype=np.int32)
+AGENT_CHARS = ">v<^"
+WALL_CHAR, FREE_CHAR, GOAL_CHAR = "#", ".", "G"
+
+
+@struct.dataclass
+class Level:
+    """One maze level, padded to the env's ``(max_size, max_size)`` grid."""
+
+    wall_map: chex.Array  # (max_h, max_w) bool, True = wall; padding cells are walls
+    agent_pos: chex.Array  # (2,) int32, agent (x, y) = (column, row)
+    agent_dir: chex.Array  # () int32, 0 right, 1 down, 2 left, 3 up
+    goal_pos: chex.Array  # (2,) int32, goal (x, y)
+    width: chex.Array  # () int32, columns in use (1..max_w)
+    height: chex.Array  # () int32, rows in use (1..max_h)
+
+
+def stack_levels(levels: Sequence[Level]) -> Level:
+    """Stacks same-shaped levels into one batched level (leading axis = len(levels))."""
+    if not levels:
+        raise ValueError("stack_levels needs at least one level")
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *levels)
+
+
+def cell_mask(pos: chex.Array, shape: tuple[int, int]) -> chex.Array:
+    """(H, W) bool mask of the cell at ``pos = (x, y)``; all False when outside the grid."""
+    ys, xs = jnp.indices(shape)
+    return (xs == pos[0]) & (ys == pos[1])
+
+
+def inside_mask(width: chex.Array, height: chex.Array, shape: tuple[int, int]) -> chex.Array:
+    """(H, W) bool mask of the cells inside the level area (``x < width``, ``y < height``)."""
+    ys, xs = jnp.indices(shape)
+    return (xs < width) & (ys < height)
+
+
+def blocked_map(level: Level) -> chex.Array:
+    """(H, W) bool: walls, with every cell outside the level area counted as wall."""
+    return level.wall_map | ~inside_mask(level.width, level.height, level.wall_map.shape)
+
+
+def pick_cell(key: chex.PRNGKey, mask: chex.Array) -> chex.Array:
+    """Uniformly picks a True cell of ``mask`` (H, W); returns (2,) int32 (x, y).
+
+    When ``mask`` has no True cell the result is an arbitrary cell; callers check
+    ``mask.any()`` (editors use it to make an infeasible edit a no-op).
+    """
+    h, w = mask.shape
+    noise = jax.random.uniform(key, (h * w,))
+    idx = jnp.argmax(jnp.where(mask.reshape(-1), noise, -1.0)).astype(jnp.int32)
+    return jnp.stack([idx % w, idx // w])
+
+
+def _in_area(pos: chex.Array, level: Level) -> chex.Array:
+    return (pos[0] >= 0) & (pos[0] < level.width) & (pos[1] >= 0) & (pos[1] < level.height)
+
+
+def is_valid(level: Level) -> chex.Array:
+    """Scalar bool: the level is playable and well formed (jittable, vmappable).
+
+    Checks that the size is within the grid, padding cells are walls, agent and goal lie in
+    the level area on free cells and are distinct, and the direction is in 0..3.
+    """
+    max_h, max_w = level.wall_map.shape
+    size_ok = (level.width >= 1) & (level.width <= max_w)
+    size_ok &= (level.height >= 1) & (level.height <= max_h)
+    inside = inside_mask(level.width, level.height, level.wall_map.shape)
+    padding_ok = jnp.all(level.wall_map | inside)
+    agent_ok = _in_area(level.agent_pos, level)
+    agent_ok &= ~jnp.any(level.wall_map & cell_mask(level.agent_pos, level.wall_map.shape))
+    goal_ok = _in_area(level.goal_pos, level)
+    goal_ok &= ~jnp.any(level.wall_map & cell_mask(level.goal_pos, level.wall_map.shape))
+    distinct = jnp.any(level.agent_pos != level.goal_pos)
+    dir_ok = (level.agent_dir >= 0) & (level.agent_dir < 4)
+    return size_ok & padding_ok & agent_ok & goal_ok & distinct & dir_ok
+
+
+def _spread(frontier: chex.Array) -> chex.Array:
+    """Cells 4-adjacent to any True cell of ``frontier`` (H, W)."""
+    p = jnp.pad(frontier, 1)
+    return p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+
+
+def distance_map(
+    free: chex.Array, source: chex.Array, target: chex.Array | None = None
+) -> chex.Array:
+    """BFS step distances from ``source`` over 4-connected free cells.
+
+    Args:
+        free: (H, W) bool, cells that can be entered.
+        source: (2,) int (x, y) start cell (a blocked or off-grid source reaches nothing).
+        target: optional (2,) int (x, y); the search stops once it is reached, so only
+            distances up to the target's are complete.
+
+    Returns:
+        (H, W) int32 distances, -1 where unreached.
+    """
+    start = cell_mask(source, free.shape) & free
+    goal = jnp.zeros_like(free) if target is None else cell_mask(target, free.shape)
+
+    def cond(carry):
+        dist, frontier, _ = carry
+        return jnp.any(frontier) & ~jnp.any(goal & (dist >= 0))
+
+    def body(carry):
+        dist, frontier, d = carry
+        nxt = _spread(frontier) & free & (dist < 0)
+        return jnp.where(nxt, d + 1, dist), nxt, d + 1
+
+    dist0 = jnp.where(start, 0, -1).astype(jnp.int32)
+    dist, _, _ = jax.lax.while_loop(cond, body, (dist0, start, jnp.int32(0)))
+    return dist
+
+
+def shortest_path_length(level: Level) -> chex.Array:
+    """Scalar int32: fewest moves from agent to goal (turns ignored); -1 if unreachable."""
+    free = ~blocked_map(level)
+    dist = distance_map(free, level.agent_pos, level.goal_pos)
+    goal = cell_mask(level.goal_pos, free.shape) & free
+    return jnp.max(jnp.where(goal, dist, -1)).astype(jnp.int32)
+
+
+def level_metrics(level: Level) -> dict[str, chex.Array]:
+    """Scalar float32 analytics: ``shortest_path`` (-1 if unsolvable), ``num_walls``
+    (inside the level area only) and ``solvable`` (1.0 / 0.0)."""
+    path = shortest_path_length(level)
+    inside = inside_mask(level.width, level.height, level.wall_map.shape)
+    return {
+        "shortest_path": path.astype(jnp.float32),
+        "num_walls": jnp.sum(level.wall_map & inside).astype(jnp.float32),
+        "solvable": (path >= 0).astype(jnp.float32),
+    }
+
+
+# --- text format ----------------------------------------------------------------------
+
+
+def _text_rows(text: str, first_line: int = 1) -> list[tuple[int, int, str]]:
+    """Non-blank rows of one level as (line number, column offset, row text)."""
+    lines = text.splitlines()
+    nonblank = [i for i, line in enumerate(lines) if line.strip()]
+    if not nonblank:
+        raise ValueError(f"line {first_line}: empty level text")
+    rows = []
+    for i in range(nonblank[0], nonblank[-1] + 1):
+        line_no = first_line + i
+        stripped = lines[i].strip()
+        if not stripped:
+            raise ValueError(
+                f"line {line_no}, column 1: blank line inside a level "
+                "(blank lines separate levels only in multi-level files)"
+            )
+        offset = len(lines[i]) - len(lines[i].lstrip())
+        rows.append((line_no, offset, stripped))
+    return rows
+
+
+def _check_shape(rows: list[tuple[int, int, str]], max_size: int) -> None:
+    first_line, _, first = rows[0]
+    for line_no, offset, row in rows:
+        if len(row) > max_size:
+            raise ValueError(
+                f"line {line_no}, column {offset + max_size + 1}: row has {len(row)} cells, "
+                f"more than the env's max_size {max_size}"
+            )
+        if len(row) != len(first):
+            col = offset + min(len(row), len(first)) + 1
+            raise ValueError(
+                f"line {line_no}, column {col}: ragged rows: this row has {len(row)} cells "
+                f"but line {first_line} has {len(first)}"
+            )
+    if len(rows) > max_size:
+        raise ValueError(
+            f"line {rows[max_size][0]}, column {rows[max_size][1] + 1}: level has {len(rows)} "
+            f"rows, more than the env's max_size {max_size}"
+        )
+
+
+def _parse_rows(rows: list[tuple[int, int, str]], max_size: int) -> Level:
+    _check_shape(rows, max_size)
+    height, width = len(rows), len(rows[0][2])
+    walls = np.ones((max_size, max_size), dtype=bool)
+    walls[:height, :width] = False
+    found: dict[str, tuple[int, int, int, int]] = {}  # kind -> (x, y, line, column)
+    agent_dir = 0
+    for y, (line_no, offset, row) in enumerate(rows):
+        for x, char in enumerate(row):
+            col = offset + x + 1
+            if char == WALL_CHAR:
+                walls[y, x] = True
+            elif char in (GOAL_CHAR, *AGENT_CHARS):
+                kind = "goal" if char == GOAL_CHAR else "agent"
+                if kind in found:
+                    _, _, pline, pcol = found[kind]
+                    raise ValueError(
+                        f"line {line_no}, column {col}: a second {kind} {char!r} "
+                        f"(the first is at line {pline}, column {pcol})"
+                    )
+                found[kind] = (x, y, line_no, col)
+                if kind == "agent":
+                    agent_dir = AGENT_CHARS.index(char)
+            elif char != FREE_CHAR:
+                raise ValueError(
+                    f"line {line_no}, column {col}: unknown character {char!r}; expected "
+                    f"'#' wall, '.' free, 'G' goal or one of '>v<^' for the agent"
+                )
+    for kind, chars in (("agent", "'>', 'v', '<' or '^'"), ("goal", "'G'")):
+        if kind not in found:
+            raise ValueError(f"lines {rows[0][0]}-{rows[-1][0]}: the level has no {kind} ({chars})")
+    return Level(
+        wall_map=jnp.asarray(walls),
+        agent_pos=jnp.asarray(found["agent"][:2], dtype=jnp.int32),
+        agent_dir=jnp.asarray(agent_dir, dtype=jnp.int32),
+        goal_pos=jnp.asarray(found["goal"][:2], dtype=jnp.int32),
+        width=jnp.asarray(width, dtype=jnp.int32),
+        height=jnp.asarray(height, dtype=jnp.int32),
+    )
+
+
+def level_from_text(env: Any, text: str) -> Level:
+    """Parses one level written in the text format, padded to ``env.max_size``.
+
+    Leading/trailing blank lines and whitespace around each row are ignored, so JaxUED
+    prefab strings (triple-quoted, ``.strip()``-ed by JaxUED) load unchanged.
+
+    Raises:
+        ValueError: naming the line and column of an unknown character, ragged rows, a
+            missing or repeated agent or goal, or a level larger than ``env.max_size``.
+    """
+    return _parse_rows(_text_rows(text), int(env.max_size))
+
+
+def level_to_text(env: Any, level: Level) -> str:
+    """Writes one (unbatched) level in the text format; inverse of ``level_from_text``."""
+    walls = np.asarray(level.wall_map)
+    if walls.shape != (env.max_size, env.max_size):
+        raise ValueError(
+            f"level_to_text takes one level of shape ({env.max_size}, {env.max_size}), "
+            f"got wall_map of shape {walls.shape}"
+        )
+    width, height = int(level.width), int(level.height)
+    grid = np.where(walls[:height, :width], WALL_CHAR, FREE_CHAR).astype("<U1")
+    for name, pos, char in (
+        ("goal", level.goal_pos, GOAL_CHAR),
+        ("agent", level.agent_pos, AGENT_CHARS[int(level.agent_dir) % 4]),
+    ):
+        x, y = (int(v) for v in np.asarray(pos))
+        if not (0 <= x < width and 0 <= y < height) or grid[y, x] != FREE_CHAR:
+            raise ValueError(
+                f"cannot write the level as text: the {name} at {(x, y)} is "
+                "outside the level, on a wall or on the other object"
+            )
+        grid[y, x] = char
+    return "\n".join("".join(row) for row in grid)
+
+
+def levels_from_text(env: Any, text: str) -> list[Level]:
+    """Parses several levels separated by one or more blank lines.
+
+    Error messages give line numbers within ``text``.
+    """
+    blocks: list[tuple[int, list[str]]] = []
+    for i, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
+        if blocks and blocks[-1][0] + len(blocks[-1][1]) == i:
+            blocks[-1][1].append(line)
+        else:
+            blocks.append((i, [line]))
+    if not blocks:
+        raise ValueError("no levels in the text")
+    return [_parse_rows(_text_rows("\n".join(b), i + 1), int(env.max_size)) for i, b in blocks]
+
+
+def levels_from_text_file(env: Any, path: str | Path) -> list[Level]:
+    """Reads a file of levels separated by blank lines (see ``levels_from_text``)."""
+    path = Path(path)
+    try:
+        return levels_from_text(env, path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def levels_to_text(env: Any, levels: Sequence[Level] | Level) -> str:
+    """Writes levels (a list, or one batched level) separated by blank lines."""
+    if isinstance(levels, Level) and np.ndim(levels.width) == 0:
+        levels = [levels]
+    elif isinstance(levels, Level):
+        n = len(levels.width)
+        levels = [jax.tree.map(lambda a, i=i: a[i], levels) for i in range(n)]
+    return "\n\n".join(level_to_text(env, lv) for lv in levels) + "\n"
