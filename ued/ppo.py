@@ -167,7 +167,7 @@ def update(
         batch, mask = take(perm)
         weight = jnp.broadcast_to(mask[None, :], batch.rewards.shape).astype(jnp.float32)
         (_, stats), grads = grad_fn(student.params, network, batch, weight, ppo_cfg)
-        stats["grad_norm"] = optax.tree_utils.tree_l2_norm(grads)
+        stats["grad_norm"] = optax.tree_utils.tree_norm(grads)
         return student.apply_gradients(grads=grads), stats
 
     def epoch(student, epoch_key):

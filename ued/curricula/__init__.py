@@ -7,9 +7,13 @@ from collections.abc import Callable
 
 from ued.curricula.base import Context, Curriculum, Plan
 from ued.curricula.dr import make_dr
+from ued.curricula.plr import make_accel, make_plr, make_robust_plr
 
 CURRICULA: dict[str, Callable[[Context], Curriculum]] = {
     "dr": make_dr,
+    "plr": make_plr,
+    "robust_plr": make_robust_plr,
+    "accel": make_accel,
 }
 
 

@@ -1,0 +1,132 @@
+"""Each curriculum plugs into the one train step; checked on the toy corridor family."""
+
+import jax
+import numpy as np
+import pytest
+
+from ued import config as config_lib
+from ued.curricula.plr import EDIT, NEW, REPLAY
+from ued.experiment import build
+
+BASE = {
+    "env": {
+        "family": "toy_corridor",
+        "options": {"max_length": 8, "max_steps": 12},
+        "generator": "uniform",
+        "generator_options": {},
+    },
+    "network": {"kind": "mlp", "mlp_sizes": [16], "head_size": 8},
+    "ppo": {"num_envs": 6, "num_steps": 16, "epochs": 1},
+    "run": {"total_env_steps": 10000, "progress": False, "compile_cache": ""},
+    "curriculum": {
+        "buffer": {"capacity": 16, "min_fill_ratio": 0.25, "replay_prob": 0.5},
+        "score": {"positive_value_loss": 1.0},
+    },
+}
+
+CURRICULA = [
+    ("dr", False),
+    ("plr", False),
+    ("robust_plr", False),
+    ("accel", False),
+    ("plr", True),
+    ("accel", True),
+]
+
+
+def make(name, parallel=False, **curriculum):
+    cfg = config_lib.from_dict(BASE)
+    cfg = config_lib.replace(cfg, curriculum={"name": name, "parallel": parallel, **curriculum})
+    return build(cfg)
+
+
+@pytest.fixture(scope="module", params=CURRICULA, ids=lambda p: p[0] + ("_par" if p[1] else ""))
+def run8(request):
+    name, parallel = request.param
+    exp = make(name, parallel)
+    state = exp.init(jax.random.PRNGKey(0))
+    state, metrics = jax.jit(lambda s: exp.run_chunk(s, 8))(state)
+    return exp, state, jax.device_get(metrics)
+
+
+def test_runs_with_finite_metrics(run8):
+    exp, state, metrics = run8
+    assert int(state.updates) == 8
+    for key in ("mean_return", "solve_rate", "levels/distance"):
+        assert np.all(np.isfinite(metrics[key])), key
+    if exp.cfg.curriculum.name != "dr":
+        buffer = state.curriculum.buffer
+        assert 0 < int(buffer.size) <= buffer.capacity
+        assert np.all(np.isfinite(metrics["buffer/size"]))
+        # Stored level metrics describe the stored levels.
+        dist = np.abs(np.asarray(buffer.levels.goal) - np.asarray(buffer.levels.start))
+        filled = np.asarray(buffer.filled)
+        np.testing.assert_allclose(
+            np.asarray(state.curriculum.level_stats["distance"])[filled], dist[filled]
+        )
+
+
+def test_replay_happens_and_buffer_fills(run8):
+    exp, state, metrics = run8
+    if exp.cfg.curriculum.name == "dr":
+        pytest.skip("no buffer")
+    assert metrics["curriculum/replay"].sum() >= 1
+    if exp.cfg.curriculum.name == "accel" and not exp.cfg.curriculum.parallel:
+        branches = metrics["branch"]
+        # The step after a replay step edits.
+        after_replay = branches[1:][branches[:-1] == REPLAY]
+        assert np.all(after_replay == EDIT), branches
+
+
+@pytest.fixture(scope="module")
+def robust():
+    exp = make("robust_plr", buffer={"capacity": 16, "min_fill_ratio": 1.0})
+    return exp, jax.jit(exp.step)
+
+
+def test_robust_plr_no_gradient_on_new_levels(robust):
+    exp, step = robust
+    state = exp.init(jax.random.PRNGKey(3))
+    new_state, metrics = step(state)
+    assert int(metrics["branch"]) == NEW
+    for a, b in zip(
+        jax.tree.leaves(state.student), jax.tree.leaves(new_state.student), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert int(new_state.curriculum.buffer.size) > 0
+
+
+def test_plr_trains_on_new_levels():
+    exp = make("plr", buffer={"capacity": 16, "min_fill_ratio": 1.0})
+    state = exp.init(jax.random.PRNGKey(3))
+    new_state, metrics = jax.jit(exp.step)(state)
+    assert int(metrics["branch"]) == NEW
+    before = jax.tree.leaves(state.student.params)
+    after = jax.tree.leaves(new_state.student.params)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_accel_step_after_replay_edits_the_replayed_levels():
+    exp = make("accel", num_edits=1, buffer={"capacity": 16, "min_fill_ratio": 0.0})
+    state = exp.init(jax.random.PRNGKey(5))
+    step = jax.jit(exp.step)
+    for _ in range(8):
+        prev = state
+        state, metrics = step(state)
+        if int(metrics["branch"]) == EDIT:
+            break
+    assert int(metrics["branch"]) == EDIT
+    assert np.asarray(prev.curriculum.last_idx).min() >= 0
+    assert float(metrics["buffer/num_edits"]) > 0
+
+
+def test_accel_edits_every_level_of_the_batch():
+    exp = make("accel", num_edits=1)
+    parents = jax.vmap(exp.ctx.generator)(jax.random.split(jax.random.PRNGKey(0), 64))
+    edited = exp.curriculum._edit(jax.random.PRNGKey(1), parents)
+    changed = np.asarray(edited.goal) != np.asarray(parents.goal)
+    # move_goal keeps the goal with probability 1/7 per level; one shared key or an edit of
+    # one level only would change far fewer, or all by the same offset.
+    assert changed.sum() >= 40, changed.sum()
+    offsets = (np.asarray(edited.goal) - np.asarray(parents.start)) % 8
+    assert len(set(offsets.tolist())) > 3
