@@ -125,6 +125,7 @@ class Experiment:
             "branch": plan.branch,
             "trained_envs": plan.train_mask.sum(),
         }
+        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
         new_state = TrainState(
             student=student, curriculum=cstate, key=key, updates=state.updates + 1
         )
@@ -144,9 +145,24 @@ class Experiment:
         per_level = jax.vmap(self.env.level_metrics)(levels)
         return {f"levels/{k}": v.mean() for k, v in per_level.items()}
 
-    def run_chunk(self, state: TrainState, num_updates: int):
-        """``num_updates`` train steps in one ``lax.scan``; metrics get a leading axis."""
-        return jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_updates)
+    def run_chunk(self, state: TrainState, num_updates: int, active: chex.Array | None = None):
+        """``num_updates`` train steps in one ``lax.scan``; metrics get a leading axis.
+
+        With ``active`` (a traced count), only the first ``active`` steps run and the rest
+        pass the state through with NaN metrics: the run's last, shorter chunk reuses the
+        same compiled program.
+        """
+        if active is None:
+            return jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_updates)
+
+        def body(s, i):
+            def skip(s):
+                _, metrics = jax.eval_shape(self.step, s)
+                return s, jax.tree.map(lambda m: jnp.full(m.shape, jnp.nan, jnp.float32), metrics)
+
+            return jax.lax.cond(i < active, self.step, skip, s)
+
+        return jax.lax.scan(body, state, jnp.arange(num_updates))
 
 
 def build(cfg: Config) -> Experiment:

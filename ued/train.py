@@ -109,8 +109,8 @@ def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> di
     jax.block_until_ready(state)
     init_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    run_chunk = jax.jit(lambda s: exp.run_chunk(s, chunk), donate_argnums=0)
-    run_chunk = run_chunk.lower(state).compile()
+    run_chunk = jax.jit(lambda s, n: exp.run_chunk(s, chunk, n), donate_argnums=0)
+    run_chunk = run_chunk.lower(state, jnp.int32(chunk)).compile()
     compile_seconds = time.perf_counter() - t0
     evaluator = Evaluator(exp)
     eval_key = jax.random.PRNGKey(cfg.run.seed + 1_000_003)
@@ -122,20 +122,21 @@ def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> di
             flush=True,
         )
 
-    progress = _progress(num_chunks * chunk * cfg.steps_per_update, verbose and cfg.run.progress)
+    progress = _progress(cfg.total_updates * cfg.steps_per_update, verbose and cfg.run.progress)
     record: dict[str, Any] = {}
     evals: dict[str, float] = {}
     last_eval = 0
-    for _ in range(num_chunks):
+    for index in range(num_chunks):
+        active = min(chunk, cfg.total_updates - index * chunk)
         t0 = time.perf_counter()
-        state, metrics = run_chunk(state)
+        state, metrics = run_chunk(state, jnp.int32(active))
         summary = summarize_chunk(metrics)  # device_get waits for the device
         seconds = time.perf_counter() - t0
         updates = int(state.updates)
         record = {
             "updates": updates,
             "env_steps": updates * cfg.steps_per_update,
-            "sps": chunk * cfg.steps_per_update / seconds,
+            "sps": active * cfg.steps_per_update / seconds,
             **summary,
         }
         interval = cfg.eval.interval
@@ -145,7 +146,7 @@ def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> di
             last_eval = updates
         _check_finite(record, updates)
         logger.log(record)
-        progress.update(chunk * cfg.steps_per_update)
+        progress.update(active * cfg.steps_per_update)
         progress.set_postfix(
             sps=f"{record['sps']:.0f}",
             ret=f"{record['mean_return']:.3f}",
