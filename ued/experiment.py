@@ -82,7 +82,7 @@ class Experiment:
         )
 
     # --- the train step -----------------------------------------------------------------
-    def rollout(self, key: chex.PRNGKey, params, levels) -> Any:
+    def rollout(self, key: chex.PRNGKey, params, levels, num_steps: int | None = None) -> Any:
         """Student rollout with GAE on a batch of levels (each env reset to its level)."""
         reset_key, roll_key = jax.random.split(key)
         n = jax.tree.leaves(levels)[0].shape[0]
@@ -96,7 +96,7 @@ class Experiment:
             params,
             obs,
             env_state,
-            self.cfg.ppo.num_steps,
+            num_steps or self.cfg.ppo.num_steps,
         )
         return ppo.with_gae(rollout, self.cfg.ppo.gamma, self.cfg.ppo.gae_lambda)
 
@@ -186,7 +186,8 @@ def build(cfg: Config) -> Experiment:
         env_params=env_params,
         generator=generator,
         num_envs=cfg.ppo.num_envs,
-        rollout=lambda key, params, levels: holder["exp"].rollout(key, params, levels),
+        network=network,
+        rollout=lambda *args, **kwargs: holder["exp"].rollout(*args, **kwargs),
     )
     try:
         curriculum = make_curriculum(cfg.curriculum.name, ctx)

@@ -33,8 +33,10 @@ class Context:
     env_params: Any
     generator: Generator
     num_envs: int
-    # (key, params, levels) -> Rollout with GAE: a student rollout on N levels, for
-    # curricula that must look at the student outside the main rollout (SFL, PAIRED).
+    network: Any  # the student's ActorCritic module (PAIRED's antagonist shares it)
+    # (key, params, levels, num_steps=None) -> Rollout with GAE: a rollout of a student
+    # (any params of ``network``) on a batch of levels, for curricula that look at the
+    # student outside the main rollout (SFL, PAIRED). num_steps defaults to ppo.num_steps.
     rollout: Callable[..., Any]
 
 
