@@ -303,15 +303,28 @@ def _deepcopy(data):
     return data
 
 
+def read_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Reads an experiment file. A top-level ``base: OTHER.yaml`` (relative to the file)
+    is read first and this file's keys are merged over it, section by section."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: 'base' files include each other in a cycle")
+    loaded = yaml.safe_load(path.read_text())
+    if loaded is not None and not isinstance(loaded, Mapping):
+        raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
+    data = dict(loaded or {})
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be a file name, got {base!r}")
+    parent = read_experiment(path.parent / base, (*_seen, path.resolve()))
+    return _merge(parent, data)
+
+
 def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Loads a YAML experiment (or the defaults when ``path`` is None) plus overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        text = Path(path).read_text()
-        loaded = yaml.safe_load(text)
-        if loaded is not None and not isinstance(loaded, Mapping):
-            raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
-        data = dict(loaded or {})
+    data = read_experiment(path) if path is not None else {}
     return from_dict(apply_overrides(data, overrides))
 
 

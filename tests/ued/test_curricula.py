@@ -16,7 +16,7 @@ BASE = {
         "generator_options": {},
     },
     "network": {"kind": "mlp", "mlp_sizes": [16], "head_size": 8},
-    "ppo": {"num_envs": 6, "num_steps": 16, "epochs": 1},
+    "ppo": {"num_envs": 7, "num_steps": 16, "epochs": 1},
     "run": {"total_env_steps": 10000, "progress": False, "compile_cache": ""},
     "curriculum": {
         "buffer": {"capacity": 16, "min_fill_ratio": 0.25, "replay_prob": 0.5},

@@ -64,8 +64,9 @@ class PLR:
     def groups(self) -> tuple[int, int, int]:
         """Env counts (new, replay, edit) per step of the parallel variant."""
         n = self.ctx.num_envs
-        parts = 3 if self.accel else 2
-        return (n // parts, n // parts, n // parts if self.accel else 0)
+        share = n // 3 if self.accel else n // 2
+        edit = share if self.accel else 0
+        return (n - share - edit, share, edit)  # the remainder goes to the new group
 
     @property
     def replay_count(self) -> int:
@@ -300,10 +301,10 @@ def _make(ctx: Context, robust: bool, accel: bool) -> PLR:
                 f"{ctx.family.name!r} has {sorted(ctx.family.generators)}"
             )
         new_levels = ctx.family.generators["empty_room"](ctx.env)
-    if cfg.parallel and ctx.num_envs % (3 if accel else 2):
+    if cfg.parallel and ctx.num_envs < (3 if accel else 2):
         raise ConfigError(
-            f"ppo.num_envs={ctx.num_envs} must be divisible by {3 if accel else 2} for the "
-            "parallel variant, which splits the envs into equal new/replay(/edit) groups"
+            f"ppo.num_envs={ctx.num_envs} is too small for the parallel variant, which splits "
+            f"the envs into new/replay{'/edit' if accel else ''} groups"
         )
     edit_n = repeat(editor_menu(ctx), cfg.num_edits) if accel else None
     return PLR(ctx, robust, accel, score_fn, params, new_levels, edit_n)

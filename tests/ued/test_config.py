@@ -1,0 +1,76 @@
+"""Config loading: errors name the key and what is allowed, before anything compiles."""
+
+from pathlib import Path
+
+import pytest
+
+from ued import config as config_lib
+from ued.config import ConfigError
+from ued.experiment import build
+
+EXPERIMENTS = sorted((Path(__file__).parents[2] / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["ppo.num_env=8"], "unknown config key 'ppo.num_env'"),
+        (["ppoo.lr=1"], "unknown config key 'ppoo'"),
+        (["ppo.num_envs=abc"], "ppo.num_envs must be an integer"),
+        (["ppo.num_envs=0"], "ppo.num_envs must be > 0"),
+        (["ppo.gamma=1.5"], "ppo.gamma must be in [0, 1]"),
+        (["network.kind=transformer"], "network.kind='transformer' is not one of"),
+        (["curriculum.buffer.prioritisation=best"], "curriculum.buffer.prioritisation"),
+        (["ppo.num_envs=6", "ppo.num_minibatches=4"], "must be divisible by"),
+        (["run.progress=maybe"], "run.progress must be true or false"),
+        (["ppo"], "must look like section.key=value"),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        config_lib.load(None, override)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["env.family=chess"], "unknown environment family 'chess'"),
+        (["env.generator=fractal"], "env.generator='fractal' is not one of"),
+        (["env.options.max_sise=9"], "unknown option env.options.max_sise; allowed"),
+        (["env.generator_options.walls=3"], "env.generator_options.walls"),
+        (["curriculum.name=magic"], "unknown curriculum 'magic'"),
+        (["curriculum.name=plr", "curriculum.score.regret=1"], "regret"),
+        (["curriculum.name=accel", "curriculum.editors.teleport=1"], "curriculum.editors"),
+    ],
+)
+def test_bad_names_fail_at_build_naming_the_key(override, message):
+    cfg = config_lib.load(None, override)
+    with pytest.raises(ConfigError) as err:
+        build(cfg)
+    assert message in str(err.value)
+
+
+def test_overrides_and_base_files(tmp_path):
+    (tmp_path / "parent.yaml").write_text("ppo: {num_envs: 8, lr: 0.5}\nrun: {seed: 3}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nppo: {lr: 0.25}\n")
+    cfg = config_lib.load(tmp_path / "child.yaml", ["run.seed=4", "env.options.max_size=9"])
+    assert (cfg.ppo.num_envs, cfg.ppo.lr, cfg.run.seed) == (8, 0.25, 4)
+    assert cfg.env.options == {"max_size": 9}
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        config_lib.load(tmp_path / "a.yaml")
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = config_lib.load(None, ["ppo.num_envs=8", "network.mlp_sizes=[8, 4]"])
+    config_lib.dump(cfg, tmp_path / "config.yaml")
+    assert config_lib.load(tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_file_loads_and_builds(path):
+    cfg = config_lib.load(path)
+    exp = build(cfg)
+    assert exp.cfg.curriculum.name == cfg.curriculum.name
