@@ -4,6 +4,18 @@
 
 With no experiment file it runs the quick-start experiment (experiments/quickstart.yaml): a
 short run that prints progress and ends with a table of solve rates on the named levels.
+
+Resume a run from its newest checkpoint (run.dir must be given):
+
+    python scripts/train.py EXPERIMENT.yaml run.dir=OUT run.resume=true
+
+The first Ctrl-C (SIGINT) or SIGTERM finishes the current chunk, writes a checkpoint and
+exits; a second one aborts at once (the process dies by that signal, e.g. exit status 130
+in a shell, and the newest checkpoint is the last one written).
+
+Exit codes: 0 finished; 2 bad config, or a checkpoint this config cannot resume; 3 stopped
+on a non-finite parameter, loss or gradient norm (the last good checkpoint is kept);
+4 interrupted by SIGINT/SIGTERM after writing a checkpoint (resume with run.resume=true).
 """
 
 from __future__ import annotations
@@ -12,7 +24,9 @@ import sys
 from pathlib import Path
 
 from ued import config as config_lib
-from ued.train import train
+from ued.train import NonFiniteError, train
+
+EXIT_CONFIG, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 4
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "experiments" / "quickstart.yaml"
 
@@ -35,8 +49,21 @@ def main(argv: list[str]) -> int:
         result = train(cfg)
     except config_lib.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    except NonFiniteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
     final = result["final"]
+    if result["status"] == "interrupted":
+        print(
+            f"[ued] interrupted at {final.get('updates', result['resumed_from'])} updates; "
+            f"checkpoint {result['checkpoint']}; continue with run.resume=true",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if not final:
+        print(f"[ued] nothing to do: the run in {cfg.run.dir} is already complete")
+        return 0
     print(
         f"[ued] done: {final['env_steps']} env steps, mean return {final['mean_return']:.3f}, "
         f"solve rate {final['solve_rate']:.2f}, {final['sps']:.0f} steps/s"

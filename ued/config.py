@@ -109,6 +109,9 @@ class RunConfig:
     num_seeds: int = 1
     devices: int = 0  # 0 = all local devices
     compile_cache: str = "~/.cache/ued/jax"  # "" disables the persistent compilation cache
+    # Extra metric sinks besides metrics.jsonl/csv: "tensorboard" (OUT/tb), "wandb". Each
+    # needs its optional extra; none needs a network unless wandb is set to go online.
+    loggers: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +139,7 @@ CHOICES = {
     "curriculum.buffer.prioritisation": ("rank", "power", "top_k"),
     "curriculum.buffer.replay_schedule": ("fixed", "proportionate"),
 }
+LOGGERS = ("tensorboard", "wandb")
 POSITIVE = {
     "ppo.num_envs",
     "ppo.num_steps",
@@ -248,6 +252,9 @@ def validate(cfg: Config) -> Config:
         )
     if cfg.curriculum.num_edits < 0:
         raise ConfigError(f"curriculum.num_edits must be >= 0, got {cfg.curriculum.num_edits}")
+    for name in cfg.run.loggers:
+        if name not in LOGGERS:
+            raise ConfigError(f"run.loggers: {name!r} is not one of {list(LOGGERS)}")
     for name, weight in cfg.curriculum.score.items():
         if not isinstance(weight, (int, float)) or isinstance(weight, bool):
             raise ConfigError(f"curriculum.score.{name} must be a number, got {weight!r}")

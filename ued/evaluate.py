@@ -1,12 +1,26 @@
-"""Jitted evaluation of a student on a set of levels: solve rate, return, episode length."""
+"""Jitted evaluation of a student on sets of levels: solve rate, return, episode length.
+
+``evaluate`` is the pure function (vmapped over levels and episodes); ``LevelEvaluator``
+runs any number of levels through it in batches of one fixed size, so a thousand levels
+compile once and never hold more than one batch of episodes in memory. Level sets come from
+a family's named levels, text files (levels separated by blank lines) or a generator.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ued.networks import ActorCritic, distribution
+
+METRICS = ("solve_rate", "mean_return", "mean_length")
+CVAR_FRACTIONS = {"cvar_1": 0.01, "cvar_10": 0.10}
 
 
 def evaluate(
@@ -22,7 +36,8 @@ def evaluate(
     """Runs ``episodes`` stochastic-policy episodes on each of L levels (vmapped over both).
 
     Returns (L,) float32 arrays: ``solve_rate``, ``mean_return``, ``mean_length``. Each
-    episode runs until its first ``done`` or ``max_steps``.
+    episode runs until its first ``done`` or ``max_steps``; the loop stops early once every
+    episode has ended.
     """
     num_levels = jax.tree.leaves(levels)[0].shape[0]
     batch = num_levels * episodes
@@ -32,9 +47,9 @@ def evaluate(
     obs, state = reset(jax.random.split(reset_key, batch), tiled, env_params)
     step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
-    def step(carry, step_key):
-        obs, state, rnn, finished, ret, length, solved = carry
-        act_key, env_key = jax.random.split(step_key)
+    def step(carry):
+        t, obs, state, rnn, finished, ret, length, solved = carry
+        act_key, env_key = jax.random.split(jax.random.fold_in(run_key, t))
         batched = jax.tree.map(lambda x: x[None], obs)
         rnn, policy, _ = network.apply(params, rnn, batched, jnp.zeros((1, batch), bool))
         action = distribution(policy[0], network.continuous).sample(seed=act_key)
@@ -44,20 +59,22 @@ def evaluate(
         length = length + active.astype(jnp.int32)
         solved = solved | (active & out.done & out.info["success"])
         finished = finished | out.done
-        return (out.obs, out.state, rnn, finished, ret, length, solved), None
+        return (t + 1, out.obs, out.state, rnn, finished, ret, length, solved)
 
-    zeros_f = jnp.zeros((batch,), jnp.float32)
+    def running(carry):
+        return (carry[0] < max_steps) & ~carry[4].all()
+
     init = (
+        jnp.zeros((), jnp.int32),
         obs,
         state,
         network.initial_carry(batch),
         jnp.zeros((batch,), bool),
-        zeros_f,
+        jnp.zeros((batch,), jnp.float32),
         jnp.zeros((batch,), jnp.int32),
         jnp.zeros((batch,), bool),
     )
-    final, _ = jax.lax.scan(step, init, jax.random.split(run_key, max_steps))
-    _, _, _, _, ret, length, solved = final
+    *_, ret, length, solved = jax.lax.while_loop(running, step, init)
 
     def per_level(x):
         return x.astype(jnp.float32).reshape(num_levels, episodes).mean(axis=1)
@@ -74,3 +91,132 @@ def cvar(values: chex.Array, fraction: float) -> chex.Array:
     values = jnp.sort(jnp.ravel(values))
     k = max(1, int(round(fraction * values.shape[0])))
     return values[:k].mean()
+
+
+def summarize(result: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Means of the per-level metrics, and the CVaR of solve rate at 1% and 10%."""
+    out = {m: float(np.mean(result[m])) for m in METRICS}
+    for name, fraction in CVAR_FRACTIONS.items():
+        out[name] = float(cvar(jnp.asarray(result["solve_rate"]), fraction))
+    return out
+
+
+def set_result(per_level: Mapping[str, np.ndarray], names: Sequence[str] | None) -> dict:
+    """JSON-ready result of one level set: ``num_levels``, ``summary`` and per-level values.
+
+    With ``names`` the per-level values are ``levels: {name: {metric: value}}`` (shown in
+    tables); without, ``per_level: {metric: [values]}`` (large random sets).
+    """
+    n = len(per_level["solve_rate"])
+    out: dict[str, Any] = {"num_levels": n, "summary": summarize(per_level)}
+    if names is not None:
+        out["levels"] = {
+            name: {m: float(per_level[m][i]) for m in METRICS} for i, name in enumerate(names)
+        }
+    else:
+        out["per_level"] = {m: [float(v) for v in per_level[m]] for m in METRICS}
+    return out
+
+
+class LevelEvaluator:
+    """Evaluates level sets of any size in batches of one fixed size: one compiled function.
+
+    Args:
+        env, env_params, network: as in the experiment.
+        episodes: episodes per level.
+        max_steps: episode horizon.
+        batch_levels: levels per batch; a set is split into batches of this many levels,
+            the last one padded with copies of the set's first level (results dropped).
+            Memory grows with ``batch_levels * episodes``.
+    """
+
+    def __init__(self, env, env_params, network, episodes: int, max_steps: int, batch_levels):
+        self.episodes = int(episodes)
+        self.max_steps = int(max_steps)
+        self.batch_levels = max(1, int(batch_levels))
+        self._fn = jax.jit(
+            lambda key, params, levels: evaluate(
+                key, env, env_params, network, params, levels, self.episodes, self.max_steps
+            )
+        )
+
+    def __call__(self, key: chex.PRNGKey, params, levels) -> dict[str, np.ndarray]:
+        """Per-level (L,) float32 ``solve_rate``, ``mean_return``, ``mean_length``."""
+        n = int(jax.tree.leaves(levels)[0].shape[0])
+        size = self.batch_levels
+        parts = []
+        for i, start in enumerate(range(0, n, size)):
+            idx = np.arange(start, start + size) % n
+            batch = jax.tree.map(lambda x, idx=idx: x[idx], levels)
+            parts.append(self._fn(jax.random.fold_in(key, i), params, batch))  # async dispatch
+        parts = jax.device_get(parts)
+        return {m: np.concatenate([p[m] for p in parts])[:n] for m in METRICS}
+
+
+# --- level sets -------------------------------------------------------------------------------
+
+
+def stack(levels: Sequence[Any]) -> Any:
+    """Stacks same-shaped levels into one batched level."""
+    if not levels:
+        raise ValueError("no levels to stack")
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *levels)
+
+
+def levels_from_text(family, env, text: str) -> list[Any]:
+    """Parses levels separated by blank lines with ``family.level_from_text``.
+
+    Raises:
+        ValueError: naming the level (and its first line) that failed to parse.
+    """
+    blocks: list[tuple[int, list[str]]] = []
+    previous_blank = True
+    for i, line in enumerate(text.splitlines()):
+        if not line.strip():
+            previous_blank = True
+            continue
+        if previous_blank:
+            blocks.append((i + 1, []))
+        blocks[-1][1].append(line)
+        previous_blank = False
+    if not blocks:
+        raise ValueError("no levels in the text")
+    levels = []
+    for number, (line, rows) in enumerate(blocks, start=1):
+        try:
+            levels.append(family.level_from_text(env, "\n".join(rows)))
+        except ValueError as err:
+            raise ValueError(f"level {number} (starting on line {line}): {err}") from err
+    return levels
+
+
+def levels_from_file(family, env, path: str | Path) -> list[Any]:
+    """Reads a text file of levels separated by blank lines."""
+    path = Path(path)
+    try:
+        return levels_from_text(family, env, path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def random_levels(key: chex.PRNGKey, generator, n: int) -> Any:
+    """``n`` levels from a ``key -> level`` generator, as one batched level."""
+    return jax.jit(jax.vmap(generator))(jax.random.split(key, n))
+
+
+def format_table(sets: Mapping[str, Mapping[str, Any]]) -> str:
+    """A text table of evaluation results (see ``scripts/evaluate.py`` for the layout)."""
+    rows = [f"{'level':<32} {'solve':>6} {'return':>8} {'length':>8} {'cvar1%':>7} {'cvar10%':>7}"]
+    for set_name, result in sets.items():
+        for name, row in result.get("levels", {}).items():
+            rows.append(
+                f"{name:<32} {row['solve_rate']:>6.2f} {row['mean_return']:>8.3f} "
+                f"{row['mean_length']:>8.1f}"
+            )
+        s = result["summary"]
+        label = f"{set_name} ({result['num_levels']} levels)"
+        rows.append(
+            f"{label:<32} {s['solve_rate']:>6.2f} {s['mean_return']:>8.3f} "
+            f"{s['mean_length']:>8.1f} {s['cvar_1']:>7.2f} {s['cvar_10']:>7.2f}"
+        )
+    return "\n".join(rows)

@@ -24,6 +24,28 @@ from ued.config import Config, ConfigError
 from ued.curricula import Context, Curriculum, make_curriculum
 from ued.networks import ActorCritic, make_network
 
+# Bits of the ``nonfinite`` metric, in order: a quantity that became NaN or infinite.
+NONFINITE = ("params", "loss", "grad_norm")
+
+
+def nonfinite_flags(params, loss_metrics: Mapping[str, Any], trained) -> chex.Array:
+    """() int32 bit mask over ``NONFINITE``; 0 when everything is finite.
+
+    Losses and the gradient norm only count when a gradient step was taken (``trained``):
+    otherwise they are NaN by convention ("not applicable").
+    """
+
+    def bad(leaves) -> chex.Array:
+        return jnp.any(jnp.stack([~jnp.isfinite(x).all() for x in leaves] or [False]))
+
+    losses = [v for k, v in loss_metrics.items() if k.startswith("loss/")]
+    flags = (
+        bad(jax.tree.leaves(params)),
+        trained & bad(losses),
+        trained & bad([loss_metrics["grad_norm"]] if "grad_norm" in loss_metrics else []),
+    )
+    return sum(f.astype(jnp.int32) << i for i, f in enumerate(flags))
+
 
 @struct.dataclass
 class TrainState:
@@ -116,7 +138,8 @@ class Experiment:
             _, stats = jax.eval_shape(train, student)
             return student, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), stats)
 
-        student, loss_metrics = jax.lax.cond(plan.train_mask.any(), train, skip, state.student)
+        trained = plan.train_mask.any()
+        student, loss_metrics = jax.lax.cond(trained, train, skip, state.student)
         metrics = {
             **self._episode_metrics(rollout),
             **self._level_metrics(levels),
@@ -124,6 +147,7 @@ class Experiment:
             **cmetrics,
             "branch": plan.branch,
             "trained_envs": plan.train_mask.sum(),
+            "nonfinite": nonfinite_flags(student.params, loss_metrics, trained),
         }
         metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
         new_state = TrainState(

@@ -1,12 +1,32 @@
-"""The host driver: builds the step, runs jitted chunks, logs, evaluates, shows progress.
+"""The host driver: builds the step, runs jitted chunks, logs, evaluates, checkpoints.
 
-Host code only drives chunks of jitted steps; nothing here runs per env step.
+Host code only drives chunks of jitted steps; nothing here runs per env step. A run folder
+(``run.dir``) holds ``config.yaml``, ``metrics.jsonl``/``metrics.csv``, ``summary.json``,
+``checkpoints/<updates>/`` and ``gallery/``.
+
+- Chunks end on multiples of ``eval.interval`` and ``run.checkpoint_every`` (the last chunk
+  of a kind runs a traced number of updates, so one compiled program serves them all).
+  Every update is a pure function of the train state, so a run resumed from a checkpoint
+  continues bit for bit.
+- ``run.resume=true`` continues from the newest usable checkpoint (see ``ued.checkpoint``
+  for which config changes are allowed); rows of ``metrics.jsonl``/``.csv`` logged after
+  that checkpoint are dropped, and the resumed run appends its own.
+- The first SIGINT/SIGTERM finishes the current chunk, writes a checkpoint and returns with
+  ``status="interrupted"``; a second one aborts at once (the default signal action).
+- A non-finite parameter, loss or gradient norm (the step's ``nonfinite`` metric) raises
+  ``NonFiniteError`` naming the update and the quantity; nothing of that chunk is saved, so
+  the newest checkpoint is the last good state.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import signal
+import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +35,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ued import config as config_lib
-from ued.config import Config
-from ued.evaluate import evaluate
-from ued.experiment import Experiment, TrainState, build
+from ued import gallery
+from ued.checkpoint import Checkpointer, check_compatible, into_state
+from ued.config import Config, ConfigError
+from ued.evaluate import LevelEvaluator, format_table, set_result, stack
+from ued.experiment import NONFINITE, Experiment, TrainState, build
 from ued.logging import CsvLogger, JsonlLogger, Logger, MultiLogger
+
+
+class NonFiniteError(FloatingPointError):
+    """A parameter, loss or gradient norm became NaN or infinite."""
 
 
 def enable_compile_cache(path: str) -> None:
@@ -32,161 +58,345 @@ def enable_compile_cache(path: str) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
-def stack(levels: list) -> Any:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *levels)
-
-
 class Evaluator:
     """Jitted evaluation of the student on the family's named levels."""
 
     def __init__(self, exp: Experiment):
-        self.exp = exp
         named = dict(exp.family.named_levels(exp.env)) if exp.cfg.eval.levels == "named" else {}
         self.names = list(named)
         self.levels = stack(list(named.values())) if named else None
-        episodes = exp.cfg.eval.episodes
+        self.per_level: dict[str, np.ndarray] = {}  # the last evaluation, (L,) per metric
         max_steps = exp.env.max_episode_steps(exp.env_params)
-        self._fn = jax.jit(
-            lambda key, params, levels: evaluate(
-                key, exp.env, exp.env_params, exp.network, params, levels, episodes, max_steps
-            )
+        episodes = exp.cfg.eval.episodes
+        self._eval = LevelEvaluator(
+            exp.env, exp.env_params, exp.network, episodes, max_steps, len(self.names)
         )
 
     def __call__(self, key, params) -> dict[str, float]:
+        """``eval/<level>/<metric>`` for each level and ``eval/<metric>`` means."""
         if self.levels is None:
             return {}
-        result = jax.device_get(self._fn(key, params, self.levels))
+        self.per_level = self._eval(key, params, self.levels)
         out = {}
         for i, name in enumerate(self.names):
-            for metric in ("solve_rate", "mean_return", "mean_length"):
-                out[f"eval/{name}/{metric}"] = float(result[metric][i])
-        out["eval/solve_rate"] = float(np.mean(result["solve_rate"]))
-        out["eval/mean_return"] = float(np.mean(result["mean_return"]))
+            for metric, values in self.per_level.items():
+                out[f"eval/{name}/{metric}"] = float(values[i])
+        for metric, values in self.per_level.items():
+            out[f"eval/{metric}"] = float(np.mean(values))
         return out
 
 
-def summarize_chunk(metrics: dict[str, Any]) -> dict[str, float]:
-    """Mean over the chunk's updates; NaN entries (branch did not apply) are ignored."""
+def summarize_chunk(metrics: dict[str, Any], active: int | None = None) -> dict[str, float]:
+    """Mean over the chunk's first ``active`` updates; NaN entries (a branch that did not
+    apply) are ignored. The ``nonfinite`` flag is checked, not logged."""
     out = {}
     for key, value in jax.device_get(metrics).items():
-        value = np.asarray(value, dtype=np.float64)
+        if key == "nonfinite":
+            continue
+        value = np.asarray(value, dtype=np.float64)[:active]
         finite = value[np.isfinite(value)]
         out[key] = float(finite.mean()) if finite.size else float("nan")
     return out
 
 
-def format_table(evals: dict[str, float], names: list[str]) -> str:
-    rows = [f"{'level':<24} {'solve rate':>10} {'return':>8} {'length':>8}"]
-    for name in names:
-        rows.append(
-            f"{name:<24} {evals[f'eval/{name}/solve_rate']:>10.2f} "
-            f"{evals[f'eval/{name}/mean_return']:>8.3f} {evals[f'eval/{name}/mean_length']:>8.1f}"
+def check_finite(metrics: dict[str, Any], first_update: int, active: int) -> None:
+    """Raises ``NonFiniteError`` naming the first update (1-based) whose flag is set."""
+    flags = np.nan_to_num(np.asarray(metrics.get("nonfinite", []), np.float64)[:active])
+    bad = np.flatnonzero(flags)
+    if bad.size:
+        mask = int(flags[bad[0]])
+        names = [name for i, name in enumerate(NONFINITE) if mask >> i & 1]
+        losses = {k: float(np.asarray(v)[bad[0]]) for k, v in metrics.items() if "loss" in k}
+        raise NonFiniteError(
+            f"non-finite {' and '.join(names)} at update {first_update + int(bad[0]) + 1} "
+            f"(losses then: {losses})"
         )
-    rows.append(f"{'mean':<24} {evals['eval/solve_rate']:>10.2f} {evals['eval/mean_return']:>8.3f}")
-    return "\n".join(rows)
 
 
-def make_logger(run_dir: Path | None) -> Logger:
+class StopSignal:
+    """Context manager: the first SIGINT/SIGTERM sets ``requested``; a second one aborts."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, verbose: bool = True):
+        self.requested: str | None = None
+        self.verbose = verbose
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = signal.Signals(signum).name
+        for sig in self.SIGNALS:  # the next signal gets the default action: abort now
+            signal.signal(sig, signal.SIG_DFL)
+        if self.verbose:
+            print(
+                f"\n[ued] {self.requested}: finishing this chunk and writing a checkpoint; "
+                "send it again to abort at once",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def make_logger(cfg: Config, run_dir: Path | None) -> Logger:
+    """JSONL and CSV in the run folder, plus the optional ``run.loggers``."""
     if run_dir is None:
         return MultiLogger([])
-    return MultiLogger([JsonlLogger(run_dir / "metrics.jsonl"), CsvLogger(run_dir / "metrics.csv")])
+    loggers: list[Logger] = [
+        JsonlLogger(run_dir / "metrics.jsonl"),
+        CsvLogger(run_dir / "metrics.csv"),
+    ]
+    from ued import logging as log_lib
+
+    try:
+        if "tensorboard" in cfg.run.loggers:
+            loggers.append(log_lib.TensorBoardLogger(run_dir / "tb"))
+        if "wandb" in cfg.run.loggers:
+            config = config_lib.to_dict(cfg)
+            loggers.append(log_lib.WandbLogger(config, dir=str(run_dir), name=run_dir.name))
+    except ImportError as err:
+        extra = "tensorboard" if "tensorboard" in str(err).lower() else "wandb"
+        message = f"run.loggers: {err}; install it with pip install 'ued[{extra}]'"
+        raise ConfigError(message) from err
+    return MultiLogger(loggers)
+
+
+def prune_metrics(run_dir: Path, updates: int | None) -> None:
+    """Drops metric rows logged after ``updates`` (all of them with None)."""
+    for name in ("metrics.jsonl", "metrics.csv"):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        if updates is None:
+            warnings.warn(f"starting afresh: removing {path} of an earlier run", stacklevel=2)
+            path.unlink()
+            continue
+        if name.endswith(".jsonl"):
+            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if json.loads(ln).get("updates", 0) <= updates]
+            path.write_text("".join(ln + "\n" for ln in kept))
+        else:
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                columns = list(reader.fieldnames or [])
+                rows = [r for r in reader if float(r.get("updates") or 0) <= updates]
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, columns)
+                writer.writeheader()
+                writer.writerows(rows)
+
+
+def _start(exp: Experiment, ckpt: Checkpointer | None, run_dir: Path | None, verbose: bool):
+    """The initial state: restored when ``run.resume`` finds a checkpoint, else fresh."""
+    cfg = exp.cfg
+    snapshot = None
+    if ckpt is not None and ckpt.steps and not cfg.run.resume:
+        raise ConfigError(
+            f"run.dir={cfg.run.dir} already has checkpoints {ckpt.steps}; pass run.resume=true "
+            "to continue that run, or choose another run.dir"
+        )
+    if ckpt is not None and cfg.run.resume:
+        snapshot = ckpt.load_latest()
+        if snapshot is None:
+            message = f"run.resume: no checkpoint in {ckpt.directory}; starting afresh"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+    init = jax.jit(exp.init)
+    key = jax.random.PRNGKey(cfg.run.seed)
+    if snapshot is None:
+        if run_dir is not None:
+            prune_metrics(run_dir, None)
+        return init(key), 0
+    like = jax.eval_shape(init, key)
+    for message in check_compatible(snapshot, cfg, like):
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    if run_dir is not None:
+        prune_metrics(run_dir, snapshot.step)
+    if verbose:
+        print(f"[ued] resuming from {snapshot.path} ({snapshot.step} updates)", flush=True)
+    return into_state(like, snapshot.leaves), snapshot.step
 
 
 def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> dict[str, Any]:
-    """Runs ``cfg`` to ``run.total_env_steps``; returns the last metrics and evaluation."""
+    """Runs ``cfg`` to ``run.total_env_steps``; returns the last metrics and evaluation.
+
+    The result has ``final`` (the last logged record), ``eval``, ``state``, ``status``
+    (``"finished"`` or ``"interrupted"``), ``resumed_from`` (updates; 0 for a fresh run),
+    ``checkpoint`` (the last saved step folder, or None) and timings.
+    """
+    if cfg.run.resume and not cfg.run.dir:
+        raise ConfigError("run.resume=true needs run.dir: the folder of the run to continue")
     enable_compile_cache(cfg.run.compile_cache)
     exp = build(cfg)
     run_dir = Path(cfg.run.dir) if cfg.run.dir else None
+    ckpt = None
     if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_lib.dump(cfg, run_dir / "config.yaml")
-    logger = logger or make_logger(run_dir)
-    chunk = min(cfg.run.chunk_updates, cfg.total_updates)
-    num_chunks = -(-cfg.total_updates // chunk)
-
-    t0 = time.perf_counter()
-    state: TrainState = jax.jit(exp.init)(jax.random.PRNGKey(cfg.run.seed))
-    jax.block_until_ready(state)
-    init_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run_chunk = jax.jit(lambda s, n: exp.run_chunk(s, chunk, n), donate_argnums=0)
-    run_chunk = run_chunk.lower(state, jnp.int32(chunk)).compile()
-    compile_seconds = time.perf_counter() - t0
-    evaluator = Evaluator(exp)
-    eval_key = jax.random.PRNGKey(cfg.run.seed + 1_000_003)
-    if verbose:
-        print(
-            f"[ued] {cfg.curriculum.name} on {cfg.env.family}: {cfg.total_updates} updates of "
-            f"{cfg.steps_per_update} env steps; init {init_seconds:.1f}s, "
-            f"compile {compile_seconds:.1f}s",
-            flush=True,
-        )
-
-    progress = _progress(cfg.total_updates * cfg.steps_per_update, verbose and cfg.run.progress)
-    record: dict[str, Any] = {}
-    evals: dict[str, float] = {}
-    last_eval = 0
-    for index in range(num_chunks):
-        active = min(chunk, cfg.total_updates - index * chunk)
+        ckpt = Checkpointer(run_dir / "checkpoints", cfg.run.keep_checkpoints)
+    try:
         t0 = time.perf_counter()
-        state, metrics = run_chunk(state, jnp.int32(active))
-        summary = summarize_chunk(metrics)  # device_get waits for the device
-        seconds = time.perf_counter() - t0
-        updates = int(state.updates)
-        record = {
-            "updates": updates,
-            "env_steps": updates * cfg.steps_per_update,
-            "sps": active * cfg.steps_per_update / seconds,
-            **summary,
-        }
-        interval = cfg.eval.interval
-        if interval and updates // interval > last_eval // interval:
-            evals = evaluator(jax.random.fold_in(eval_key, updates), state.student.params)
-            record.update(evals)
-            last_eval = updates
-        _check_finite(record, updates)
-        logger.log(record)
-        progress.update(active * cfg.steps_per_update)
-        progress.set_postfix(
-            sps=f"{record['sps']:.0f}",
-            ret=f"{record['mean_return']:.3f}",
-            solve=f"{record['solve_rate']:.2f}",
-        )
-    progress.close()
-    if evaluator.names and last_eval != int(state.updates):
-        evals = evaluator(jax.random.fold_in(eval_key, int(state.updates)), state.student.params)
-        logger.log({"updates": int(state.updates), "env_steps": record["env_steps"], **evals})
-    logger.close()
-    if verbose and evals:
-        print(format_table(evals, evaluator.names), flush=True)
-    result = {
-        "final": record,
-        "eval": evals,
-        "compile_seconds": compile_seconds,
-        "init_seconds": init_seconds,
-        "state": state,
-    }
-    if run_dir is not None:
-        (run_dir / "summary.json").write_text(
-            json.dumps(
-                {"final": record, "eval": evals, "compile_seconds": compile_seconds}, indent=1
-            )
-        )
+        state, start = _start(exp, ckpt, run_dir, verbose)
+        jax.block_until_ready(state)
+        init_seconds = time.perf_counter() - t0
+        if run_dir is not None:
+            config_lib.dump(cfg, run_dir / "config.yaml")
+        logger = logger or make_logger(cfg, run_dir)
+        driver = _Driver(exp, ckpt, run_dir, logger, verbose)
+        with StopSignal(verbose) as stop:
+            result = driver.run(state, stop)
+        result.update(init_seconds=init_seconds, resumed_from=start)
+    except NonFiniteError as err:
+        last = "no checkpoint was written"
+        if ckpt is not None:
+            ckpt.wait()
+            steps = ckpt.steps
+            last = f"no checkpoint in {ckpt.directory}"
+            if steps:
+                last = f"the last good checkpoint is {ckpt.directory / str(steps[-1])}"
+        raise NonFiniteError(f"{err}; stopped, {last}") from None
+    finally:
+        if logger is not None:
+            logger.close()
+        if ckpt is not None:
+            ckpt.close()
+    if run_dir is not None and result["final"]:
+        keep = ("final", "eval", "status", "compile_seconds", "resumed_from")
+        summary = {k: result[k] for k in keep}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return result
 
 
-class NonFiniteError(FloatingPointError):
-    pass
+class _Driver:
+    """The chunk loop of one ``train`` call."""
+
+    def __init__(self, exp, ckpt, run_dir, logger, verbose):
+        self.exp, self.cfg, self.ckpt = exp, exp.cfg, ckpt
+        self.run_dir, self.logger, self.verbose = run_dir, logger, verbose
+        self.total = self.cfg.total_updates
+        self.spu = self.cfg.steps_per_update
+        self.chunk = min(self.cfg.run.chunk_updates, self.total)
+        self.evaluator = Evaluator(exp)
+        self.eval_key = jax.random.PRNGKey(self.cfg.run.seed + 1_000_003)
+        self.saved_step: int | None = None
+        self.evaluated_at: int | None = None
+        self.compile_seconds = 0.0
+        self._last_active = 0
+
+    def next_active(self, updates: int) -> int:
+        """Updates in the next chunk: it ends on eval and checkpoint multiples."""
+        active = min(self.chunk, self.total - updates)
+        for every in (self.cfg.eval.interval, self.cfg.run.checkpoint_every):
+            if every > 0:
+                active = min(active, every - updates % every)
+        return active
+
+    def compile(self, state: TrainState):
+        """The jitted chunk, compiled once for ``self.chunk`` updates (the count is traced)."""
+        exp = self.exp
+        t0 = time.perf_counter()
+        run_chunk = jax.jit(lambda s, n: exp.run_chunk(s, self.chunk, n), donate_argnums=0)
+        run_chunk = run_chunk.lower(state, jnp.int32(self.chunk)).compile()
+        self.compile_seconds = time.perf_counter() - t0
+        if self.verbose:
+            print(
+                f"[ued] {self.cfg.curriculum.name} on {self.cfg.env.family}: {self.total} "
+                f"updates of {self.spu} env steps (from {int(state.updates)}); "
+                f"compile {self.compile_seconds:.1f}s",
+                flush=True,
+            )
+        return run_chunk
+
+    def run(self, state: TrainState, stop: StopSignal) -> dict[str, Any]:
+        updates = int(state.updates)
+        run_chunk = self.compile(state) if updates < self.total else None
+        progress = _progress(self.total * self.spu, updates * self.spu, self)
+        record: dict[str, Any] = {}
+        while updates < self.total and not stop.requested:
+            state, record = self.chunk_step(run_chunk, state, updates, stop)
+            updates = record["updates"]
+            progress.update(self._last_active * self.spu)
+            progress.set_postfix(sps=f"{record['sps']:.0f}", ret=f"{record['mean_return']:.3f}")
+        progress.close()
+        if stop.requested:
+            self.save(state, updates)
+        status = "interrupted" if updates < self.total else "finished"
+        evals = {k: v for k, v in record.items() if k.startswith("eval/")}
+        if status == "finished" and record and self.evaluated_at != updates:
+            evals = self.evaluate(state, updates)
+            if evals:
+                self.logger.log({"updates": updates, "env_steps": updates * self.spu, **evals})
+        if self.verbose and evals:
+            names = self.evaluator.names
+            print(format_table({"named": set_result(self.evaluator.per_level, names)}), flush=True)
+        checkpoint = None
+        if self.saved_step is not None:
+            checkpoint = str(self.ckpt.directory / str(self.saved_step))
+        return {
+            "final": record,
+            "eval": evals,
+            "state": state,
+            "status": status,
+            "checkpoint": checkpoint,
+            "compile_seconds": self.compile_seconds,
+        }
+
+    def chunk_step(self, run_chunk, state: TrainState, updates: int, stop: StopSignal):
+        """Runs one chunk from ``updates``; checks, evaluates, checkpoints and logs it."""
+        active = self._last_active = self.next_active(updates)
+        t0 = time.perf_counter()
+        state, metrics = run_chunk(state, jnp.int32(active))
+        metrics = jax.device_get(metrics)  # waits for the device
+        seconds = time.perf_counter() - t0
+        check_finite(metrics, updates, active)
+        updates += active
+        record = {"updates": updates, "env_steps": updates * self.spu}
+        record.update(sps=active * self.spu / seconds, **summarize_chunk(metrics, active))
+        interval, every = self.cfg.eval.interval, self.cfg.run.checkpoint_every
+        if interval and updates % interval == 0:
+            record.update(self.evaluate(state, updates))
+        if (every and updates % every == 0) or updates == self.total or stop.requested:
+            record["checkpoint_seconds"] = self.save(state, updates)
+        self.logger.log(record)
+        return state, record
+
+    def evaluate(self, state: TrainState, updates: int) -> dict[str, float]:
+        """Evaluates on the named levels and writes this update's galleries."""
+        key = jax.random.fold_in(self.eval_key, updates)
+        evals = self.evaluator(key, state.student.params)
+        self.evaluated_at = updates
+        if self.run_dir is not None:
+            ev = self.evaluator
+            rates = ev.per_level.get("solve_rate")
+            gallery.write_galleries(
+                self.run_dir / "gallery", self.exp, state, updates, ev.names, ev.levels, rates
+            )
+        return evals
+
+    def save(self, state: TrainState, updates: int) -> float:
+        """Starts a checkpoint save; returns the seconds the host was blocked."""
+        if self.ckpt is None or self.saved_step == updates:
+            return 0.0
+        t0 = time.perf_counter()
+        extra = {"updates": updates, "env_steps": updates * self.spu, "time": time.time()}
+        self.ckpt.save(updates, state, self.cfg, extra)
+        self.saved_step = updates
+        return time.perf_counter() - t0
 
 
-def _check_finite(record: dict[str, Any], updates: int) -> None:
-    for key in ("loss/policy", "loss/value", "grad_norm"):
-        value = record.get(key)
-        if value is not None and np.isinf(value):
-            raise NonFiniteError(f"non-finite {key}={value} at update {updates}")
-
-
-def _progress(total: int, enabled: bool):
+def _progress(total: int, initial: int, driver: _Driver):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="step", unit_scale=True, disable=not enabled, smoothing=0.1)
+    enabled = driver.verbose and driver.cfg.run.progress
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        unit_scale=True,
+        disable=not enabled,
+        smoothing=0.1,
+    )

@@ -1,0 +1,134 @@
+"""Evaluate a trained student from a checkpoint.
+
+    python scripts/evaluate.py OUT [--checkpoint PATH] [--levels FILE.txt ...]
+        [--random GENERATOR:N ...] [--no-named] [--episodes 10] [--max-steps T]
+        [--batch-envs 1024] [--seed 0] [-o FILE.json]
+
+OUT is a run folder; its newest usable checkpoint is evaluated (or ``--checkpoint
+OUT/checkpoints/<updates>``). Level sets: the family's named levels (unless ``--no-named``),
+each ``--levels`` text file (levels separated by blank lines) and each ``--random
+GENERATOR:N`` held-out set of N generated levels (the run's generator options apply when
+GENERATOR is the run's generator; ``--seed`` picks the set). Prints a table and writes JSON
+(``OUT/eval.json`` by default): for each set ``num_levels``, a ``summary`` (mean solve rate,
+return and episode length, and ``cvar_1``/``cvar_10``: the mean solve rate of the worst 1%
+and 10% of levels) and per-level values (``levels: {name: ...}`` for named and file sets,
+``per_level: {metric: [...]}`` for random sets).
+
+Exit codes: 0 done; 2 bad arguments, level file or checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+from ued.checkpoint import CheckpointError, load_trained
+from ued.config import ConfigError
+from ued.evaluate import (
+    LevelEvaluator,
+    format_table,
+    levels_from_file,
+    random_levels,
+    set_result,
+    stack,
+)
+from ued.experiment import call_with_options
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="run folder (or a checkpoint folder)")
+    parser.add_argument("--checkpoint", help="a step folder OUT/checkpoints/<updates>")
+    parser.add_argument("--levels", action="append", default=[], metavar="FILE.txt")
+    parser.add_argument("--random", action="append", default=[], metavar="GENERATOR:N")
+    parser.add_argument("--no-named", action="store_true", help="skip the named levels")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--max-steps", type=int, default=None, help="default: the env's")
+    parser.add_argument(
+        "--batch-envs", type=int, default=1024, help="about this many episodes run at once"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", help="JSON path (default OUT/eval.json)")
+    args = parser.parse_args(argv)
+    if args.episodes < 1 or (args.max_steps is not None and args.max_steps < 1):
+        parser.error("--episodes and --max-steps must be >= 1")
+    return args
+
+
+def level_sets(exp, args) -> dict[str, tuple[list[str] | None, object]]:
+    """Set name -> (level names or None, batched levels)."""
+    sets = {}
+    if not args.no_named:
+        named = dict(exp.family.named_levels(exp.env))
+        if named:
+            sets["named"] = (list(named), stack(list(named.values())))
+    for path in args.levels:
+        levels = levels_from_file(exp.family, exp.env, path)
+        names = [f"{Path(path).stem}/{i}" for i in range(len(levels))]
+        sets[f"file:{Path(path).name}"] = (names, stack(levels))
+    for i, spec in enumerate(args.random):
+        name, _, count = spec.partition(":")
+        if name not in exp.family.generators or not count.isdigit() or int(count) < 1:
+            raise ConfigError(
+                f"--random {spec!r}: expected GENERATOR:N with N >= 1 and GENERATOR one of "
+                f"{sorted(exp.family.generators)}"
+            )
+        options = exp.cfg.env.generator_options if name == exp.cfg.env.generator else {}
+        generator = call_with_options(
+            exp.family.generators[name], options, "generator_options", exp.env
+        )
+        key = jax.random.fold_in(jax.random.PRNGKey(args.seed), i)
+        sets[f"random:{name}"] = (None, random_levels(key, generator, int(count)))
+    return sets
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        exp, state, snapshot = load_trained(args.checkpoint or args.run)
+        sets = level_sets(exp, args)
+    except (CheckpointError, ConfigError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not sets:
+        print("error: no levels to evaluate", file=sys.stderr)
+        return 2
+    max_steps = args.max_steps or exp.env.max_episode_steps(exp.env_params)
+    # One batch size for every set, so evaluation compiles once.
+    largest = max(len(jax.tree.leaves(levels)[0]) for _, levels in sets.values())
+    batch = max(1, min(args.batch_envs // args.episodes, largest))
+    evaluator = LevelEvaluator(
+        exp.env, exp.env_params, exp.network, args.episodes, max_steps, batch_levels=batch
+    )
+    results, key = {}, jax.random.PRNGKey(args.seed + 1)
+    t0 = time.perf_counter()
+    for i, (name, (names, levels)) in enumerate(sets.items()):
+        per_level = evaluator(jax.random.fold_in(key, i), state.student.params, levels)
+        results[name] = set_result(per_level, names)
+    seconds = time.perf_counter() - t0
+    print(f"[ued] {snapshot.path} ({snapshot.step} updates), {args.episodes} episodes per level")
+    print(format_table(results))
+    output = Path(args.output) if args.output else Path(args.run) / "eval.json"
+    report = {
+        "checkpoint": str(snapshot.path),
+        "updates": snapshot.step,
+        "env_steps": snapshot.meta.get("env_steps"),
+        "episodes": args.episodes,
+        "max_steps": max_steps,
+        "seed": args.seed,
+        "seconds": seconds,
+        "sets": results,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=1))
+    print(f"[ued] wrote {output} in {seconds:.1f}s of evaluation")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,164 @@
+"""Learning curves of one or several runs.
+
+    python scripts/plot.py OUT [OUT2 ...] [-o DIR] [--metric NAME ...]
+
+Draws ``mean_return``, ``solve_rate`` and ``eval/solve_rate`` (or the given ``--metric``s)
+against env steps, one PNG per metric (``/`` in a name becomes ``_``), into DIR (default
+``OUT/plots`` for one run, ``plots`` for several). Runs whose configs differ only in
+``run.seed``, ``run.dir`` and other bookkeeping keys (see ``ued.checkpoint.HARMLESS``) are
+seeds of one curve: drawn as their mean with a 95% confidence band (Student t). Needs the
+``plot`` extra (``pip install 'ued[plot]'``). Exit codes: 0 done; 2 bad input or no
+matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ued.checkpoint import HARMLESS, config_changes
+
+METRICS = ("mean_return", "solve_rate", "eval/solve_rate")
+IGNORED = (*HARMLESS, "run.seed")
+# Two-sided 95% Student t quantiles for 1..30 degrees of freedom; 1.96 beyond.
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+       2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+       2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+FIGSIZE, DPI = (6.0, 4.0), 100  # a 600 x 400 pixel PNG
+
+
+def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
+    """The run's config (as a dict) and its metric rows."""
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.exists():
+        raise FileNotFoundError(f"{metrics}: no such file (is {run_dir} a run folder?)")
+    config_path = run_dir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return config or {}, rows
+
+
+def series(rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(env_steps, values) of the rows that have a finite ``metric``."""
+    points = sorted(
+        (r["env_steps"], r[metric])
+        for r in rows
+        if r.get(metric) is not None and r.get("env_steps") is not None
+    )
+    if not points:
+        return np.zeros(0), np.zeros(0)
+    x, y = np.asarray(points, np.float64).T
+    return x, y
+
+
+def group_runs(configs: list[dict]) -> list[list[int]]:
+    """Indices of runs grouped by config, ignoring seeds and bookkeeping keys."""
+    groups: list[list[int]] = []
+    for i, config in enumerate(configs):
+        for group in groups:
+            changes = config_changes(configs[group[0]], config)
+            if all(any(k == p or k.startswith(p + ".") for p in IGNORED) for k in changes):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+def label(groups: list[list[int]], configs: list[dict], dirs: list[Path], g: int) -> str:
+    """The keys that tell group ``g`` apart from the others, or its first folder's name."""
+    first = configs[groups[g][0]]
+    keys = set()
+    for other in groups:
+        keys |= set(config_changes(first, configs[other[0]]))
+    keys = sorted(k for k in keys if not any(k == p or k.startswith(p + ".") for p in IGNORED))
+    flat = {}
+    for key in keys:
+        node = first
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        flat[key] = node
+    text = ", ".join(f"{k}={v}" for k, v in flat.items()) or dirs[groups[g][0]].name
+    n = len(groups[g])
+    return f"{text} ({n} seeds)" if n > 1 else text
+
+
+def aggregate(curves: list[tuple[np.ndarray, np.ndarray]]):
+    """Mean and 95% band of several curves on the first one's steps within their overlap."""
+    curves = [c for c in curves if c[0].size]
+    if not curves:
+        return None
+    lo = max(c[0][0] for c in curves)
+    hi = min(c[0][-1] for c in curves)
+    x = curves[0][0][(curves[0][0] >= lo) & (curves[0][0] <= hi)]
+    if len(curves) == 1 or not x.size:
+        return curves[0][0], curves[0][1], None
+    ys = np.stack([np.interp(x, cx, cy) for cx, cy in curves])
+    n = len(curves)
+    half = T95[min(n - 1, len(T95)) - 1] * ys.std(axis=0, ddof=1) / np.sqrt(n)
+    mean = ys.mean(axis=0)
+    return x, mean, (mean - half, mean + half)
+
+
+def plot(run_dirs: list[Path], out_dir: Path, metrics=METRICS) -> list[Path]:
+    """Writes one PNG per metric; returns their paths."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise RuntimeError("plotting needs matplotlib: pip install 'ued[plot]'") from err
+    runs = [read_run(d) for d in run_dirs]
+    configs = [c for c, _ in runs]
+    groups = group_runs(configs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for metric in metrics:
+        fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+        for g, members in enumerate(groups):
+            result = aggregate([series(runs[i][1], metric) for i in members])
+            if result is None:
+                continue
+            x, mean, band = result
+            line = ax.plot(x, mean, label=label(groups, configs, run_dirs, g))[0]
+            if band is not None:
+                ax.fill_between(x, band[0], band[1], color=line.get_color(), alpha=0.2)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, f"no {metric} logged", ha="center", transform=ax.transAxes)
+        path = out_dir / f"{metric.replace('/', '_')}.png"
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders")
+    parser.add_argument("-o", "--output", type=Path, help="folder for the PNGs")
+    parser.add_argument("--metric", action="append", help="metric to plot (repeatable)")
+    args = parser.parse_args(argv)
+    out_dir = args.output or (args.runs[0] / "plots" if len(args.runs) == 1 else Path("plots"))
+    try:
+        written = plot(args.runs, out_dir, tuple(args.metric or METRICS))
+    except (RuntimeError, OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"[ued] wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,108 @@
+"""Pictures of levels and episodes.
+
+Render a level file (one or more levels separated by blank lines) as a PNG grid:
+
+    python scripts/render.py FILE.txt -o OUT.png [--family maze] [--option max_size=15]
+
+Record an episode of a trained student on a level as a GIF:
+
+    python scripts/render.py OUT --rollout LEVEL -o EPISODE.gif [--checkpoint PATH]
+        [--index 0] [--max-steps T] [--seed 0] [--fps 8]
+
+LEVEL is a named level of the run's family or a level file (``--index`` picks one of its
+levels). The run's own env options apply. Exit codes: 0 done; 2 bad arguments or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import jax
+import yaml
+
+from ued import gallery
+from ued.checkpoint import CheckpointError, load_trained
+from ued.config import ConfigError
+from ued.evaluate import levels_from_file
+from ued.experiment import call_with_options
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="a level file (.txt), or a run folder with --rollout")
+    parser.add_argument("-o", "--output", required=True, help="PNG (levels) or GIF (rollout)")
+    parser.add_argument("--rollout", metavar="LEVEL", help="named level or level file")
+    parser.add_argument("--checkpoint", help="a step folder OUT/checkpoints/<updates>")
+    parser.add_argument("--index", type=int, default=0, help="level of a multi-level file")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fps", type=float, default=8.0)
+    parser.add_argument("--family", default="maze", help="family of a level file")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--ncols", type=int, default=8, help="pictures per row")
+    return parser.parse_args(argv)
+
+
+def render_file(args) -> Path:
+    """Draws every level of a file into one PNG grid captioned with their indices."""
+    from envs.core import get_family
+
+    options = {}
+    for text in args.option:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {text!r} must look like key=value")
+        options[key] = yaml.safe_load(value)
+    try:
+        family = get_family(args.family)
+    except KeyError as err:
+        raise ConfigError(err.args[0]) from None
+    env = call_with_options(family.make_env, options, "--option")
+    levels = levels_from_file(family, env, args.source)
+    images = [family.render(env, level) for level in levels]
+    captions = [str(i) for i in range(len(levels))]
+    return gallery.save_png(args.output, gallery.tile(images, args.ncols, captions))
+
+
+def render_rollout(args) -> tuple[Path, dict]:
+    """Records one episode of the checkpoint's student on ``args.rollout`` as a GIF."""
+    exp, state, _ = load_trained(args.checkpoint or args.source)
+    named = dict(exp.family.named_levels(exp.env))
+    if args.rollout in named:
+        level = named[args.rollout]
+    elif Path(args.rollout).is_file():
+        levels = levels_from_file(exp.family, exp.env, args.rollout)
+        if not 0 <= args.index < len(levels):
+            raise ConfigError(f"--index {args.index}: {args.rollout} has {len(levels)} levels")
+        level = levels[args.index]
+    else:
+        raise ConfigError(
+            f"--rollout {args.rollout!r} is neither a level file nor a named level "
+            f"({sorted(named)})"
+        )
+    key = jax.random.PRNGKey(args.seed)
+    frames, info = gallery.record_episode(key, exp, state.student.params, level, args.max_steps)
+    return gallery.save_gif(args.output, frames, args.fps), info
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        if args.rollout:
+            path, info = render_rollout(args)
+            outcome = "solved" if info["solved"] else "not solved"
+            steps, ret = info["length"], info["return"]
+            print(f"[ued] wrote {path}: {steps} steps, return {ret:.3f}, {outcome}")
+        else:
+            path = render_file(args)
+            print(f"[ued] wrote {path}")
+    except (CheckpointError, ConfigError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

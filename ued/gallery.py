@@ -1,0 +1,204 @@
+"""Pictures of a run: level galleries (PNG) and recorded episodes (GIF), for any family.
+
+Everything here runs on the host after the jitted work is done; levels are drawn with the
+family's own ``render``. A gallery is a grid of level pictures with a caption under each:
+
+- ``buffer_<updates>.png``: the highest-scoring levels in the curriculum's buffer (any
+  curriculum state with a ``buffer`` holding ``levels``, ``scores`` and ``filled``);
+- ``failures_<updates>.png``: the evaluation levels the student does not always solve,
+  worst first, captioned with their solve rates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ued.networks import distribution
+
+BACKGROUND = (255, 255, 255)
+CAPTION_COLOR = (0, 0, 0)
+CAPTION_HEIGHT = 14
+GALLERY_SIZE = 16  # levels per gallery
+GALLERY_COLUMNS = 8
+
+
+def tile(
+    images: Sequence[np.ndarray],
+    ncols: int,
+    captions: Sequence[str] | None = None,
+    pad: int = 4,
+) -> np.ndarray:
+    """Tiles uint8 (H, W, 3) images (sizes may differ) row by row into one image.
+
+    Each cell is ``max H + 2 pad (+ CAPTION_HEIGHT with captions)`` by ``max W + 2 pad``;
+    the result is uint8 (rows * cell_h, min(ncols, n) * cell_w, 3).
+    """
+    if not images:
+        raise ValueError("tile needs at least one image")
+    if ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    if captions is not None and len(captions) != len(images):
+        raise ValueError(f"got {len(captions)} captions for {len(images)} images")
+    images = [np.asarray(im, dtype=np.uint8) for im in images]
+    ncols = min(ncols, len(images))
+    cell_h = max(im.shape[0] for im in images) + 2 * pad
+    cell_h += CAPTION_HEIGHT if captions is not None else 0
+    cell_w = max(im.shape[1] for im in images) + 2 * pad
+    nrows = -(-len(images) // ncols)
+    canvas = np.full((nrows * cell_h, ncols * cell_w, 3), BACKGROUND, dtype=np.uint8)
+    for i, im in enumerate(images):
+        top, left = (i // ncols) * cell_h + pad, (i % ncols) * cell_w + pad
+        canvas[top : top + im.shape[0], left : left + im.shape[1]] = im[..., :3]
+    if captions is None:
+        return canvas
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    for i, caption in enumerate(captions):
+        top = (i // ncols) * cell_h + cell_h - CAPTION_HEIGHT - pad // 2
+        draw.text(((i % ncols) * cell_w + pad, top), str(caption), fill=CAPTION_COLOR)
+    return np.asarray(picture)
+
+
+def save_png(path: str | Path, image: np.ndarray) -> Path:
+    """Writes a uint8 (H, W, 3) image as PNG, creating parent folders; returns the path."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"save_png takes uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, format="PNG")
+    return path
+
+
+def save_gif(path: str | Path, frames: Sequence[np.ndarray], fps: float = 8.0) -> Path:
+    """Writes uint8 (H, W, 3) frames as a looping GIF; returns the path."""
+    if not frames:
+        raise ValueError("save_gif needs at least one frame")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pictures = [Image.fromarray(np.asarray(f, np.uint8)[..., :3]) for f in frames]
+    duration = max(20, int(round(1000 / fps)))
+    pictures[0].save(
+        path, format="GIF", save_all=True, append_images=pictures[1:], duration=duration, loop=0
+    )
+    return path
+
+
+def index(levels: Any, i: int) -> Any:
+    """Level ``i`` of a batched level, as host arrays."""
+    return jax.tree.map(lambda x: np.asarray(x[i]), levels)
+
+
+def render_levels(exp, levels: Any, idx: Sequence[int]) -> list[np.ndarray]:
+    return [np.asarray(exp.family.render(exp.env, index(levels, int(i)))) for i in idx]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}" if np.isfinite(x) else str(x)
+
+
+def buffer_gallery(exp, cstate: Any, k: int = GALLERY_SIZE) -> np.ndarray | None:
+    """The ``k`` highest-scoring buffer levels, captioned ``#rank score``; None without a
+    buffer or when it is empty."""
+    buffer = getattr(cstate, "buffer", None)
+    if buffer is None or not all(hasattr(buffer, f) for f in ("levels", "scores", "filled")):
+        return None
+    scores = np.asarray(buffer.scores, np.float64)
+    filled = np.asarray(buffer.filled, bool)
+    if not filled.any():
+        return None
+    ranked = np.where(filled, np.nan_to_num(scores, nan=-np.inf), -np.inf)
+    order = np.lexsort((np.arange(len(scores)), -ranked, ~filled))[: min(k, filled.sum())]
+    images = render_levels(exp, buffer.levels, order)
+    captions = [f"#{r + 1} {_fmt(scores[i])}" for r, i in enumerate(order)]
+    return tile(images, GALLERY_COLUMNS, captions)
+
+
+def failure_gallery(
+    exp, names: Sequence[str], levels: Any, solve_rates: np.ndarray, k: int = GALLERY_SIZE
+) -> np.ndarray | None:
+    """Evaluation levels with solve rate below 1, worst first; None when all are solved."""
+    rates = np.asarray(solve_rates, np.float64)
+    failed = [i for i in np.argsort(rates, kind="stable") if rates[i] < 1.0][:k]
+    if not failed:
+        return None
+    images = render_levels(exp, levels, failed)
+    captions = [f"{names[i][:18]} {rates[i]:.2f}" for i in failed]
+    return tile(images, GALLERY_COLUMNS, captions)
+
+
+def write_galleries(
+    directory: str | Path,
+    exp,
+    state,
+    updates: int,
+    eval_names: Sequence[str] = (),
+    eval_levels: Any = None,
+    solve_rates: np.ndarray | None = None,
+) -> list[Path]:
+    """Writes this update's buffer and failure galleries under ``directory``."""
+    directory = Path(directory)
+    written = []
+    image = buffer_gallery(exp, jax.device_get(state.curriculum))
+    if image is not None:
+        written.append(save_png(directory / f"buffer_{updates:08d}.png", image))
+    if eval_names and solve_rates is not None:
+        image = failure_gallery(exp, eval_names, eval_levels, solve_rates)
+        if image is not None:
+            written.append(save_png(directory / f"failures_{updates:08d}.png", image))
+    return written
+
+
+def rollout_states(key, exp, params, level, max_steps: int):
+    """One episode of the student on ``level`` without auto-replay (jittable).
+
+    Returns ``(first_state, states, rewards, dones, successes)``: ``states`` leaves have a
+    leading (max_steps,) axis; steps after the first ``done`` are to be ignored.
+    """
+    env, env_params, network = exp.env, exp.env_params, exp.network
+    reset_key, run_key = jax.random.split(key)
+    obs, state = env.reset_env_to_level(reset_key, level, env_params)
+
+    def step(carry, step_key):
+        obs, state, rnn = carry
+        act_key, env_key = jax.random.split(step_key)
+        batched = jax.tree.map(lambda x: x[None, None], obs)
+        rnn, policy, _ = network.apply(params, rnn, batched, jnp.zeros((1, 1), bool))
+        action = distribution(policy[0], network.continuous).sample(seed=act_key)[0]
+        out = env.step_env(env_key, state, action, env_params)
+        return (out.obs, out.state, rnn), (out.state, out.reward, out.done, out.info["success"])
+
+    init = (obs, state, network.initial_carry(1))
+    _, (states, rewards, dones, successes) = jax.lax.scan(
+        step, init, jax.random.split(run_key, max_steps)
+    )
+    return state, states, rewards, dones, successes
+
+
+def record_episode(key, exp, params, level, max_steps: int | None = None):
+    """Frames of one episode (start to the first ``done``) and its outcome.
+
+    Returns:
+        ``(frames, info)``: uint8 images from ``family.render`` of each state, and
+        ``{"return", "length", "solved"}``.
+    """
+    max_steps = int(max_steps or exp.env.max_episode_steps(exp.env_params))
+    run = jax.jit(lambda k, p, lv: rollout_states(k, exp, p, lv, max_steps))
+    first, states, rewards, dones, successes = jax.device_get(run(key, params, level))
+    ends = np.flatnonzero(dones)
+    length = int(ends[0]) + 1 if ends.size else max_steps
+    frames = [np.asarray(exp.family.render(exp.env, first))]
+    frames += [np.asarray(exp.family.render(exp.env, index(states, t))) for t in range(length)]
+    info = {
+        "return": float(rewards[:length].sum()),
+        "length": length,
+        "solved": bool(ends.size and successes[ends[0]]),
+    }
+    return frames, info
