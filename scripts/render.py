@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import yaml
 
+from envs import images as images_lib
 from ued import gallery
 from ued.checkpoint import CheckpointError, load_trained
 from ued.config import ConfigError
@@ -63,7 +64,7 @@ def render_file(args) -> Path:
     levels = levels_from_file(family, env, args.source)
     images = [family.render(env, level) for level in levels]
     captions = [str(i) for i in range(len(levels))]
-    return gallery.save_png(args.output, gallery.tile(images, args.ncols, captions))
+    return images_lib.save_png(args.output, images_lib.tile(images, args.ncols, captions))
 
 
 def render_rollout(args) -> tuple[Path, dict]:
@@ -84,7 +85,7 @@ def render_rollout(args) -> tuple[Path, dict]:
         )
     key = jax.random.PRNGKey(args.seed)
     frames, info = gallery.record_episode(key, exp, state.student.params, level, args.max_steps)
-    return gallery.save_gif(args.output, frames, args.fps), info
+    return images_lib.save_gif(args.output, frames, args.fps), info
 
 
 def main(argv: list[str]) -> int:

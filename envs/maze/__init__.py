@@ -4,6 +4,9 @@ Importing this package registers the family ``"maze"`` with ``envs.core``.
 """
 
 from envs.core import Family, register
+from envs.images import save_png
+from envs.images import tile as render_grid
+from envs.maze.builder import BuilderState, MazeBuilder, make_builder
 from envs.maze.editors import editors
 from envs.maze.env import Maze, MazeParams, MazeState, state_to_level
 from envs.maze.generators import generators
@@ -21,7 +24,7 @@ from envs.maze.level import (
     stack_levels,
 )
 from envs.maze.named import named_levels
-from envs.maze.render import render, render_grid, save_png
+from envs.maze.render import render
 
 family = register(
     Family(
@@ -33,12 +36,15 @@ family = register(
         render=render,
         level_to_text=level_to_text,
         level_from_text=level_from_text,
+        make_builder=make_builder,
     )
 )
 
 __all__ = [
+    "BuilderState",
     "Level",
     "Maze",
+    "MazeBuilder",
     "MazeParams",
     "MazeState",
     "distance_map",
@@ -52,6 +58,7 @@ __all__ = [
     "levels_from_text",
     "levels_from_text_file",
     "levels_to_text",
+    "make_builder",
     "named_levels",
     "render",
     "render_grid",

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from flax import struct
 
+from envs import images as images_lib
 from ued import config as config_lib
 from ued import gallery
 from ued.evaluate import (
@@ -103,16 +104,16 @@ def test_set_result_and_table():
 
 def test_tile_sizes_and_png(tmp_path):
     images = [np.zeros((8, 48, 3), np.uint8), np.zeros((10, 20, 3), np.uint8)]
-    assert gallery.tile(images, 8).shape == (10 + 8, 2 * (48 + 8), 3)
-    captioned = gallery.tile(images * 3, 4, [str(i) for i in range(6)])
+    assert images_lib.tile(images, 8).shape == (10 + 8, 2 * (48 + 8), 3)
+    captioned = images_lib.tile(images * 3, 4, [str(i) for i in range(6)])
     assert captioned.shape == (2 * (10 + 8 + 14), 4 * (48 + 8), 3)
-    path = gallery.save_png(tmp_path / "a" / "grid.png", captioned)
+    path = images_lib.save_png(tmp_path / "a" / "grid.png", captioned)
     from PIL import Image
 
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size == (4 * 56, 2 * 32)
     with pytest.raises(ValueError, match="uint8"):
-        gallery.save_png(tmp_path / "bad.png", captioned.astype(np.float32))
+        images_lib.save_png(tmp_path / "bad.png", captioned.astype(np.float32))
 
 
 @struct.dataclass
@@ -150,5 +151,5 @@ def test_record_episode_stops_at_done(exp, params, tmp_path):
     frames, info = gallery.record_episode(jax.random.PRNGKey(3), exp, params, level)
     assert len(frames) == info["length"] + 1 and 1 <= info["length"] <= 12
     assert info["solved"] == (info["return"] > 0)
-    path = gallery.save_gif(tmp_path / "episode.gif", frames)
+    path = images_lib.save_gif(tmp_path / "episode.gif", frames)
     assert path.read_bytes()[:6] == b"GIF89a"
