@@ -1,0 +1,97 @@
+"""Gymnax classic-control tasks whose physics are the level: one family per task.
+
+Importing this package registers the families ``cartpole``, ``pendulum``, ``acrobot``,
+``mountain_car`` and ``mountain_car_continuous`` with ``envs.core``. Each shares the same
+parts: ``ControlEnv`` (gymnax's dynamics with the level's physical parameters), the
+``uniform`` and ``default`` generators, the ``perturb_param`` and ``reset_param`` editors, a
+grid of named evaluation levels at and beyond the training ranges, a renderer and a
+``name=value`` text format. Parameters, ranges and success definitions are in
+``envs.control.tasks``.
+
+Env options (``env.options``): ``max_steps`` (default gymnax's horizon) and ``ranges``
+(name -> [low, high], overriding training ranges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from envs.control import spec
+from envs.control.editors import editors
+from envs.control.env import ControlEnv, ControlParams, ControlState, gymnax_transition
+from envs.control.generators import generators
+from envs.control.named import named_levels, named_values
+from envs.control.render import render
+from envs.control.spec import Outcome, Param, Task
+from envs.control.tasks import (
+    ACROBOT,
+    CARTPOLE,
+    MOUNTAIN_CAR,
+    MOUNTAIN_CAR_CONTINUOUS,
+    PENDULUM,
+    TASKS,
+)
+from envs.core import Family, register
+
+
+def level_to_text(env: ControlEnv, level) -> str:
+    return spec.level_to_text(env.task, level)
+
+
+def level_from_text(env: ControlEnv, text: str):
+    return spec.level_from_text(env.task, text)
+
+
+def _env_factory(task: Task):
+    def make_env(
+        max_steps: int | None = None, ranges: Mapping[str, Sequence[float]] | None = None
+    ) -> ControlEnv:
+        return ControlEnv(task, max_steps=max_steps, ranges=ranges)
+
+    make_env.__name__ = f"make_{task.name}"
+    make_env.__doc__ = f"The {task.name} ControlEnv (options: max_steps, ranges)."
+    return make_env
+
+
+def register_task(task: Task) -> Family:
+    """Registers ``task`` as a family named ``task.name`` with the shared control parts."""
+    return register(
+        Family(
+            name=task.name,
+            make_env=_env_factory(task),
+            generators=generators,
+            editors=editors,
+            named_levels=named_levels,
+            render=render,
+            level_to_text=level_to_text,
+            level_from_text=level_from_text,
+        )
+    )
+
+
+FAMILIES = {name: register_task(task) for name, task in TASKS.items()}
+
+__all__ = [
+    "ACROBOT",
+    "CARTPOLE",
+    "MOUNTAIN_CAR",
+    "MOUNTAIN_CAR_CONTINUOUS",
+    "PENDULUM",
+    "TASKS",
+    "ControlEnv",
+    "ControlParams",
+    "ControlState",
+    "Outcome",
+    "Param",
+    "Task",
+    "editors",
+    "FAMILIES",
+    "generators",
+    "gymnax_transition",
+    "level_from_text",
+    "level_to_text",
+    "named_levels",
+    "named_values",
+    "register_task",
+    "render",
+]
