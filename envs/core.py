@@ -129,7 +129,8 @@ class Family:
         render: ``(env, level_or_state) -> uint8 (H, W, 3)``.
         level_to_text: ``(env, level) -> str``.
         level_from_text: ``(env, text) -> Level``; raises ``ValueError`` naming the problem.
-        make_builder: optional ``env -> builder env`` for PAIRED-style adversaries.
+        make_builder: optional ``(env, **options) -> builder`` for PAIRED's adversary
+            (the protocol: ``ued.curricula.paired.LevelBuilder``).
     """
 
     name: str

@@ -1,0 +1,205 @@
+"""Sampling For Learnability (SFL; Rutherford et al. 2024, "No Regrets").
+
+Every ``refresh_every`` updates (L, starting with the first), SFL samples ``num_samples``
+levels (N) from the generator, rolls the current student out on them for ``rollout_steps``
+steps (R), scores each level by its learnability ``p (1 - p)`` (p = success rate of the
+finished episodes; ``ued.scoring.learnability``, -inf when none finished) and keeps the
+``buffer_size`` (K) most learnable as the buffer. Each train batch then draws
+``round(buffer_fraction * num_envs)`` envs uniformly (with replacement) from the buffer and
+the rest fresh from the generator; the student trains on all of them.
+
+The refresh runs inside the jitted step behind a ``lax.cond`` on the update counter, so it
+costs nothing on other steps. (Under ``vmap`` over seeds a ``lax.cond`` with a batched
+predicate runs both branches, i.e. the refresh every step.) Its environment steps,
+``N * R``, are reported as ``sfl/refresh_env_steps`` on refresh steps (0 otherwise); the
+run's own env-step count covers the training rollouts only.
+
+``Plan.branch`` is 1 on a refresh step, else 0; ``Plan.buffer_idx`` is the buffer slot of
+each env's level (the first ``round(buffer_fraction * num_envs)`` envs), -1 for fresh ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from envs.core import Level
+from ued import scoring
+from ued.config import ConfigError
+from ued.curricula.base import Context, Plan, generate
+from ued.curricula.options import option, parse
+
+
+@dataclasses.dataclass(frozen=True)
+class SFLOptions:
+    num_samples: int = option(1000, "an integer >= 1", lambda v: v >= 1)
+    # Levels rolled out at once during a refresh (memory bound); 0 = all num_samples.
+    samples_per_batch: int = option(0, "0 or a divisor of num_samples (>= 1)", lambda v: v >= 0)
+    # Rollout length R of a refresh; 0 = twice the env's episode horizon.
+    rollout_steps: int = option(
+        0, "an integer >= 0 (0 = twice the episode horizon)", lambda v: v >= 0
+    )
+    buffer_size: int = option(100, "an integer in [1, num_samples]", lambda v: v >= 1)
+    buffer_fraction: float = option(0.5, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
+    refresh_every: int = option(50, "an integer >= 1", lambda v: v >= 1)
+
+
+@struct.dataclass
+class SFLState:
+    levels: Level  # leaves (K, ...): the buffer, the K most learnable sampled levels
+    learnability: chex.Array  # (K,) float32 p (1 - p) of each buffer level at its refresh
+    success_rate: chex.Array  # (K,) float32 p of each buffer level at its refresh
+    level_stats: dict  # name -> () float32 mean level metric over the buffer
+    sampled_learnability: chex.Array  # () float32 mean finite learnability of the last refresh
+    refreshed: chex.Array  # () bool, the current step refreshed the buffer
+    count: chex.Array  # () int32 steps taken
+
+
+def top_k(scores: chex.Array, k: int) -> chex.Array:
+    """(k,) int32 indices of the k highest scores (ties to the lower index); -inf ranks last."""
+    scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores.astype(jnp.float32))
+    return jax.lax.top_k(scores, k)[1].astype(jnp.int32)
+
+
+def _finite_mean(x: chex.Array) -> chex.Array:
+    """Mean of the finite entries; NaN when there are none (e.g. no episode finished)."""
+    finite = jnp.isfinite(x)
+    mean = jnp.where(finite, x, 0.0).sum() / jnp.maximum(finite.sum(), 1)
+    return jnp.where(finite.any(), mean, jnp.nan).astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class SFL:
+    """Built by ``make_sfl``."""
+
+    ctx: Context
+    options: SFLOptions
+    rollout_steps: int  # R, resolved
+    batch_size: int  # levels per refresh batch, resolved
+
+    @property
+    def buffer_envs(self) -> int:
+        """Envs per batch drawn from the buffer (static)."""
+        return int(round(self.options.buffer_fraction * self.ctx.num_envs))
+
+    @property
+    def refresh_env_steps(self) -> int:
+        return self.options.num_samples * self.rollout_steps
+
+    def init(self, key) -> SFLState:
+        k = self.options.buffer_size
+        example = self.ctx.env.example_level()
+        metrics = jax.eval_shape(self.ctx.env.level_metrics, example)
+        zeros = jnp.zeros((k,), jnp.float32)
+        return SFLState(
+            levels=jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), example),
+            learnability=zeros,
+            success_rate=zeros,
+            level_stats={name: jnp.zeros((), jnp.float32) for name in metrics},
+            sampled_learnability=jnp.zeros((), jnp.float32),
+            refreshed=jnp.zeros((), bool),
+            count=jnp.zeros((), jnp.int32),
+        )
+
+    def propose(self, key, cstate: SFLState, student):
+        refresh_key, key = jax.random.split(key)
+        due = cstate.count % self.options.refresh_every == 0
+        cstate = jax.lax.cond(
+            due, lambda c: self.refresh(refresh_key, c, student.params), lambda c: c, cstate
+        )
+        cstate = cstate.replace(refreshed=due)
+        levels, plan = self.compose(key, cstate)
+        return cstate, levels, plan.replace(branch=due.astype(jnp.int32))
+
+    def compose(self, key, cstate: SFLState) -> tuple[Level, Plan]:
+        """The batch: ``buffer_envs`` levels drawn uniformly from the buffer (first), the
+        rest fresh from the generator; every env is trained on (``branch`` 0)."""
+        pick_key, gen_key = jax.random.split(key)
+        n, m = self.ctx.num_envs, self.buffer_envs
+        idx = jax.random.randint(pick_key, (m,), 0, self.options.buffer_size, dtype=jnp.int32)
+        parts = [jax.tree.map(lambda x: x[idx], cstate.levels)]
+        if n > m:
+            parts.append(generate(self.ctx, gen_key, n - m))
+        levels = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+        plan = Plan(
+            train_mask=jnp.ones((n,), bool),
+            branch=jnp.zeros((), jnp.int32),
+            buffer_idx=jnp.concatenate([idx, jnp.full((n - m,), -1, jnp.int32)]),
+        )
+        return levels, plan
+
+    def update(self, key, cstate: SFLState, plan, levels, rollout, student):
+        m = self.buffer_envs
+        learn = scoring.learnability(scoring.make_score_inputs(rollout))
+        nan = jnp.float32(jnp.nan)
+        metrics = {
+            "sfl/refresh": cstate.refreshed.astype(jnp.float32),
+            "sfl/refresh_env_steps": jnp.where(
+                cstate.refreshed, jnp.float32(self.refresh_env_steps), 0.0
+            ),
+            "sfl/sampled_learnability": jnp.where(
+                cstate.refreshed, cstate.sampled_learnability, nan
+            ),
+            "sfl/buffer_learnability": _finite_mean(cstate.learnability),
+            "sfl/buffer_success_rate": cstate.success_rate.mean(),
+            "sfl/buffer_envs": jnp.float32(m),
+            # Learnability seen in this batch's rollout, buffer vs fresh envs.
+            "sfl/batch_learnability_buffer": _finite_mean(learn[:m]) if m else nan,
+            "sfl/batch_learnability_fresh": _finite_mean(learn[m:]) if m < learn.shape[0] else nan,
+            **{f"sfl/buffer/{k}": v for k, v in cstate.level_stats.items()},
+        }
+        return cstate.replace(count=cstate.count + 1), metrics
+
+    # --- the refresh --------------------------------------------------------------------
+    def sample_and_score(self, key, params):
+        """N fresh levels (leaves (N, ...)), their learnability and success rate (N,)."""
+        b = self.batch_size
+        r = self.rollout_steps
+
+        def batch(carry, key):
+            gen_key, roll_key = jax.random.split(key)
+            levels = generate(self.ctx, gen_key, b)
+            rollout = self.ctx.rollout(roll_key, params, levels, num_steps=r)
+            stats = scoring.episode_stats(rollout)
+            learn = scoring.learnability(scoring.make_score_inputs(rollout))
+            return carry, (levels, learn, stats["success_rate"])
+
+        keys = jax.random.split(key, self.options.num_samples // b)
+        _, out = jax.lax.scan(batch, None, keys)
+        return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), out)
+
+    def refresh(self, key, cstate: SFLState, params) -> SFLState:
+        """Replaces the buffer by the ``buffer_size`` most learnable of N sampled levels."""
+        levels, learn, success = self.sample_and_score(key, params)
+        top = top_k(learn, self.options.buffer_size)
+        kept = jax.tree.map(lambda x: x[top], levels)
+        stats = jax.vmap(self.ctx.env.level_metrics)(kept)
+        return cstate.replace(
+            levels=kept,
+            learnability=learn[top],
+            success_rate=success[top],
+            level_stats={k: v.astype(jnp.float32).mean() for k, v in stats.items()},
+            sampled_learnability=_finite_mean(learn),
+        )
+
+
+def make_sfl(ctx: Context) -> SFL:
+    options = parse(SFLOptions, ctx.cfg.curriculum.options, ctx.cfg.curriculum.name)
+    n = options.num_samples
+    if options.buffer_size > n:
+        raise ConfigError(
+            f"curriculum.options.buffer_size={options.buffer_size}; must be in [1, num_samples] "
+            f"(num_samples={n})"
+        )
+    batch = options.samples_per_batch or n
+    if n % batch:
+        raise ConfigError(
+            f"curriculum.options.samples_per_batch={options.samples_per_batch}; must be 0 or a "
+            f"divisor of num_samples={n}"
+        )
+    steps = options.rollout_steps or 2 * int(ctx.env.max_episode_steps(ctx.env_params))
+    return SFL(ctx, options, steps, batch)
