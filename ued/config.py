@@ -169,6 +169,16 @@ def _field_types(cls) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def _as_number(value: Any) -> Any:
+    # YAML 1.1 reads "1e-3" (no dot) as a string; accept it as the number it spells.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _coerce(path: str, value: Any, kind: Any) -> Any:
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, Mapping):
@@ -178,6 +188,8 @@ def _coerce(path: str, value: Any, kind: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{path} must be true or false, got {value!r}")
         return value
+    if kind in (int, float):
+        value = _as_number(value)
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():

@@ -63,6 +63,14 @@ def test_overrides_and_base_files(tmp_path):
         config_lib.load(tmp_path / "a.yaml")
 
 
+def test_exponent_numbers_without_a_dot_are_numbers():
+    # YAML 1.1 reads 1e-3 as a string; the config accepts it as the number it spells.
+    cfg = config_lib.load(None, ["ppo.lr=3e-4", "run.total_env_steps=2e6"])
+    assert cfg.ppo.lr == 3e-4 and cfg.run.total_env_steps == 2_000_000
+    with pytest.raises(ConfigError, match="run.total_env_steps must be an integer"):
+        config_lib.load(None, ["run.total_env_steps=2.5"])
+
+
 def test_dump_round_trips(tmp_path):
     cfg = config_lib.load(None, ["ppo.num_envs=8", "network.mlp_sizes=[8, 4]"])
     config_lib.dump(cfg, tmp_path / "config.yaml")
