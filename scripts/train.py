@@ -64,9 +64,11 @@ def main(argv: list[str]) -> int:
     if not final:
         print(f"[ued] nothing to do: the run in {cfg.run.dir} is already complete")
         return 0
+    first = result["first"]
     print(
-        f"[ued] done: {final['env_steps']} env steps, mean return {final['mean_return']:.3f}, "
-        f"solve rate {final['solve_rate']:.2f}, {final['sps']:.0f} steps/s"
+        f"[ued] done: {final['env_steps']} env steps at {final['sps']:.0f} steps/s; training "
+        f"return {first['mean_return']:.3f} -> {final['mean_return']:.3f} and solve rate "
+        f"{first['solve_rate']:.2f} -> {final['solve_rate']:.2f} (first -> last chunk)"
         + (f"; run saved in {cfg.run.dir}" if cfg.run.dir else "")
     )
     return 0

@@ -226,8 +226,9 @@ def _start(exp: Experiment, ckpt: Checkpointer | None, run_dir: Path | None, ver
 def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> dict[str, Any]:
     """Runs ``cfg`` to ``run.total_env_steps``; returns the last metrics and evaluation.
 
-    The result has ``final`` (the last logged record), ``eval``, ``state``, ``status``
-    (``"finished"`` or ``"interrupted"``), ``resumed_from`` (updates; 0 for a fresh run),
+    The result has ``first`` and ``final`` (the first and last records of this call),
+    ``eval``, ``state``, ``status`` (``"finished"`` or ``"interrupted"``), ``resumed_from``
+    (updates; 0 for a fresh run),
     ``checkpoint`` (the last saved step folder, or None) and timings.
     """
     if cfg.run.resume and not cfg.run.dir:
@@ -316,8 +317,10 @@ class _Driver:
         run_chunk = self.compile(state) if updates < self.total else None
         progress = _progress(self.total * self.spu, updates * self.spu, self)
         record: dict[str, Any] = {}
+        first: dict[str, Any] = {}
         while updates < self.total and not stop.requested:
             state, record = self.chunk_step(run_chunk, state, updates, stop)
+            first = first or record
             updates = record["updates"]
             progress.update(self._last_active * self.spu)
             progress.set_postfix(sps=f"{record['sps']:.0f}", ret=f"{record['mean_return']:.3f}")
@@ -337,6 +340,7 @@ class _Driver:
         if self.saved_step is not None:
             checkpoint = str(self.ckpt.directory / str(self.saved_step))
         return {
+            "first": first,
             "final": record,
             "eval": evals,
             "state": state,
