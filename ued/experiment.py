@@ -88,6 +88,22 @@ class Experiment:
     network: ActorCritic
     curriculum: Curriculum
     ctx: Context
+    # Where the env batch axis of a rollout lives (a jax.sharding.Sharding of the levels'
+    # leading axis); None = wherever XLA puts it. Set by ``with_batch_sharding``.
+    batch_sharding: Any = None
+
+    def with_batch_sharding(self, sharding) -> Experiment:
+        """This experiment with every rollout's env batch constrained to ``sharding`` (e.g.
+        ``NamedSharding(mesh, P("env"))``); the curriculum is rebuilt so that its own
+        rollouts (``ctx.rollout``) are constrained too. See ``ued.parallel``."""
+        holder: dict[str, Experiment] = {}
+        ctx = dataclasses.replace(
+            self.ctx, rollout=lambda *args, **kwargs: holder["exp"].rollout(*args, **kwargs)
+        )
+        curriculum = make_curriculum(self.cfg.curriculum.name, ctx)
+        exp = dataclasses.replace(self, ctx=ctx, curriculum=curriculum, batch_sharding=sharding)
+        holder["exp"] = exp
+        return exp
 
     # --- construction -------------------------------------------------------------------
     def init(self, key: chex.PRNGKey) -> TrainState:
@@ -108,6 +124,8 @@ class Experiment:
         """Student rollout with GAE on a batch of levels (each env reset to its level)."""
         reset_key, roll_key = jax.random.split(key)
         n = jax.tree.leaves(levels)[0].shape[0]
+        if self.batch_sharding is not None:
+            levels = jax.lax.with_sharding_constraint(levels, self.batch_sharding)
         reset = jax.vmap(self.env.reset_to_level, in_axes=(0, 0, None))
         obs, env_state = reset(jax.random.split(reset_key, n), levels, self.env_params)
         rollout, _ = ppo.collect(
@@ -130,6 +148,9 @@ class Experiment:
             k_update, cstate, plan, levels, rollout, state.student
         )
 
+        # Wrapped in jit so that eval_shape below reuses this trace instead of tracing the
+        # whole PPO update a second time (XLA inlines the nested call).
+        @jax.jit
         def train(student):
             return ppo.update(k_ppo, student, self.network, rollout, plan.train_mask, self.cfg.ppo)
 
@@ -178,13 +199,15 @@ class Experiment:
         """
         if active is None:
             return jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_updates)
+        # One jit wrapper for both branches: the step is traced once, not again by eval_shape.
+        step = jax.jit(self.step)
 
         def body(s, i):
             def skip(s):
-                _, metrics = jax.eval_shape(self.step, s)
+                _, metrics = jax.eval_shape(step, s)
                 return s, jax.tree.map(lambda m: jnp.full(m.shape, jnp.nan, jnp.float32), metrics)
 
-            return jax.lax.cond(i < active, self.step, skip, s)
+            return jax.lax.cond(i < active, step, skip, s)
 
         return jax.lax.scan(body, state, jnp.arange(num_updates))
 

@@ -34,17 +34,41 @@ class Encoder(nn.Module):
         parts = []
         if "image" in obs:
             image = obs["image"].astype(jnp.float32)
-            lead = image.shape[:-3]
-            x = image.reshape((-1,) + image.shape[-3:])
-            x = nn.Conv(self.conv_channels, (3, 3), padding="VALID", name="conv")(x)
-            x = nn.relu(x)
-            parts.append(x.reshape(lead + (-1,)))
+            # Leading axes stay separate (no (T*N) merge), so a batch axis sharded over
+            # devices stays sharded.
+            x = nn.relu(PatchConv(self.conv_channels, name="conv")(image))
+            parts.append(x.reshape(image.shape[:-3] + (-1,)))
         if "direction" in obs:
             one_hot = jax.nn.one_hot(obs["direction"], 4, dtype=jnp.float32)
             parts.append(nn.Dense(self.direction_embedding, name="direction")(one_hot))
         if "vector" in obs:
             parts.append(obs["vector"].astype(jnp.float32))
         return jnp.concatenate(parts, axis=-1)
+
+
+class PatchConv(nn.Module):
+    """A 3x3 "VALID" convolution computed as one matrix product over extracted patches.
+
+    Same parameters (``kernel`` (3, 3, C, F), ``bias`` (F,)), initialisation and result as
+    ``nn.Conv(F, (3, 3), padding="VALID")``. XLA's CPU convolution (and above all its
+    weight gradient) is slow for these tiny images; the patch product's forward and
+    backward passes are plain, fast matrix products.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: chex.Array) -> chex.Array:  # (..., H, W, C) -> (..., H-2, W-2, F)
+        height, width, channels = x.shape[-3:]
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (3, 3, channels, self.features)
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        rows, cols = height - 2, width - 2
+        patches = jnp.concatenate(
+            [x[..., i : i + rows, j : j + cols, :] for i in range(3) for j in range(3)], axis=-1
+        )  # (..., rows, cols, 9C) ordered (kernel row, kernel col, channel) like the kernel
+        return patches @ kernel.reshape(9 * channels, self.features) + bias
 
 
 class ActorCritic(nn.Module):
@@ -83,28 +107,154 @@ class ActorCritic(nn.Module):
 
     def _lstm(self, carry: Carry, x: chex.Array, resets: chex.Array):
         size = self.lstm_size
-        # Input projection for every step at once: one (T*N, D) x (D, 4H) matrix product.
-        x_proj = nn.Dense(4 * size, name="lstm_input")(x)
+        # Same parameters as nn.Dense(4 * size, name="lstm_input") followed by the cell.
+        w_x, b = _DenseParams(4 * size, name="lstm_input")(x.shape[-1])
         w_h = self.param("lstm_recurrent", nn.initializers.orthogonal(), (size, 4 * size))
-
-        def cell(state, inputs):
-            c, h = state
-            xp, reset = inputs
-            keep = (~reset)[:, None].astype(jnp.float32)
-            c, h = c * keep, h * keep
-            i, f, g, o = jnp.split(xp + h @ w_h, 4, axis=-1)
-            c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(g)
-            h = nn.sigmoid(o) * jnp.tanh(c)
-            return (c, h), h
-
-        carry, hs = jax.lax.scan(cell, carry, (x_proj, resets))
-        return carry, hs
+        keep = (~resets).astype(jnp.float32)
+        return lstm((w_x, b, w_h), x, keep, carry)
 
     def initial_carry(self, batch: int) -> Carry:
         if not self.recurrent:
             return ()
         zeros = jnp.zeros((batch, self.lstm_size), jnp.float32)
         return (zeros, zeros)
+
+
+class _DenseParams(nn.Module):
+    """The parameters of ``nn.Dense(features)`` (same names, shapes and initialisers)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, in_features: int) -> tuple[chex.Array, chex.Array]:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (in_features, self.features))
+        return kernel, self.param("bias", nn.initializers.zeros_init(), (self.features,))
+
+
+# --- the LSTM, with a hand-written backward pass ------------------------------------------
+#
+# Over T steps, with gates [i, f, g, o] along the last axis of w_x, b and w_h (4H columns):
+#   z_t = x_t w_x + b + (keep_t h_{t-1}) w_h
+#   c_t = sigmoid(z_f) * keep_t c_{t-1} + sigmoid(z_i) * tanh(z_g),  h_t = sigmoid(z_o) * tanh(c_t)
+# Each gate is computed as its own (N, H) array with its own (H, H) recurrent product: on
+# XLA:CPU, slicing gates out of one (N, 4H) array in every step costs more than the
+# products themselves.
+
+
+def _gate_split(w: chex.Array) -> tuple[chex.Array, ...]:
+    """(..., 4H) -> four (..., H) arrays, gates i, f, g, o."""
+    size = w.shape[-1] // 4
+    return tuple(w[..., j * size : (j + 1) * size] for j in range(4))
+
+
+def _cell(w_h, carry: Carry, xs, keep: chex.Array):
+    """One step from the gates' input projections ``xs`` (4 x (N, H), bias included);
+    returns the carry and the gate activations."""
+    c, h = carry
+    k = keep[:, None]
+    h = h * k
+    zi, zf, zg, zo = (x + h @ w for x, w in zip(xs, w_h, strict=True))
+    i, f, g, o = jax.nn.sigmoid(zi), jax.nn.sigmoid(zf), jnp.tanh(zg), jax.nn.sigmoid(zo)
+    c = f * (c * k) + i * g
+    return (c, o * jnp.tanh(c)), (i, f, g, o)
+
+
+def _with_ones(x: chex.Array) -> chex.Array:
+    """(T, N, D) -> (T, N, D + 1) with a last column of ones, so that ``[x, 1] @ [w_x; b]``
+    adds the bias inside the product and ``[x, 1]^T dz`` yields the bias gradient too."""
+    return jnp.concatenate([x, jnp.ones(x.shape[:-1] + (1,), x.dtype)], axis=-1)
+
+
+def _project(w_x, b, x_ones):
+    w = jnp.concatenate([w_x, b[None]], axis=0)
+    return tuple(x_ones @ w_g for w_g in _gate_split(w))  # 4 x (T, N, H)
+
+
+@jax.custom_vjp
+def lstm(params, x: chex.Array, keep: chex.Array, carry: Carry):
+    """Runs the LSTM over time.
+
+    Args:
+        params: ``(w_x (D, 4H), b (4H,), w_h (H, 4H))``, gates i, f, g, o.
+        x: (T, N, D) inputs.
+        keep: (T, N) float32; 0 zeroes the carry before step t (an episode starts).
+        carry: ``(c, h)``, each (N, H), the state before step 0.
+
+    Returns:
+        ``(carry, hs)``: the state after step T-1 and the hidden states (T, N, H).
+
+    The input projection of all T*N inputs is done before the loop; only ``h @ w_h`` stays
+    in it. The custom backward pass runs the (N, H) x (H, H) products of one step per loop
+    iteration and computes all weight gradients after the loop as (., T*N) x (T*N, H)
+    products, instead of autodiff's rank-N update of an (H, 4H) gradient carried through
+    the loop.
+    """
+    w_x, b, w_h = params
+    if x.shape[0] == 1:  # the rollout's single step: no loop, whole-matrix products
+        c, h = carry
+        k = keep[0][:, None]
+        z = x[0] @ w_x + b + (h * k) @ w_h
+        zi, zf, zg, zo = _gate_split(z)
+        c = jax.nn.sigmoid(zf) * (c * k) + jax.nn.sigmoid(zi) * jnp.tanh(zg)
+        h = jax.nn.sigmoid(zo) * jnp.tanh(c)
+        return (c, h), h[None]
+    w_h = _gate_split(w_h)
+
+    def step(carry, inputs):
+        carry, _ = _cell(w_h, carry, *inputs)
+        return carry, carry[1]
+
+    return jax.lax.scan(step, carry, (_project(w_x, b, _with_ones(x)), keep))
+
+
+def _lstm_fwd(params, x, keep, carry):
+    w_x, b, w_h = params
+    w_h_gates = _gate_split(w_h)
+    x_ones = _with_ones(x)
+
+    def step(carry, inputs):
+        carry, acts = _cell(w_h_gates, carry, *inputs)
+        return carry, (carry[0], carry[1], acts)
+
+    last, (cs, hs, acts) = jax.lax.scan(step, carry, (_project(w_x, b, x_ones), keep))
+    return (last, hs), (params, x_ones, keep, carry, cs, hs, acts)
+
+
+def _lstm_bwd(residuals, cotangents):
+    (w_x, _, w_h), x_ones, keep, (c0, h0), cs, hs, acts = residuals
+    (dc_last, dh_last), dhs = cotangents
+    k = keep[..., None]
+    c_prev = jnp.concatenate([c0[None], cs[:-1]]) * k  # (T, N, H) carries after the reset
+    h_prev = jnp.concatenate([h0[None], hs[:-1]]) * k
+    w_h_t = tuple(w.T for w in _gate_split(w_h))
+
+    def step(carry, inputs):
+        dc, dh = carry
+        dh_out, keep_t, c_prev_t, c_t, (i, f, g, o) = inputs
+        tanh_c = jnp.tanh(c_t)
+        dh = dh + dh_out
+        dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
+        dz = (
+            dc * g * i * (1.0 - i),
+            dc * c_prev_t * f * (1.0 - f),
+            dc * i * (1.0 - g * g),
+            dh * tanh_c * o * (1.0 - o),
+        )
+        dh_prev = sum(d @ w for d, w in zip(dz, w_h_t, strict=True))
+        k_t = keep_t[:, None]
+        return ((dc * f) * k_t, dh_prev * k_t), dz
+
+    inputs = (dhs, keep, c_prev, cs, acts)
+    (dc0, dh0), dz = jax.lax.scan(step, (dc_last, dh_last), inputs, reverse=True)
+    # Contractions over (T, N) without merging the axes: a sharded N stays sharded and the
+    # partial sums of each device are added by XLA.
+    dw_xb = jnp.concatenate([jnp.einsum("tnd,tnh->dh", x_ones, d) for d in dz], axis=1)
+    dw_h = jnp.concatenate([jnp.einsum("tnd,tnh->dh", h_prev, d) for d in dz], axis=1)
+    dx = sum(d @ w.T for d, w in zip(dz, _gate_split(w_x), strict=True))
+    return (dw_xb[:-1], dw_xb[-1], dw_h), dx, jnp.zeros_like(keep), (dc0, dh0)
+
+
+lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 
 def _ortho(scale: float):
@@ -117,6 +267,29 @@ def distribution(policy: chex.Array, continuous: bool) -> distrax.Distribution:
         mean, log_std = jnp.split(policy, 2, axis=-1)
         return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
     return distrax.Categorical(logits=policy)
+
+
+def sample_and_log_prob(key, policy: chex.Array, continuous: bool):
+    """Samples actions from the policy output and returns ``(actions, log_probs)``.
+
+    The same draws and values as ``distribution(policy, continuous).sample_and_log_prob``,
+    without building a distrax object in every step of the rollout.
+    """
+    if continuous:
+        return distribution(policy, continuous).sample_and_log_prob(seed=key)
+    logits = jax.nn.log_softmax(policy)
+    actions = jax.random.categorical(key, logits, shape=(1,) + logits.shape[:-1])[0]
+    return actions, jnp.take_along_axis(logits, actions[..., None], axis=-1)[..., 0]
+
+
+def log_prob_and_entropy(policy: chex.Array, actions: chex.Array, continuous: bool):
+    """``(log pi(actions), entropy)`` of the policy output, as ``distribution`` computes."""
+    if continuous:
+        dist = distribution(policy, continuous)
+        return dist.log_prob(actions), dist.entropy()
+    logits = jax.nn.log_softmax(policy)
+    log_prob = jnp.take_along_axis(logits, actions[..., None].astype(jnp.int32), axis=-1)
+    return log_prob[..., 0], -jnp.sum(jnp.exp(logits) * logits, axis=-1)
 
 
 def make_network(network_cfg, action_space) -> ActorCritic:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from ued.networks import ActorCritic, distribution
+from ued.networks import ActorCritic, log_prob_and_entropy, sample_and_log_prob
 from ued.types import Rollout
 
 
@@ -54,8 +54,7 @@ def collect(
         act_key, env_key = jax.random.split(step_key)
         batched = jax.tree.map(lambda x: x[None], obs)
         rnn, policy, value = network.apply(params, rnn, batched, prev_done[None])
-        dist = distribution(policy[0], network.continuous)
-        action, log_prob = dist.sample_and_log_prob(seed=act_key)
+        action, log_prob = sample_and_log_prob(act_key, policy[0], network.continuous)
         out = step_env(jax.random.split(env_key, num_envs), env_state, action, env_params)
         transition = (obs, action, log_prob, value[0], out.reward, out.done, out.info["success"])
         return (out.obs, out.state, rnn, out.done), transition
@@ -115,8 +114,7 @@ def loss_fn(params, network: ActorCritic, batch: Rollout, weight, ppo_cfg):
     """Clipped PPO loss over a (T, n) batch; ``weight`` (T, n) masks out untrained envs."""
     resets = jnp.concatenate([jnp.ones_like(batch.dones[:1]), batch.dones[:-1]], axis=0)
     _, policy, values = network.apply(params, batch.init_carry, batch.obs, resets)
-    dist = distribution(policy, network.continuous)
-    log_prob = dist.log_prob(batch.actions)
+    log_prob, entropy = log_prob_and_entropy(policy, batch.actions, network.continuous)
     adv = batch.advantages
     if ppo_cfg.normalize_advantages:
         mean = _masked_mean(adv, weight)
@@ -132,7 +130,7 @@ def loss_fn(params, network: ActorCritic, batch: Rollout, weight, ppo_cfg):
         )
         value_err = jnp.maximum(value_err, (v_clipped - batch.targets) ** 2)
     value_loss = 0.5 * _masked_mean(value_err, weight)
-    entropy = _masked_mean(dist.entropy(), weight)
+    entropy = _masked_mean(entropy, weight)
     total = policy_loss + ppo_cfg.vf_coef * value_loss - ppo_cfg.ent_coef * entropy
     approx_kl = _masked_mean((ratio - 1.0) - jnp.log(ratio), weight)
     return total, {
@@ -164,13 +162,18 @@ def update(
         return batch.replace(last_value=last_value, init_carry=carry), train_mask[perm]
 
     def minibatch_step(student, perm):
-        batch, mask = take(perm)
+        batch, mask = (rollout, train_mask) if perm is None else take(perm)
         weight = jnp.broadcast_to(mask[None, :], batch.rewards.shape).astype(jnp.float32)
         (_, stats), grads = grad_fn(student.params, network, batch, weight, ppo_cfg)
         stats["grad_norm"] = optax.tree_utils.tree_norm(grads)
         return student.apply_gradients(grads=grads), stats
 
     def epoch(student, epoch_key):
+        if num_mb == 1:
+            # One minibatch holds every env: shuffling them changes no gradient (the loss is
+            # a mean over envs), only the order of a sum, so skip the gather of the rollout.
+            student, stats = minibatch_step(student, None)
+            return student, jax.tree.map(lambda s: s[None], stats)
         perm = jax.random.permutation(epoch_key, num_envs).reshape(num_mb, -1)
         return jax.lax.scan(minibatch_step, student, perm)
 

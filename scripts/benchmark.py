@@ -1,0 +1,441 @@
+"""Benchmark the train step: compile time, steps per second, FLOP rate, memory, env speed.
+
+    python scripts/benchmark.py [EXPERIMENT.yaml] [section.key=value ...] [options]
+
+Every measurement runs in a fresh subprocess (so compile times are honest and peak memory is
+per configuration) and prints one JSON line to ``--output``:
+
+- ``train``: one configuration of the train step. ``compile``: trace + lower and XLA compile
+  seconds of the run's chunk program (``run.chunk_updates`` steps, as ``ued.train`` builds
+  it), cold (empty persistent cache) and, in a second process sharing that cache, warm;
+  ``init_seconds`` (jit + run of ``init``). ``sps``: student env steps per wall second of
+  single train steps after compilation, results forced ready (``block_until_ready``), overall
+  (the step mix the curriculum chose) and per branch (PLR: new / replay / edit).
+  ``flops``: the student's floating-point work per env step from XLA's cost analysis of one
+  forward pass and of one forward + backward pass (T = 1, so no loop is under-counted);
+  a training step does 1 rollout + ``ppo.epochs`` forward-backward passes per env step, a
+  step without a gradient only the rollout. ``achieved_gflops`` = that work over the timed
+  steps / their wall time, against ``matmul_gflops``, the float32 matrix-multiply rate
+  measured in the same process.
+  ``memory``: XLA's buffer sizes of the program, device peak bytes where the backend reports
+  them, and the process's peak RSS.
+- ``env``: env-only steps per second, random actions, jitted, vmapped, auto-replay, per batch.
+
+Sweeps (comma-separated lists; the product is measured): ``--curricula dr,plr,robust_plr,accel``
+(default: every registered curriculum; an entry ending in ``.yaml`` is an experiment file used
+instead of the main one), ``--num-envs 32,256,1024,4096``, ``--capacity 1000,4000`` (buffer
+curricula only), ``--devices 1,2,4`` (on CPU, fake host devices), ``--num-seeds 1,2``.
+``--env-envs 32,1024`` sets the env-only batches (``none`` to skip).
+
+To reach replay steps quickly, ``curriculum.buffer.min_fill_ratio`` is lowered so replay can
+start after two steps (it changes when replay starts, not what a step costs; recorded as
+``bench_min_fill_ratio``); ``--keep-min-fill`` keeps the config's value.
+
+Example (the standard maze, all curricula, 5 timed steps each):
+
+    python scripts/benchmark.py experiments/maze_dr.yaml --updates 5 --output bench.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK = "BENCH_RESULT "
+
+
+# --- measurements (run in the worker process) ------------------------------------------------
+
+
+def _timed(fn, *args):
+    import jax
+
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - t0
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    """Best float32 ``n x n @ n x n`` rate of the default device, GFLOP/s."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    mm = jax.jit(lambda x, y: x @ y)
+    _timed(mm, a, a)
+    best = min(_timed(mm, a, a)[1] for _ in range(reps))
+    return 2 * n**3 / best / 1e9
+
+
+def student_flops(exp, params, batch: int = 64) -> dict:
+    """Per env step: forward, and forward + backward of the student (XLA cost analysis)."""
+    import jax
+    import jax.numpy as jnp
+
+    net = exp.network
+    obs, _ = exp.env.reset_to_level(jax.random.PRNGKey(0), exp.env.example_level(), exp.env_params)
+    obs = jax.tree.map(lambda x: jnp.broadcast_to(x, (1, batch) + jnp.shape(x)), obs)
+    resets = jnp.zeros((1, batch), bool)
+
+    def forward(p, carry):
+        return net.apply(p, carry, obs, resets)
+
+    def loss(p, carry):  # gradients for params and the incoming carry, as inside a sequence
+        return sum(jnp.sum(x) for x in jax.tree.leaves(forward(p, carry)))
+
+    carry = net.initial_carry(batch)
+
+    def cost(fn):
+        analysis = jax.jit(fn).lower(params, carry).compile().cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, list) else analysis
+        return float(analysis.get("flops", float("nan"))) / batch
+
+    fwd = cost(forward)
+    fwd_bwd = cost(jax.grad(loss, argnums=(0, 1)))
+    epochs = exp.cfg.ppo.epochs
+    return {
+        "forward": fwd,
+        "forward_backward": fwd_bwd,
+        "per_env_step": fwd + epochs * fwd_bwd,  # rollout + PPO epochs over every step
+    }
+
+
+def memory_report(compiled) -> dict:
+    import jax
+
+    out = {}
+    try:
+        m = compiled.memory_analysis()
+        out["xla_argument_bytes"] = int(m.argument_size_in_bytes)
+        out["xla_output_bytes"] = int(m.output_size_in_bytes)
+        out["xla_temp_bytes"] = int(m.temp_size_in_bytes)
+    except Exception:  # not every backend reports it
+        pass
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        out["device_peak_bytes"] = int(stats["peak_bytes_in_use"])
+    import resource
+
+    out["host_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def measure_train(spec: dict) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ued import config as config_lib
+    from ued import parallel
+    from ued.experiment import build
+    from ued.train import enable_compile_cache
+
+    cfg = config_lib.load(spec["experiment"], spec["overrides"])
+    enable_compile_cache(spec["cache_dir"])
+    exp = build(cfg)
+    runner = parallel.make_runner(exp, cfg)
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(runner.init(runner.seed_keys(cfg.run.seed)))
+    init_seconds = time.perf_counter() - t0
+    chunk = min(cfg.run.chunk_updates, cfg.total_updates)
+    fn = jax.jit(
+        lambda s, n: runner.chunk(s, chunk, n),
+        in_shardings=(runner.state_sharding(), runner.replicated()),
+        out_shardings=(runner.state_sharding(), runner.metrics_sharding()),
+        donate_argnums=0,
+    )
+    t0 = time.perf_counter()
+    lowered = fn.lower(state, jnp.int32(chunk))
+    trace_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    compile_seconds = time.perf_counter() - t0
+    result = {
+        "compile": {"trace_seconds": trace_seconds, "compile_seconds": compile_seconds},
+        "init_seconds": init_seconds,
+    }
+    if spec.get("compile_only"):
+        return result
+
+    steps = cfg.steps_per_update * cfg.run.num_seeds
+    one = jnp.int32(1)
+    for _ in range(spec["warmup"]):
+        (state, _), _ = _timed(compiled, state, one)
+    params = state.student.params
+    flops = student_flops(exp, jax.tree.map(lambda x: x[0], params) if runner.seeded else params)
+    per_branch: dict[str, list[float]] = {}
+    total = work = 0.0
+    for _ in range(spec["updates"]):
+        (state, metrics), seconds = _timed(compiled, state, one)
+        metrics = jax.device_get(metrics)
+        branch = np.asarray(metrics["branch"]).reshape(-1)
+        branch = set(branch[np.isfinite(branch)].astype(int).tolist())
+        key = str(branch.pop()) if len(branch) == 1 else "mixed"
+        per_branch.setdefault(key, []).append(seconds)
+        total += seconds
+        # A step without a gradient (Robust PLR's new levels, ACCEL's edits) only rolls out.
+        trained = np.asarray(metrics["trained_envs"]).reshape(-1)
+        trained = float(np.mean(trained[np.isfinite(trained)] > 0))
+        work += steps * (flops["forward"] + trained * cfg.ppo.epochs * flops["forward_backward"])
+    sequential = cfg.curriculum.name != "dr" and not cfg.curriculum.parallel
+    names = {"0": "new", "1": "replay", "2": "edit"}
+    sps = {"mix": steps * spec["updates"] / total}
+    if sequential:
+        for key, times in sorted(per_branch.items()):
+            sps[names.get(key, key)] = steps * len(times) / sum(times)
+    rate = matmul_gflops()
+    result.update(
+        sps=sps,
+        branch_counts={names.get(k, k) if sequential else k: len(v) for k, v in per_branch.items()},
+        flops=flops,
+        achieved_gflops=work / total / 1e9,
+        matmul_gflops=rate,
+        memory=memory_report(compiled),
+    )
+    result["fraction_of_matmul"] = result["achieved_gflops"] / rate
+    return result
+
+
+def measure_env(spec: dict) -> dict:
+    import jax
+    import numpy as np
+
+    from ued import config as config_lib
+    from ued.experiment import build
+
+    cfg = config_lib.load(spec["experiment"], spec["overrides"])
+    exp = build(cfg)
+    env, params, n, steps = exp.env, exp.env_params, spec["env_envs"], spec["env_steps"]
+    num_actions = int(env.action_space(params).n)
+
+    def run(key):
+        level_key, reset_key, key = jax.random.split(key, 3)
+        levels = jax.vmap(exp.ctx.generator)(jax.random.split(level_key, n))
+        reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
+        _, state = reset(jax.random.split(reset_key, n), levels, params)
+        step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+        def body(carry, k):
+            state, total = carry
+            act_key, env_key = jax.random.split(k)
+            actions = jax.random.randint(act_key, (n,), 0, num_actions)
+            out = step(jax.random.split(env_key, n), state, actions, params)
+            return (out.state, total + out.reward.sum() + out.done.sum()), None
+
+        (_, total), _ = jax.lax.scan(body, (state, 0.0), jax.random.split(key, steps))
+        return total
+
+    fn = jax.jit(run)
+    _timed(fn, jax.random.PRNGKey(0))
+    best = min(_timed(fn, jax.random.PRNGKey(i))[1] for i in range(1, 4))
+    return {"env_sps": float(np.float64(n * steps / best))}
+
+
+def worker(spec: dict) -> None:
+    import jax
+
+    out = measure_env(spec) if spec["kind"] == "env" else measure_train(spec)
+    device = jax.devices()[0]
+    out.update(
+        backend=jax.default_backend(),
+        device_kind=device.device_kind,
+        device_count=jax.device_count(),
+        jax_version=jax.__version__,
+        load_average=os.getloadavg()[0],
+    )
+    print(MARK + json.dumps(out), flush=True)
+
+
+# --- orchestration (the parent process never starts JAX) -------------------------------------
+
+
+def run_worker(spec: dict, timeout: float) -> dict:
+    env = dict(os.environ)
+    devices = spec.get("devices", 1)
+    if devices > 1:  # fake host devices; harmless for GPU/TPU backends
+        flag = f"--xla_force_host_platform_device_count={devices}"
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flag).strip()
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f}s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK) :])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"error": " | ".join(tail) or f"exit status {proc.returncode}"}
+
+
+def split_list(text: str | None, cast=str) -> list:
+    if text is None or text.lower() == "none":
+        return []
+    return [cast(x) for x in text.split(",") if x]
+
+
+def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
+    from ued import config as config_lib
+    from ued.curricula import CURRICULA
+
+    curricula = split_list(args.curricula) or sorted(CURRICULA)
+    envs = split_list(args.num_envs, int) or [None]
+    caps = split_list(args.capacity, int) or [None]
+    devs = split_list(args.devices, int) or [1]
+    seeds = split_list(args.num_seeds, int) or [None]
+    specs, seen = [], set()
+    for cur, n, cap, dev, s in itertools.product(curricula, envs, caps, devs, seeds):
+        path = cur if cur.endswith(".yaml") else experiment
+        extra = [] if cur.endswith(".yaml") else [f"curriculum.name={cur}"]
+        extra += [f"ppo.num_envs={n}"] * (n is not None) + [f"run.num_seeds={s}"] * (s is not None)
+        extra += [f"run.devices={dev}", "eval.levels=none", "run.progress=false"]
+        cfg = config_lib.load(path, overrides + extra)
+        if cfg.curriculum.name == "dr":
+            cap = None
+        if cap is not None:
+            extra.append(f"curriculum.buffer.capacity={cap}")
+        if not args.keep_min_fill and cfg.curriculum.name != "dr":
+            capacity = cap or cfg.curriculum.buffer.capacity
+            fill = min(cfg.curriculum.buffer.min_fill_ratio, 2 * cfg.ppo.num_envs / capacity)
+            extra.append(f"curriculum.buffer.min_fill_ratio={fill:.6g}")
+        cfg = config_lib.load(path, overrides + extra)  # validates the final config
+        key = json.dumps(config_lib.to_dict(cfg), sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        specs.append(
+            {
+                "kind": "train",
+                "experiment": path,
+                "overrides": overrides + extra,
+                "devices": dev,
+                "warmup": args.warmup,
+                "updates": args.updates,
+                "summary": {
+                    "curriculum": cfg.curriculum.name,
+                    "num_envs": cfg.ppo.num_envs,
+                    "num_steps": cfg.ppo.num_steps,
+                    "capacity": cfg.curriculum.buffer.capacity if cap or cur != "dr" else None,
+                    "devices": dev,
+                    "num_seeds": cfg.run.num_seeds,
+                    "bench_min_fill_ratio": cfg.curriculum.buffer.min_fill_ratio,
+                },
+                "config": config_lib.to_dict(cfg),
+            }
+        )
+    return specs
+
+
+def fmt(x, spec=".0f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def print_table(rows: list[dict], header: bool = True) -> None:
+    head = (
+        f"{'curriculum':<11} {'envs':>5} {'cap':>5} {'dev':>3} {'seed':>4} {'compile':>7} "
+        f"{'warm':>5} {'sps mix':>8} {'by branch':<34} {'GFLOP/s':>7} {'%mm':>4} {'peak MB':>8}"
+    )
+    if header:
+        print(head)
+    for r in rows:
+        s, res = r["summary"], r["result"]
+        if "error" in res:
+            print(f"{s['curriculum']:<11} {s['num_envs']:>5} error: {res['error'][:100]}")
+            continue
+        c, w = res["compile"], res.get("warm", {})
+        cold = c["trace_seconds"] + c["compile_seconds"]
+        warm = w.get("trace_seconds", 0) + w.get("compile_seconds", 0) if w else None
+        branches = " ".join(f"{k}={v:.0f}" for k, v in res["sps"].items() if k != "mix")
+        mem = res["memory"]
+        peak = mem.get("device_peak_bytes", mem.get("host_peak_rss_bytes"))
+        print(
+            f"{s['curriculum']:<11} {s['num_envs']:>5} {fmt(s['capacity'], 'd'):>5} "
+            f"{s['devices']:>3} {s['num_seeds']:>4} {cold:>6.1f}s {fmt(warm, '.1f'):>4}s "
+            f"{res['sps']['mix']:>8.0f} {branches:<34} {res['achieved_gflops']:>7.1f} "
+            f"{100 * res['fraction_of_matmul']:>3.0f}% {peak / 2**20:>8.0f}"
+        )
+    if header and rows and "matmul_gflops" in rows[0]["result"]:
+        r = rows[0]["result"]
+        where = f"{r['backend']} ({r['device_kind']})"
+        print(f"float32 matmul: {r['matmul_gflops']:.0f} GFLOP/s on {where}")
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--worker"]:
+        worker(json.loads(argv[1]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--curricula", help="comma list; default: every registered curriculum")
+    parser.add_argument("--num-envs", help="comma list of ppo.num_envs")
+    parser.add_argument("--capacity", help="comma list of curriculum.buffer.capacity")
+    parser.add_argument("--devices", help="comma list of device counts (run.devices)")
+    parser.add_argument("--num-seeds", help="comma list of run.num_seeds")
+    parser.add_argument("--env-envs", default="1024", help="env-only batch sizes, or none")
+    parser.add_argument("--env-steps", type=int, default=256)
+    parser.add_argument("--updates", type=int, default=4, help="timed train steps per config")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--no-warm", action="store_true", help="skip the warm-cache compile")
+    parser.add_argument("--keep-min-fill", action="store_true")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
+    parser.add_argument("--output", help="JSONL file to append one line per measurement to")
+    positional = [a for a in argv if not a.startswith("-") and "=" in a]
+    rest = [a for a in argv if a not in positional]
+    experiment = str(ROOT / "experiments" / "maze_dr.yaml")
+    if rest and not rest[0].startswith("-"):
+        experiment = rest.pop(0)
+    args = parser.parse_args(rest)
+    from ued import config as config_lib
+
+    try:
+        specs = train_specs(args, experiment, positional)
+    except (config_lib.ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = open(args.output, "a") if args.output else None  # noqa: SIM115
+    rows = []
+
+    def emit(record: dict) -> None:
+        record["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        if out:
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+
+    for spec in specs:
+        with tempfile.TemporaryDirectory(prefix="ued-bench-cache-") as cache:
+            spec["cache_dir"] = cache
+            print(f"[bench] {spec['summary']}", flush=True)
+            result = run_worker(spec, args.timeout)
+            if "error" not in result and not args.no_warm:
+                warm = run_worker({**spec, "compile_only": True}, args.timeout)
+                result["warm"] = warm.get("compile", {"error": warm.get("error")})
+        record = {"kind": "train", **spec["summary"], "result": result, "config": spec["config"]}
+        emit(record)
+        rows.append({"summary": spec["summary"], "result": result})
+        print_table(rows[-1:], header=False)
+    for n in split_list(args.env_envs, int):
+        spec = {
+            "kind": "env",
+            "experiment": experiment,
+            "overrides": positional,
+            "env_envs": n,
+            "env_steps": args.env_steps,
+        }
+        result = run_worker(spec, args.timeout)
+        emit({"kind": "env", "env_envs": n, "env_steps": args.env_steps, "result": result})
+        sps = result.get("env_sps")
+        print(f"env only, {n} envs: {fmt(sps)} steps/s {result.get('error', '')}", flush=True)
+    if out:
+        out.close()
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,125 @@
+"""The student's fast paths compute what the plain formulations compute: the patch
+convolution, the LSTM's hand-written backward pass, and the categorical sampling."""
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ued.networks import (
+    ActorCritic,
+    PatchConv,
+    log_prob_and_entropy,
+    lstm,
+    sample_and_log_prob,
+)
+
+
+@pytest.mark.parametrize("shape", [(7, 5, 5, 3), (3, 4, 5, 5, 3), (2, 13, 13, 3)])
+def test_patch_conv_equals_flax_conv(shape):
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    flat = x.reshape((-1,) + shape[-3:])
+    conv = nn.Conv(6, (3, 3), padding="VALID", name="conv")
+    patch = PatchConv(6, name="conv")
+    params = conv.init(jax.random.PRNGKey(1), flat)
+    assert jax.tree.all(
+        jax.tree.map(np.array_equal, params, patch.init(jax.random.PRNGKey(1), x))
+    )  # same names, shapes and initial values
+    params = jax.tree.map(lambda p: p + 0.1, params)  # a nonzero bias too
+    want = conv.apply(params, flat).reshape(shape[:-3] + (shape[-3] - 2, shape[-2] - 2, 6))
+    np.testing.assert_allclose(patch.apply(params, x), want, atol=1e-5)
+
+
+def reference_lstm(params, x, keep, carry):
+    """Autodiff-able LSTM as a plain scan (the formulation the fast one replaces)."""
+    w_x, b, w_h = params
+
+    def cell(state, inputs):
+        c, h = state
+        xt, k = inputs
+        c, h = c * k[:, None], h * k[:, None]
+        i, f, g, o = jnp.split(xt @ w_x + b + h @ w_h, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
+
+    return jax.lax.scan(cell, carry, (x, keep))
+
+
+@pytest.fixture(scope="module")
+def lstm_case():
+    t, n, d, h = 12, 5, 7, 8
+    ks = jax.random.split(jax.random.PRNGKey(3), 8)
+    params = (
+        jax.random.normal(ks[0], (d, 4 * h)) * 0.4,
+        jax.random.normal(ks[1], (4 * h,)) * 0.4,
+        jax.random.normal(ks[2], (h, 4 * h)) * 0.4,
+    )
+    x = jax.random.normal(ks[3], (t, n, d))
+    keep = (jax.random.uniform(ks[4], (t, n)) > 0.25).astype(jnp.float32)
+    carry = (jax.random.normal(ks[5], (n, h)), jax.random.normal(ks[6], (n, h)))
+    weights = jax.random.normal(ks[7], (t, n, h))
+    return params, x, keep, carry, weights
+
+
+def test_lstm_forward_and_gradients_match_autodiff(lstm_case):
+    params, x, keep, carry, weights = lstm_case
+
+    def loss(fn):
+        def f(params, x, carry):
+            (c, h), hs = fn(params, x, keep, carry)
+            return (hs * weights).sum() + (c**2).sum() + (3 * h).sum()
+
+        return f
+
+    np.testing.assert_allclose(
+        loss(lstm)(params, x, carry), loss(reference_lstm)(params, x, carry), rtol=1e-5
+    )
+    got = jax.grad(loss(lstm), argnums=(0, 1, 2))(params, x, carry)
+    want = jax.grad(loss(reference_lstm), argnums=(0, 1, 2))(params, x, carry)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_lstm_single_step_and_vmap(lstm_case):
+    params, x, keep, carry, _ = lstm_case
+    one = lstm(params, x[:1], keep[:1], carry)  # the rollout's loop-free path
+    ref = reference_lstm(params, x[:1], keep[:1], carry)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Seeds vmap the custom backward pass: per-seed gradients equal separate ones.
+    stacked = jax.tree.map(lambda p: jnp.stack([p, 0.5 * p]), params)
+
+    def loss(p):
+        return lstm(p, x, keep, carry)[1].sum()
+
+    batched = jax.vmap(jax.grad(loss))(stacked)
+    second = jax.grad(loss)(jax.tree.map(lambda p: 0.5 * p, params))
+    for g, w in zip(jax.tree.leaves(batched), jax.tree.leaves(second), strict=True):
+        np.testing.assert_allclose(g[1], w, rtol=1e-5, atol=1e-6)
+
+
+def test_actor_critic_parameters_keep_their_names_and_shapes():
+    net = ActorCritic(action_dim=3, lstm_size=8, head_size=4, conv_channels=2)
+    obs = {"image": jnp.zeros((1, 1, 5, 5, 3), jnp.uint8), "direction": jnp.zeros((1, 1), int)}
+    params = net.init(jax.random.PRNGKey(0), net.initial_carry(1), obs, jnp.zeros((1, 1), bool))
+    shapes = jax.tree.map(jnp.shape, params["params"])
+    assert shapes["encoder"]["conv"] == {"kernel": (3, 3, 3, 2), "bias": (2,)}
+    assert shapes["lstm_input"] == {"kernel": (3 * 3 * 2 + 5, 32), "bias": (32,)}
+    assert shapes["lstm_recurrent"] == (8, 32)
+
+
+def test_categorical_fast_path_equals_distrax():
+    for seed in range(5):
+        logit_key, sample_key = jax.random.split(jax.random.PRNGKey(seed))
+        logits = 3 * jax.random.normal(logit_key, (6, 4, 3))
+        dist = distrax.Categorical(logits=logits)
+        want_actions, want_log_prob = dist.sample_and_log_prob(seed=sample_key)
+        actions, log_prob = sample_and_log_prob(sample_key, logits, False)
+        np.testing.assert_array_equal(actions, want_actions)  # the same draws
+        np.testing.assert_array_equal(log_prob, want_log_prob)
+        log_prob, entropy = log_prob_and_entropy(logits, actions, False)
+        np.testing.assert_array_equal(log_prob, dist.log_prob(actions))
+        np.testing.assert_allclose(entropy, dist.entropy(), rtol=1e-6)

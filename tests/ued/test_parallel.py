@@ -1,0 +1,132 @@
+"""``ued.parallel`` on 4 fake CPU devices: the same results as 1 device, seeds in one
+program equal to separate runs, and batches the devices cannot split refused.
+
+The device count is fixed when JAX starts, so the checks run in a subprocess
+(``tests/parallel_check.py``) with ``--xla_force_host_platform_device_count=4``; a failure,
+crash or timeout of that subprocess fails these tests.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ued import config as config_lib
+from ued import parallel
+
+ROOT = Path(__file__).resolve().parents[2]
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def checks():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    ).strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "parallel_check.py")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_four_devices_are_visible(checks):
+    assert checks["devices"] == 4
+
+
+@pytest.mark.parametrize("name", ["dr", "plr", "maze_dr"])
+def test_four_devices_match_one(checks, name):
+    result = checks[name]
+    assert result["mesh"] == {"seed": 1, "env": 4}
+    assert result["updates"] == [5, 5]
+    for part in ("params", "curriculum", "metrics"):
+        assert result[part] < TOL, (part, result)
+    # The env batch is split, so the gradient is summed across devices.
+    assert result["all_reduce"] > 0
+
+
+def test_two_seeds_equal_two_single_seed_runs(checks):
+    seeds = checks["seeds"]
+    assert seeds["mesh"] == {"seed": 2, "env": 2}
+    assert seeds["metric_shape"] == [2, 3]  # (seeds, updates in the chunk)
+    assert seeds["updates"] == [5, 5]
+    for i in range(2):
+        assert seeds[f"seed{i}_params"] < TOL, seeds
+        assert seeds[f"seed{i}_metrics"] < TOL, seeds
+    assert seeds["between_seeds"] > 1e-3  # different keys, different trajectories
+
+
+def test_indivisible_batches_are_refused_naming_the_keys(checks):
+    refused = checks["refused"]
+    assert "ppo.num_envs=6" in refused["num_envs"] and "4 devices" in refused["num_envs"]
+    assert "run.devices" in refused["num_envs"]
+    assert "run.num_seeds=3" in refused["seeds"] and "ppo.num_envs=6" in refused["seeds"]
+
+
+def test_mesh_shape_rules():
+    assert parallel.mesh_shape(1, 1, 32) == (1, 1)
+    assert parallel.mesh_shape(4, 1, 32) == (1, 4)
+    assert parallel.mesh_shape(4, 8, 6) == (4, 1)  # whole seeds per device
+    assert parallel.mesh_shape(4, 2, 2) == (2, 2)
+    with pytest.raises(config_lib.ConfigError, match="ppo.num_envs=30"):
+        parallel.mesh_shape(4, 1, 30)
+
+
+def test_host_device_count_divides_the_batch():
+    assert parallel.host_device_count(32, cores=2) == 2
+    assert parallel.host_device_count(32, cores=12) == 8
+    assert parallel.host_device_count(30, cores=4) == 3
+    assert parallel.host_device_count(7, cores=2) == 1
+    for seeds, envs, cores in [(2, 32, 2), (3, 30, 4), (4, 6, 8), (6, 4, 8), (2, 9, 6)]:
+        count = parallel.host_device_count(seeds * envs, cores)
+        parallel.mesh_shape(count, seeds, envs)  # always a valid split
+
+
+def test_configure_host_devices_is_a_no_op_once_jax_runs(monkeypatch):
+    import jax
+
+    jax.devices()  # backends are up in this process
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    cfg = config_lib.from_dict({"run": {"compile_cache": ""}})
+    assert parallel.configure_host_devices(cfg, cores=4) is None
+    assert "XLA_FLAGS" not in os.environ
+
+
+def test_single_device_runner_is_the_plain_step():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import tests.toy_family  # noqa: F401
+    from ued.experiment import build
+
+    cfg = config_lib.from_dict(
+        {
+            "env": {"family": "toy_corridor", "generator": "uniform", "generator_options": {}},
+            "network": {"kind": "mlp", "mlp_sizes": [8], "head_size": 8},
+            "ppo": {"num_envs": 4, "num_steps": 4, "epochs": 1},
+            "run": {"progress": False, "compile_cache": "", "devices": 1},
+        }
+    )
+    exp = build(cfg)
+    runner = parallel.make_runner(exp, cfg)
+    assert runner.exp.batch_sharding is None
+    state = runner.init(runner.seed_keys(0))
+    direct = jax.jit(exp.init)(jax.random.PRNGKey(0))
+    out, _ = runner.compile(state, 2, donate=False)(state, jnp.int32(2))
+    ref, _ = jax.jit(lambda s: exp.run_chunk(s, 2, jnp.int32(2)))(direct)
+    for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert runner.updates(out) == 2
+    with pytest.raises(config_lib.ConfigError, match="run.devices=9"):
+        parallel.select_devices(9)
