@@ -35,12 +35,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ued import config as config_lib
-from ued import gallery
+from ued import gallery, parallel
 from ued.checkpoint import Checkpointer, check_compatible, into_state
 from ued.config import Config, ConfigError
 from ued.evaluate import LevelEvaluator, format_table, set_result, stack
 from ued.experiment import NONFINITE, Experiment, TrainState, build
 from ued.logging import CsvLogger, JsonlLogger, Logger, MultiLogger
+from ued.parallel import Runner
 
 
 class NonFiniteError(FloatingPointError):
@@ -193,9 +194,9 @@ def prune_metrics(run_dir: Path, updates: int | None) -> None:
                 writer.writerows(rows)
 
 
-def _start(exp: Experiment, ckpt: Checkpointer | None, run_dir: Path | None, verbose: bool):
+def _start(runner: Runner, ckpt: Checkpointer | None, run_dir: Path | None, verbose: bool):
     """The initial state: restored when ``run.resume`` finds a checkpoint, else fresh."""
-    cfg = exp.cfg
+    cfg = runner.exp.cfg
     snapshot = None
     if ckpt is not None and ckpt.steps and not cfg.run.resume:
         raise ConfigError(
@@ -207,20 +208,20 @@ def _start(exp: Experiment, ckpt: Checkpointer | None, run_dir: Path | None, ver
         if snapshot is None:
             message = f"run.resume: no checkpoint in {ckpt.directory}; starting afresh"
             warnings.warn(message, RuntimeWarning, stacklevel=2)
-    init = jax.jit(exp.init)
-    key = jax.random.PRNGKey(cfg.run.seed)
+    key = runner.seed_keys(cfg.run.seed)
     if snapshot is None:
         if run_dir is not None:
             prune_metrics(run_dir, None)
-        return init(key), 0
-    like = jax.eval_shape(init, key)
+        return runner.init(key), 0
+    like = jax.eval_shape(runner.init, key)
     for message in check_compatible(snapshot, cfg, like):
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     if run_dir is not None:
         prune_metrics(run_dir, snapshot.step)
     if verbose:
         print(f"[ued] resuming from {snapshot.path} ({snapshot.step} updates)", flush=True)
-    return into_state(like, snapshot.leaves), snapshot.step
+    state = jax.device_put(into_state(like, snapshot.leaves), runner.state_sharding())
+    return state, snapshot.step
 
 
 def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> dict[str, Any]:
@@ -233,21 +234,28 @@ def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> di
     """
     if cfg.run.resume and not cfg.run.dir:
         raise ConfigError("run.resume=true needs run.dir: the folder of the run to continue")
+    if cfg.run.num_seeds > 1:
+        raise ConfigError(
+            "run.num_seeds > 1: the training driver runs one seed per process for now; "
+            "ued.parallel.make_runner vmaps seeds in one program (see scripts/benchmark.py)"
+        )
+    parallel.initialize_distributed()
+    parallel.configure_host_devices(cfg)
     enable_compile_cache(cfg.run.compile_cache)
-    exp = build(cfg)
+    runner = parallel.make_runner(build(cfg))
     run_dir = Path(cfg.run.dir) if cfg.run.dir else None
     ckpt = None
     if run_dir is not None:
         ckpt = Checkpointer(run_dir / "checkpoints", cfg.run.keep_checkpoints)
     try:
         t0 = time.perf_counter()
-        state, start = _start(exp, ckpt, run_dir, verbose)
+        state, start = _start(runner, ckpt, run_dir, verbose)
         jax.block_until_ready(state)
         init_seconds = time.perf_counter() - t0
         if run_dir is not None:
             config_lib.dump(cfg, run_dir / "config.yaml")
         logger = logger or make_logger(cfg, run_dir)
-        driver = _Driver(exp, ckpt, run_dir, logger, verbose)
+        driver = _Driver(runner, ckpt, run_dir, logger, verbose)
         with StopSignal(verbose) as stop:
             result = driver.run(state, stop)
         result.update(init_seconds=init_seconds, resumed_from=start)
@@ -275,13 +283,13 @@ def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> di
 class _Driver:
     """The chunk loop of one ``train`` call."""
 
-    def __init__(self, exp, ckpt, run_dir, logger, verbose):
-        self.exp, self.cfg, self.ckpt = exp, exp.cfg, ckpt
+    def __init__(self, runner: Runner, ckpt, run_dir, logger, verbose):
+        self.runner, self.exp, self.cfg, self.ckpt = runner, runner.exp, runner.exp.cfg, ckpt
         self.run_dir, self.logger, self.verbose = run_dir, logger, verbose
         self.total = self.cfg.total_updates
         self.spu = self.cfg.steps_per_update
         self.chunk = min(self.cfg.run.chunk_updates, self.total)
-        self.evaluator = Evaluator(exp)
+        self.evaluator = Evaluator(self.exp)
         self.eval_key = jax.random.PRNGKey(self.cfg.run.seed + 1_000_003)
         self.saved_step: int | None = None
         self.evaluated_at: int | None = None
@@ -298,10 +306,8 @@ class _Driver:
 
     def compile(self, state: TrainState):
         """The jitted chunk, compiled once for ``self.chunk`` updates (the count is traced)."""
-        exp = self.exp
         t0 = time.perf_counter()
-        run_chunk = jax.jit(lambda s, n: exp.run_chunk(s, self.chunk, n), donate_argnums=0)
-        run_chunk = run_chunk.lower(state, jnp.int32(self.chunk)).compile()
+        run_chunk = self.runner.compile(state, self.chunk)
         self.compile_seconds = time.perf_counter() - t0
         if self.verbose:
             print(
