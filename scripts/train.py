@@ -21,6 +21,7 @@ on a non-finite parameter, loss or gradient norm (the last good checkpoint is ke
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from ued import config as config_lib
@@ -44,7 +45,8 @@ def main(argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if path == QUICKSTART and not cfg.run.dir:
-        cfg = config_lib.replace(cfg, run={"dir": "runs/quickstart"})
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        cfg = config_lib.replace(cfg, run={"dir": f"runs/quickstart-{stamp}"})
     try:
         result = train(cfg)
     except config_lib.ConfigError as err:
