@@ -223,8 +223,19 @@ class Runner:
                 f"init needs {self.num_seeds} keys (leading axis), got shape {np.shape(key)}; "
                 "use runner.seed_keys(seed)"
             )
-        init = jax.vmap(self.exp.init) if self.seeded else self.exp.init
-        return jax.jit(init, out_shardings=self.state_sharding())(key)
+        if not self.seeded:
+            return jax.jit(self.exp.init, out_shardings=self.state_sharding())(key)
+        if isinstance(key, jax.core.Tracer):  # under jax.eval_shape: shapes only, nothing runs
+            return jax.vmap(self.exp.init)(key)
+        # One seed at a time, then stacked: jax 0.10's CPU runtime deadlocks running a vmapped
+        # init (several batched QR decompositions of orthogonal initialisers in one program).
+        init = jax.jit(self.exp.init)
+        states = jax.device_get([init(k) for k in key])
+        host = jax.tree.map(lambda *xs: np.stack(xs), *states)
+        sharding = self.state_sharding()
+        return jax.tree.map(
+            lambda x: jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx]), host
+        )
 
     def chunk(self, state: TrainState, num_updates: int, active: chex.Array | None = None):
         """``num_updates`` train steps (the first ``active`` of them when given) of every

@@ -130,3 +130,38 @@ def test_single_device_runner_is_the_plain_step():
     assert runner.updates(out) == 2
     with pytest.raises(config_lib.ConfigError, match="run.devices=9"):
         parallel.select_devices(9)
+
+
+SEEDED_INIT = """
+import jax, numpy as np
+from ued import config as config_lib, parallel
+from ued.experiment import build
+cfg = config_lib.load("experiments/maze_dr.yaml", ["run.num_seeds=2", "run.devices=1"])
+runner = parallel.make_runner(build(cfg), cfg)
+state = runner.init(runner.seed_keys(3))
+like = jax.eval_shape(runner.init, runner.seed_keys(3))
+single = jax.jit(build(cfg).init)(jax.random.PRNGKey(4))
+same = all(
+    np.array_equal(a[1], b)
+    for a, b in zip(jax.tree.leaves(state.student.params), jax.tree.leaves(single.student.params))
+)
+shapes = all(
+    a.shape == b.shape for a, b in zip(jax.tree.leaves(like), jax.tree.leaves(state))
+)
+print("RESULT", same, shapes)
+"""
+
+
+def test_seeded_init_on_one_device_finishes():
+    # Regression: a vmapped init of the LSTM-256 student (several batched QR decompositions
+    # of orthogonal initialisers in one program) deadlocked XLA:CPU in jax 0.10.
+    proc = subprocess.run(
+        [sys.executable, "-c", SEEDED_INIT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RESULT True True" in proc.stdout
