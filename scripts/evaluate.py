@@ -14,6 +14,11 @@ return and episode length, and ``cvar_1``/``cvar_10``: the mean solve rate of th
 and 10% of levels) and per-level values (``levels: {name: ...}`` for named and file sets,
 ``per_level: {metric: [...]}`` for random sets).
 
+A run trained with ``run.num_seeds = S > 1`` is evaluated seed by seed on the same levels and
+episodes' keys: each set's ``summary`` is then the mean over seeds of the per-seed summaries,
+with ``summary_std`` (across seeds), ``seeds`` (each seed's summary, in the order ``run.seed``,
+``run.seed + 1``, ...) and per-level values averaged over seeds.
+
 Exit codes: 0 done; 2 bad arguments, level file or checkpoint.
 """
 
@@ -34,10 +39,11 @@ from ued.evaluate import (
     format_table,
     levels_from_file,
     random_levels,
-    set_result,
+    seeds_result,
     stack,
 )
 from ued.experiment import call_with_options
+from ued.parallel import per_seed
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -107,11 +113,17 @@ def main(argv: list[str]) -> int:
     )
     results, key = {}, jax.random.PRNGKey(args.seed + 1)
     t0 = time.perf_counter()
+    num_seeds = exp.cfg.run.num_seeds
+    params = per_seed(state.student.params, num_seeds)
     for i, (name, (names, levels)) in enumerate(sets.items()):
-        per_level = evaluator(jax.random.fold_in(key, i), state.student.params, levels)
-        results[name] = set_result(per_level, names)
+        set_key = jax.random.fold_in(key, i)
+        results[name] = seeds_result([evaluator(set_key, p, levels) for p in params], names)
     seconds = time.perf_counter() - t0
-    print(f"[ued] {snapshot.path} ({snapshot.step} updates), {args.episodes} episodes per level")
+    seeds = f", mean of {num_seeds} seeds" if num_seeds > 1 else ""
+    print(
+        f"[ued] {snapshot.path} ({snapshot.step} updates), {args.episodes} episodes per "
+        f"level{seeds}"
+    )
     print(format_table(results))
     output = Path(args.output) if args.output else Path(args.run) / "eval.json"
     report = {
@@ -121,6 +133,7 @@ def main(argv: list[str]) -> int:
         "episodes": args.episodes,
         "max_steps": max_steps,
         "seed": args.seed,
+        "num_seeds": num_seeds,
         "seconds": seconds,
         "sets": results,
     }

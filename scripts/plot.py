@@ -6,7 +6,9 @@ Draws ``mean_return``, ``solve_rate`` and ``eval/solve_rate`` (or the given ``--
 against env steps, one PNG per metric (``/`` in a name becomes ``_``), into DIR (default
 ``OUT/plots`` for one run, ``plots`` for several). Runs whose configs differ only in
 ``run.seed``, ``run.dir`` and other bookkeeping keys (see ``ued.checkpoint.HARMLESS``) are
-seeds of one curve: drawn as their mean with a 95% confidence band (Student t). Needs the
+seeds of one curve: drawn as their mean with a 95% confidence band (Student t). A run of
+several seeds in one program (``run.num_seeds``; its rows carry a ``seed`` column) counts as
+that many seeds, and may be mixed with single-seed runs of the same config. Needs the
 ``plot`` extra (``pip install 'ued[plot]'``). Exit codes: 0 done; 2 bad input or no
 matplotlib.
 """
@@ -24,7 +26,7 @@ import yaml
 from ued.checkpoint import HARMLESS, config_changes
 
 METRICS = ("mean_return", "solve_rate", "eval/solve_rate")
-IGNORED = (*HARMLESS, "run.seed")
+IGNORED = (*HARMLESS, "run.seed", "run.num_seeds")
 # Two-sided 95% Student t quantiles for 1..30 degrees of freedom; 1.96 beyond.
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
@@ -41,6 +43,14 @@ def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
     config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     return config or {}, rows
+
+
+def split_seeds(config: dict, rows: list[dict]) -> list[tuple[dict, list[dict]]]:
+    """One (config, rows) per seed: a multi-seed run's rows are split on their ``seed``."""
+    seeds = sorted({r["seed"] for r in rows if r.get("seed") is not None})
+    if not seeds:
+        return [(config, rows)]
+    return [(config, [r for r in rows if r.get("seed") == seed]) for seed in seeds]
 
 
 def series(rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +124,12 @@ def plot(run_dirs: list[Path], out_dir: Path, metrics=METRICS) -> list[Path]:
         import matplotlib.pyplot as plt
     except ImportError as err:
         raise RuntimeError("plotting needs matplotlib: pip install 'ued[plot]'") from err
-    runs = [read_run(d) for d in run_dirs]
+    runs, dirs = [], []
+    for run_dir in run_dirs:
+        for run in split_seeds(*read_run(run_dir)):
+            runs.append(run)
+            dirs.append(run_dir)
+    run_dirs = dirs
     configs = [c for c, _ in runs]
     groups = group_runs(configs)
     out_dir.mkdir(parents=True, exist_ok=True)

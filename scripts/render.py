@@ -7,10 +7,12 @@ Render a level file (one or more levels separated by blank lines) as a PNG grid:
 Record an episode of a trained student on a level as a GIF:
 
     python scripts/render.py OUT --rollout LEVEL -o EPISODE.gif [--checkpoint PATH]
-        [--index 0] [--max-steps T] [--seed 0] [--fps 8]
+        [--index 0] [--max-steps T] [--seed 0] [--fps 8] [--run-seed S]
 
 LEVEL is a named level of the run's family or a level file (``--index`` picks one of its
-levels). The run's own env options apply. Exit codes: 0 done; 2 bad arguments or input.
+levels). The run's own env options apply. For a run of several seeds (``run.num_seeds``),
+``--run-seed`` picks whose student plays (default: the run's first, ``run.seed``).
+Exit codes: 0 done; 2 bad arguments or input.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ued.checkpoint import CheckpointError, load_trained
 from ued.config import ConfigError
 from ued.evaluate import levels_from_file
 from ued.experiment import call_with_options
+from ued.parallel import per_seed
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -40,6 +43,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=float, default=8.0)
+    parser.add_argument("--run-seed", type=int, help="which seed of a multi-seed run plays")
     parser.add_argument("--family", default="maze", help="family of a level file")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--ncols", type=int, default=8, help="pictures per row")
@@ -83,8 +87,15 @@ def render_rollout(args) -> tuple[Path, dict]:
             f"--rollout {args.rollout!r} is neither a level file nor a named level "
             f"({sorted(named)})"
         )
+    first, count = exp.cfg.run.seed, exp.cfg.run.num_seeds
+    run_seed = first if args.run_seed is None else args.run_seed
+    if not first <= run_seed < first + count:
+        raise ConfigError(
+            f"--run-seed {run_seed}: the run trained seeds {first}..{first + count - 1}"
+        )
+    params = per_seed(state.student.params, count)[run_seed - first]
     key = jax.random.PRNGKey(args.seed)
-    frames, info = gallery.record_episode(key, exp, state.student.params, level, args.max_steps)
+    frames, info = gallery.record_episode(key, exp, params, level, args.max_steps)
     return images_lib.save_gif(args.output, frames, args.fps), info
 
 

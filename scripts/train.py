@@ -66,9 +66,13 @@ def main(argv: list[str]) -> int:
     if not final:
         print(f"[ued] nothing to do: the run in {cfg.run.dir} is already complete")
         return 0
-    first = result["first"]
+    first, seeds = result["first"], cfg.run.num_seeds
+    speed = f"{final['sps']:.0f} steps/s"
+    if seeds > 1:
+        speed = f"{final['sps']:.0f} steps/s per seed ({seeds * final['sps']:.0f} in all)"
+        print(f"[ued] means over {seeds} seeds (each seed's rows are in metrics.jsonl)")
     print(
-        f"[ued] done: {final['env_steps']} env steps at {final['sps']:.0f} steps/s; training "
+        f"[ued] done: {final['env_steps']} env steps at {speed}; training "
         f"return {first['mean_return']:.3f} -> {final['mean_return']:.3f} and solve rate "
         f"{first['solve_rate']:.2f} -> {final['solve_rate']:.2f} (first -> last chunk)"
         + (f"; run saved in {cfg.run.dir}" if cfg.run.dir else "")

@@ -330,7 +330,8 @@ def load_trained(path: str | Path) -> tuple[Any, Any, Snapshot]:
 
     Returns:
         ``(experiment, state, snapshot)``; the experiment is built from the checkpoint's
-        own config.
+        own config. With ``run.num_seeds = S > 1`` every leaf of the state has a leading
+        seed axis of size S (``ued.parallel.per_seed`` splits it).
     """
     from ued.experiment import build  # here, so the train driver can import this module
 
@@ -347,7 +348,8 @@ def load_trained(path: str | Path) -> tuple[Any, Any, Snapshot]:
             snapshot = ckpt.load_latest(move_aside=False)
         if snapshot is None:
             raise CheckpointError(f"{path}: no usable checkpoint")
+    from ued.parallel import init_shapes
+
     cfg = config_lib.from_dict(snapshot.meta["config"])
     exp = build(cfg)
-    like = jax.eval_shape(exp.init, jax.random.PRNGKey(0))
-    return exp, into_state(like, snapshot.leaves), snapshot
+    return exp, into_state(init_shapes(exp), snapshot.leaves), snapshot

@@ -118,6 +118,26 @@ def set_result(per_level: Mapping[str, np.ndarray], names: Sequence[str] | None)
     return out
 
 
+def seeds_result(per_seed: Sequence[Mapping[str, np.ndarray]], names: Sequence[str] | None):
+    """``set_result`` over several seeds' per-level values of one level set.
+
+    ``summary`` is the mean over seeds of each seed's summary (so ``cvar_*`` is the mean of
+    per-seed CVaRs, not the CVaR of averaged levels), ``summary_std`` their standard
+    deviation (ddof 1), ``seeds`` the per-seed summaries, and per-level values are means over
+    seeds. One seed gives plain ``set_result``.
+    """
+    if len(per_seed) == 1:
+        return set_result(per_seed[0], names)
+    mean = {m: np.mean([p[m] for p in per_seed], axis=0) for m in METRICS}
+    out = set_result(mean, names)
+    summaries = [summarize(p) for p in per_seed]
+    out["summary"] = {k: float(np.mean([s[k] for s in summaries])) for k in summaries[0]}
+    out["summary_std"] = {k: float(np.std([s[k] for s in summaries], ddof=1)) for k in summaries[0]}
+    out["num_seeds"] = len(per_seed)
+    out["seeds"] = summaries
+    return out
+
+
 class LevelEvaluator:
     """Evaluates level sets of any size in batches of one fixed size: one compiled function.
 
@@ -151,6 +171,34 @@ class LevelEvaluator:
             parts.append(self._fn(jax.random.fold_in(key, i), params, batch))  # async dispatch
         parts = jax.device_get(parts)
         return {m: np.concatenate([p[m] for p in parts])[:n] for m in METRICS}
+
+
+class NamedEvaluator:
+    """Jitted evaluation of the student on the family's named levels (one seed's params)."""
+
+    def __init__(self, exp):
+        named = dict(exp.family.named_levels(exp.env)) if exp.cfg.eval.levels == "named" else {}
+        self.names = list(named)
+        self.levels = stack(list(named.values())) if named else None
+        self.per_level: dict[str, np.ndarray] = {}  # the last evaluation, (L,) per metric
+        max_steps = exp.env.max_episode_steps(exp.env_params)
+        episodes = exp.cfg.eval.episodes
+        self._eval = LevelEvaluator(
+            exp.env, exp.env_params, exp.network, episodes, max_steps, len(self.names)
+        )
+
+    def __call__(self, key, params) -> dict[str, float]:
+        """``eval/<level>/<metric>`` for each level and ``eval/<metric>`` means."""
+        if self.levels is None:
+            return {}
+        self.per_level = self._eval(key, params, self.levels)
+        out = {}
+        for i, name in enumerate(self.names):
+            for metric, values in self.per_level.items():
+                out[f"eval/{name}/{metric}"] = float(values[i])
+        for metric, values in self.per_level.items():
+            out[f"eval/{metric}"] = float(np.mean(values))
+        return out
 
 
 # --- level sets -------------------------------------------------------------------------------

@@ -72,16 +72,17 @@ def failure_gallery(
 def write_galleries(
     directory: str | Path,
     exp,
-    state,
+    curriculum,
     updates: int,
     eval_names: Sequence[str] = (),
     eval_levels: Any = None,
     solve_rates: np.ndarray | None = None,
 ) -> list[Path]:
-    """Writes this update's buffer and failure galleries under ``directory``."""
+    """Writes this update's buffer and failure galleries under ``directory``; ``curriculum``
+    is one seed's curriculum state (``state.curriculum`` of a single-seed run)."""
     directory = Path(directory)
     written = []
-    image = buffer_gallery(exp, jax.device_get(state.curriculum))
+    image = buffer_gallery(exp, jax.device_get(curriculum))
     if image is not None:
         written.append(save_png(directory / f"buffer_{updates:08d}.png", image))
     if eval_names and solve_rates is not None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Protocol
+
+from ued import config as config_lib
+from ued.config import Config, ConfigError
 
 
 class Logger(Protocol):
@@ -118,3 +122,49 @@ class WandbLogger:
 
     def close(self) -> None:
         self.run.finish()
+
+
+def make_logger(cfg: Config, run_dir: Path | None) -> Logger:
+    """JSONL and CSV in the run folder, plus the optional ``run.loggers``."""
+    if run_dir is None:
+        return MultiLogger([])
+    loggers: list[Logger] = [
+        JsonlLogger(run_dir / "metrics.jsonl"),
+        CsvLogger(run_dir / "metrics.csv"),
+    ]
+    try:
+        if "tensorboard" in cfg.run.loggers:
+            loggers.append(TensorBoardLogger(run_dir / "tb"))
+        if "wandb" in cfg.run.loggers:
+            config = config_lib.to_dict(cfg)
+            loggers.append(WandbLogger(config, dir=str(run_dir), name=run_dir.name))
+    except ImportError as err:
+        extra = "tensorboard" if "tensorboard" in str(err).lower() else "wandb"
+        message = f"run.loggers: {err}; install it with pip install 'ued[{extra}]'"
+        raise ConfigError(message) from err
+    return MultiLogger(loggers)
+
+
+def prune_metrics(run_dir: Path, updates: int | None) -> None:
+    """Drops metric rows logged after ``updates`` (all of them with None)."""
+    for name in ("metrics.jsonl", "metrics.csv"):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        if updates is None:
+            warnings.warn(f"starting afresh: removing {path} of an earlier run", stacklevel=2)
+            path.unlink()
+            continue
+        if name.endswith(".jsonl"):
+            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if json.loads(ln).get("updates", 0) <= updates]
+            path.write_text("".join(ln + "\n" for ln in kept))
+        else:
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                columns = list(reader.fieldnames or [])
+                rows = [r for r in reader if float(r.get("updates") or 0) <= updates]
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, columns)
+                writer.writeheader()
+                writer.writerows(rows)

@@ -212,9 +212,7 @@ class Runner:
     # --- the program ------------------------------------------------------------------
     def seed_keys(self, seed: int) -> chex.PRNGKey:
         """``PRNGKey(seed)``, or with S seeds the stack of ``PRNGKey(seed + i)``, (S, 2)."""
-        if not self.seeded:
-            return jax.random.PRNGKey(seed)
-        return jnp.stack([jax.random.PRNGKey(seed + i) for i in range(self.num_seeds)])
+        return seed_keys(seed, self.num_seeds)
 
     def init(self, key: chex.PRNGKey) -> TrainState:
         """The initial state, placed on the mesh; ``key`` comes from ``seed_keys``."""
@@ -266,10 +264,31 @@ class Runner:
 
     def per_seed(self, tree: Any) -> list:
         """A host copy of ``tree`` split into one tree per seed (a list of one without)."""
-        host = jax.device_get(tree)
-        if not self.seeded:
-            return [host]
-        return [jax.tree.map(lambda x, i=i: x[i], host) for i in range(self.num_seeds)]
+        return per_seed(tree, self.num_seeds)
+
+
+def seed_keys(seed: int, num_seeds: int) -> chex.PRNGKey:
+    """``PRNGKey(seed)`` for one seed; the (S, 2) stack of ``PRNGKey(seed + i)`` for S > 1."""
+    if num_seeds <= 1:
+        return jax.random.PRNGKey(seed)
+    return jnp.stack([jax.random.PRNGKey(seed + i) for i in range(num_seeds)])
+
+
+def init_shapes(exp: Experiment, seed: int = 0) -> TrainState:
+    """``jax.eval_shape`` of the initial state, with the seed axis for ``run.num_seeds > 1``
+    (nothing is computed); the template a checkpoint is restored into."""
+    keys = seed_keys(seed, exp.cfg.run.num_seeds)
+    init = jax.vmap(exp.init) if exp.cfg.run.num_seeds > 1 else exp.init
+    return jax.eval_shape(init, keys)
+
+
+def per_seed(tree: Any, num_seeds: int) -> list:
+    """A host copy of ``tree`` split along its leading seed axis into ``num_seeds`` trees;
+    ``[tree]`` for a single-seed run (``num_seeds == 1``, no seed axis)."""
+    host = jax.device_get(tree)
+    if num_seeds <= 1:
+        return [host]
+    return [jax.tree.map(lambda x, i=i: x[i], host) for i in range(num_seeds)]
 
 
 def make_runner(exp: Experiment, cfg: Config | None = None, devices: Sequence | None = None):

@@ -16,11 +16,16 @@ Host code only drives chunks of jitted steps; nothing here runs per env step. A 
 - A non-finite parameter, loss or gradient norm (the step's ``nonfinite`` metric) raises
   ``NonFiniteError`` naming the update and the quantity; nothing of that chunk is saved, so
   the newest checkpoint is the last good state.
+- ``run.num_seeds = S > 1`` trains S seeds (``run.seed``, ``run.seed + 1``, ...) in one
+  compiled program (``ued.parallel``). Each chunk logs one row per seed, with a ``seed``
+  column; seed ``run.seed + i`` logs and evaluates exactly what a single-seed run with that
+  seed would. Checkpoints hold the whole state with its seed axis; galleries go to
+  ``gallery/seed<seed>/``. The returned ``first``/``final``/``eval`` are means over seeds
+  and ``per_seed`` has each seed's last record.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import sys
@@ -38,9 +43,9 @@ from ued import config as config_lib
 from ued import gallery, parallel
 from ued.checkpoint import Checkpointer, check_compatible, into_state
 from ued.config import Config, ConfigError
-from ued.evaluate import LevelEvaluator, format_table, set_result, stack
-from ued.experiment import NONFINITE, Experiment, TrainState, build
-from ued.logging import CsvLogger, JsonlLogger, Logger, MultiLogger
+from ued.evaluate import NamedEvaluator, format_table, set_result
+from ued.experiment import NONFINITE, TrainState, build
+from ued.logging import Logger, make_logger, prune_metrics
 from ued.parallel import Runner
 
 
@@ -59,34 +64,6 @@ def enable_compile_cache(path: str) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
-class Evaluator:
-    """Jitted evaluation of the student on the family's named levels."""
-
-    def __init__(self, exp: Experiment):
-        named = dict(exp.family.named_levels(exp.env)) if exp.cfg.eval.levels == "named" else {}
-        self.names = list(named)
-        self.levels = stack(list(named.values())) if named else None
-        self.per_level: dict[str, np.ndarray] = {}  # the last evaluation, (L,) per metric
-        max_steps = exp.env.max_episode_steps(exp.env_params)
-        episodes = exp.cfg.eval.episodes
-        self._eval = LevelEvaluator(
-            exp.env, exp.env_params, exp.network, episodes, max_steps, len(self.names)
-        )
-
-    def __call__(self, key, params) -> dict[str, float]:
-        """``eval/<level>/<metric>`` for each level and ``eval/<metric>`` means."""
-        if self.levels is None:
-            return {}
-        self.per_level = self._eval(key, params, self.levels)
-        out = {}
-        for i, name in enumerate(self.names):
-            for metric, values in self.per_level.items():
-                out[f"eval/{name}/{metric}"] = float(values[i])
-        for metric, values in self.per_level.items():
-            out[f"eval/{metric}"] = float(np.mean(values))
-        return out
-
-
 def summarize_chunk(metrics: dict[str, Any], active: int | None = None) -> dict[str, float]:
     """Mean over the chunk's first ``active`` updates; NaN entries (a branch that did not
     apply) are ignored. The ``nonfinite`` flag is checked, not logged."""
@@ -100,8 +77,28 @@ def summarize_chunk(metrics: dict[str, Any], active: int | None = None) -> dict[
     return out
 
 
-def check_finite(metrics: dict[str, Any], first_update: int, active: int) -> None:
-    """Raises ``NonFiniteError`` naming the first update (1-based) whose flag is set."""
+def mean_record(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean over seeds of each numeric entry of per-seed records (NaN-aware), with
+    ``seeds`` the seeds' count; a single record is returned as it is."""
+    if len(records) <= 1:
+        return dict(records[0]) if records else {}
+    out: dict[str, Any] = {}
+    for key in records[0]:
+        if key == "seed":
+            continue
+        values = np.asarray([r.get(key, np.nan) for r in records], np.float64)
+        finite = values[np.isfinite(values)]
+        out[key] = float(finite.mean()) if finite.size else float("nan")
+    for key in ("updates", "env_steps"):
+        if key in out:
+            out[key] = int(out[key])
+    out["seeds"] = len(records)
+    return out
+
+
+def check_finite(metrics: dict[str, Any], first_update: int, active: int, where: str = "") -> None:
+    """Raises ``NonFiniteError`` naming the first update (1-based) whose flag is set
+    (``where``, e.g. ``" of seed 3"``, is added after the update)."""
     flags = np.nan_to_num(np.asarray(metrics.get("nonfinite", []), np.float64)[:active])
     bad = np.flatnonzero(flags)
     if bad.size:
@@ -109,8 +106,8 @@ def check_finite(metrics: dict[str, Any], first_update: int, active: int) -> Non
         names = [name for i, name in enumerate(NONFINITE) if mask >> i & 1]
         losses = {k: float(np.asarray(v)[bad[0]]) for k, v in metrics.items() if "loss" in k}
         raise NonFiniteError(
-            f"non-finite {' and '.join(names)} at update {first_update + int(bad[0]) + 1} "
-            f"(losses then: {losses})"
+            f"non-finite {' and '.join(names)} at update {first_update + int(bad[0]) + 1}"
+            f"{where} (losses then: {losses})"
         )
 
 
@@ -146,54 +143,6 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
-def make_logger(cfg: Config, run_dir: Path | None) -> Logger:
-    """JSONL and CSV in the run folder, plus the optional ``run.loggers``."""
-    if run_dir is None:
-        return MultiLogger([])
-    loggers: list[Logger] = [
-        JsonlLogger(run_dir / "metrics.jsonl"),
-        CsvLogger(run_dir / "metrics.csv"),
-    ]
-    from ued import logging as log_lib
-
-    try:
-        if "tensorboard" in cfg.run.loggers:
-            loggers.append(log_lib.TensorBoardLogger(run_dir / "tb"))
-        if "wandb" in cfg.run.loggers:
-            config = config_lib.to_dict(cfg)
-            loggers.append(log_lib.WandbLogger(config, dir=str(run_dir), name=run_dir.name))
-    except ImportError as err:
-        extra = "tensorboard" if "tensorboard" in str(err).lower() else "wandb"
-        message = f"run.loggers: {err}; install it with pip install 'ued[{extra}]'"
-        raise ConfigError(message) from err
-    return MultiLogger(loggers)
-
-
-def prune_metrics(run_dir: Path, updates: int | None) -> None:
-    """Drops metric rows logged after ``updates`` (all of them with None)."""
-    for name in ("metrics.jsonl", "metrics.csv"):
-        path = run_dir / name
-        if not path.exists():
-            continue
-        if updates is None:
-            warnings.warn(f"starting afresh: removing {path} of an earlier run", stacklevel=2)
-            path.unlink()
-            continue
-        if name.endswith(".jsonl"):
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln).get("updates", 0) <= updates]
-            path.write_text("".join(ln + "\n" for ln in kept))
-        else:
-            with path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                columns = list(reader.fieldnames or [])
-                rows = [r for r in reader if float(r.get("updates") or 0) <= updates]
-            with path.open("w", newline="") as f:
-                writer = csv.DictWriter(f, columns)
-                writer.writeheader()
-                writer.writerows(rows)
-
-
 def _start(runner: Runner, ckpt: Checkpointer | None, run_dir: Path | None, verbose: bool):
     """The initial state: restored when ``run.resume`` finds a checkpoint, else fresh."""
     cfg = runner.exp.cfg
@@ -227,18 +176,13 @@ def _start(runner: Runner, ckpt: Checkpointer | None, run_dir: Path | None, verb
 def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> dict[str, Any]:
     """Runs ``cfg`` to ``run.total_env_steps``; returns the last metrics and evaluation.
 
-    The result has ``first`` and ``final`` (the first and last records of this call),
-    ``eval``, ``state``, ``status`` (``"finished"`` or ``"interrupted"``), ``resumed_from``
-    (updates; 0 for a fresh run),
-    ``checkpoint`` (the last saved step folder, or None) and timings.
+    The result has ``first`` and ``final`` (the first and last records of this call; means
+    over seeds with ``run.num_seeds > 1``), ``per_seed`` (each seed's last record), ``eval``,
+    ``state``, ``status`` (``"finished"`` or ``"interrupted"``), ``resumed_from`` (updates;
+    0 for a fresh run), ``checkpoint`` (the last saved step folder, or None) and timings.
     """
     if cfg.run.resume and not cfg.run.dir:
         raise ConfigError("run.resume=true needs run.dir: the folder of the run to continue")
-    if cfg.run.num_seeds > 1:
-        raise ConfigError(
-            "run.num_seeds > 1: the training driver runs one seed per process for now; "
-            "ued.parallel.make_runner vmaps seeds in one program (see scripts/benchmark.py)"
-        )
     parallel.initialize_distributed()
     parallel.configure_host_devices(cfg)
     enable_compile_cache(cfg.run.compile_cache)
@@ -275,6 +219,7 @@ def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> di
             ckpt.close()
     if run_dir is not None and result["final"]:
         keep = ("final", "eval", "status", "compile_seconds", "resumed_from")
+        keep += ("per_seed",) if cfg.run.num_seeds > 1 else ()
         summary = {k: result[k] for k in keep}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return result
@@ -289,8 +234,11 @@ class _Driver:
         self.total = self.cfg.total_updates
         self.spu = self.cfg.steps_per_update
         self.chunk = min(self.cfg.run.chunk_updates, self.total)
-        self.evaluator = Evaluator(self.exp)
-        self.eval_key = jax.random.PRNGKey(self.cfg.run.seed + 1_000_003)
+        self.evaluator = NamedEvaluator(self.exp)
+        # Seed i is seed run.seed + i of a single-seed run, evaluation included.
+        self.seeds = [self.cfg.run.seed + i for i in range(runner.num_seeds)]
+        self.eval_keys = [jax.random.PRNGKey(seed + 1_000_003) for seed in self.seeds]
+        self.per_level: list[dict[str, np.ndarray]] = []  # the last evaluation, per seed
         self.saved_step: int | None = None
         self.evaluated_at: int | None = None
         self.compile_seconds = 0.0
@@ -310,81 +258,121 @@ class _Driver:
         run_chunk = self.runner.compile(state, self.chunk)
         self.compile_seconds = time.perf_counter() - t0
         if self.verbose:
+            seeds = f" x {len(self.seeds)} seeds" if self.runner.seeded else ""
             print(
                 f"[ued] {self.cfg.curriculum.name} on {self.cfg.env.family}: {self.total} "
-                f"updates of {self.spu} env steps (from {int(state.updates)}); "
+                f"updates of {self.spu} env steps{seeds} (from {self.runner.updates(state)}); "
                 f"compile {self.compile_seconds:.1f}s",
                 flush=True,
             )
         return run_chunk
 
     def run(self, state: TrainState, stop: StopSignal) -> dict[str, Any]:
-        updates = int(state.updates)
+        updates = self.runner.updates(state)
         run_chunk = self.compile(state) if updates < self.total else None
         progress = _progress(self.total * self.spu, updates * self.spu, self)
-        record: dict[str, Any] = {}
-        first: dict[str, Any] = {}
+        records: list[dict[str, Any]] = []
+        first: list[dict[str, Any]] = []
         while updates < self.total and not stop.requested:
-            state, record = self.chunk_step(run_chunk, state, updates, stop)
-            first = first or record
-            updates = record["updates"]
+            state, records = self.chunk_step(run_chunk, state, updates, stop)
+            first = first or records
+            updates = records[0]["updates"]
+            mean = mean_record(records)
             progress.update(self._last_active * self.spu)
-            progress.set_postfix(sps=f"{record['sps']:.0f}", ret=f"{record['mean_return']:.3f}")
+            progress.set_postfix(sps=f"{mean['sps']:.0f}", ret=f"{mean['mean_return']:.3f}")
         progress.close()
         if stop.requested:
             self.save(state, updates)
         status = "interrupted" if updates < self.total else "finished"
-        evals = {k: v for k, v in record.items() if k.startswith("eval/")}
-        if status == "finished" and record and self.evaluated_at != updates:
+        evals = [{k: v for k, v in r.items() if k.startswith("eval/")} for r in records]
+        if status == "finished" and records and self.evaluated_at != updates:
             evals = self.evaluate(state, updates)
-            if evals:
-                self.logger.log({"updates": updates, "env_steps": updates * self.spu, **evals})
-        if self.verbose and evals:
-            names = self.evaluator.names
-            print(format_table({"named": set_result(self.evaluator.per_level, names)}), flush=True)
+            for seed, seed_evals in zip(self.seeds, evals, strict=True):
+                if seed_evals:
+                    row = {"updates": updates, "env_steps": updates * self.spu}
+                    self.logger.log({**row, **self.seed_column(seed), **seed_evals})
+        if self.verbose and any(evals) and self.per_level:
+            print(format_table(self.named_result()), flush=True)
         checkpoint = None
         if self.saved_step is not None:
             checkpoint = str(self.ckpt.directory / str(self.saved_step))
         return {
-            "first": first,
-            "final": record,
-            "eval": evals,
+            "first": mean_record(first),
+            "final": mean_record(records),
+            "per_seed": records,
+            "eval": mean_record(evals) if any(evals) else {},
             "state": state,
             "status": status,
             "checkpoint": checkpoint,
             "compile_seconds": self.compile_seconds,
         }
 
+    def seed_column(self, seed: int) -> dict[str, int]:
+        return {"seed": seed} if self.runner.seeded else {}
+
+    def named_result(self) -> dict[str, Any]:
+        """The last evaluation as a table section (levels averaged over seeds)."""
+        names = self.evaluator.names
+        mean = {m: np.mean([p[m] for p in self.per_level], axis=0) for m in self.per_level[0]}
+        label = f"named, mean of {len(self.per_level)} seeds" if self.runner.seeded else "named"
+        return {label: set_result(mean, names)}
+
     def chunk_step(self, run_chunk, state: TrainState, updates: int, stop: StopSignal):
-        """Runs one chunk from ``updates``; checks, evaluates, checkpoints and logs it."""
+        """Runs one chunk from ``updates``; checks, evaluates, checkpoints and logs it.
+        Returns the state and the chunk's records, one per seed."""
         active = self._last_active = self.next_active(updates)
         t0 = time.perf_counter()
         state, metrics = run_chunk(state, jnp.int32(active))
-        metrics = jax.device_get(metrics)  # waits for the device
+        per_seed = self.runner.per_seed(metrics)  # waits for the device
         seconds = time.perf_counter() - t0
-        check_finite(metrics, updates, active)
+        for seed, seed_metrics in zip(self.seeds, per_seed, strict=True):
+            where = f" of seed {seed}" if self.runner.seeded else ""
+            check_finite(seed_metrics, updates, active, where)
         updates += active
-        record = {"updates": updates, "env_steps": updates * self.spu}
-        record.update(sps=active * self.spu / seconds, **summarize_chunk(metrics, active))
+        records = [
+            {
+                "updates": updates,
+                "env_steps": updates * self.spu,
+                **self.seed_column(seed),
+                "sps": active * self.spu / seconds,  # per seed; the program ran S times this
+                **summarize_chunk(seed_metrics, active),
+            }
+            for seed, seed_metrics in zip(self.seeds, per_seed, strict=True)
+        ]
         interval, every = self.cfg.eval.interval, self.cfg.run.checkpoint_every
         if interval and updates % interval == 0:
-            record.update(self.evaluate(state, updates))
+            for record, seed_evals in zip(records, self.evaluate(state, updates), strict=True):
+                record.update(seed_evals)
         if (every and updates % every == 0) or updates == self.total or stop.requested:
-            record["checkpoint_seconds"] = self.save(state, updates)
-        self.logger.log(record)
-        return state, record
+            records[0]["checkpoint_seconds"] = self.save(state, updates)
+        for record in records:
+            self.logger.log(record)
+        return state, records
 
-    def evaluate(self, state: TrainState, updates: int) -> dict[str, float]:
-        """Evaluates on the named levels and writes this update's galleries."""
-        key = jax.random.fold_in(self.eval_key, updates)
-        evals = self.evaluator(key, state.student.params)
+    def evaluate(self, state: TrainState, updates: int) -> list[dict[str, float]]:
+        """Evaluates each seed on the named levels and writes this update's galleries;
+        returns each seed's ``eval/*`` entries."""
+        if self.evaluator.levels is None:
+            return [{} for _ in self.seeds]
+        params = self.runner.per_seed(state.student.params)
+        evals, self.per_level = [], []
+        for key, seed_params in zip(self.eval_keys, params, strict=True):
+            evals.append(self.evaluator(jax.random.fold_in(key, updates), seed_params))
+            self.per_level.append(self.evaluator.per_level)
         self.evaluated_at = updates
         if self.run_dir is not None:
+            curricula = self.runner.per_seed(state.curriculum)
             ev = self.evaluator
-            rates = ev.per_level.get("solve_rate")
-            gallery.write_galleries(
-                self.run_dir / "gallery", self.exp, state, updates, ev.names, ev.levels, rates
-            )
+            for seed, curriculum, per_level in zip(
+                self.seeds, curricula, self.per_level, strict=True
+            ):
+                directory = self.run_dir / "gallery"
+                if self.runner.seeded:
+                    directory = directory / f"seed{seed}"
+                rates = per_level.get("solve_rate")
+                gallery.write_galleries(
+                    directory, self.exp, curriculum, updates, ev.names, ev.levels, rates
+                )
         return evals
 
     def save(self, state: TrainState, updates: int) -> float:
