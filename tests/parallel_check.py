@@ -20,26 +20,16 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-import tests.toy_family  # noqa: E402,F401  (registers the toy family)
+from tests.toy_family import REPLAY_CURRICULUM, toy_config  # noqa: E402  (registers the family)
 from ued import config as config_lib  # noqa: E402
 from ued import parallel  # noqa: E402
 from ued.experiment import build  # noqa: E402
 
-TOY = {
-    "env": {
-        "family": "toy_corridor",
-        "options": {"max_length": 8, "max_steps": 12},
-        "generator": "uniform",
-        "generator_options": {},
-    },
-    "network": {"kind": "mlp", "mlp_sizes": [16], "head_size": 8},
-    "ppo": {"num_envs": 8, "num_steps": 8, "epochs": 2},
-    "curriculum": {
-        "buffer": {"capacity": 16, "min_fill_ratio": 0.25, "replay_prob": 0.5},
-        "score": {"positive_value_loss": 1.0},
-    },
-    "run": {"progress": False, "compile_cache": ""},
-}
+TOY = toy_config(
+    env={"options": {"max_length": 8}},
+    ppo={"num_envs": 8, "epochs": 2},
+    curriculum=REPLAY_CURRICULUM,
+)
 MAZE = {
     "env": {
         "family": "maze",
@@ -54,10 +44,9 @@ MAZE = {
 CHUNK = 3
 
 
-def make_cfg(base: dict, curriculum: str, devices: int, seeds: int = 1, seed: int = 0):
-    cfg = config_lib.from_dict(base)
+def make_cfg(base: config_lib.Config, curriculum: str, devices: int, seeds: int = 1, seed: int = 0):
     return config_lib.replace(
-        cfg,
+        base,
         curriculum={"name": curriculum},
         run={"devices": devices, "num_seeds": seeds, "seed": seed},
     )
@@ -97,7 +86,7 @@ def max_diff(a, b) -> float:
     return out
 
 
-def check_devices(base: dict, curriculum: str, seed: int = 7) -> dict:
+def check_devices(base: config_lib.Config, curriculum: str, seed: int = 7) -> dict:
     _, s1, m1, _ = run(make_cfg(base, curriculum, devices=1, seed=seed))
     runner, s4, m4, text = run(make_cfg(base, curriculum, devices=4, seed=seed))
     return {
@@ -114,7 +103,7 @@ def take_seed(tree, i: int):
     return jax.tree.map(lambda x: x[i], tree)
 
 
-def check_seeds(base: dict, curriculum: str) -> dict:
+def check_seeds(base: config_lib.Config, curriculum: str) -> dict:
     runner, both, metrics, _ = run(make_cfg(base, curriculum, devices=4, seeds=2, seed=7))
     out = {"mesh": dict(runner.mesh.shape), "metric_shape": list(metrics[0]["mean_return"].shape)}
     for i in range(2):
@@ -133,7 +122,7 @@ def check_refusals() -> dict:
         "num_envs": {"ppo": {"num_envs": 6}},
         "seeds": {"ppo": {"num_envs": 6}, "run": {"num_seeds": 3, "devices": 4}},
     }.items():
-        cfg = config_lib.replace(config_lib.from_dict(TOY), **overrides)
+        cfg = config_lib.replace(TOY, **overrides)
         try:
             parallel.make_runner(build(cfg), cfg)
             out[name] = None
@@ -147,7 +136,7 @@ def main() -> None:
         "devices": jax.device_count(),
         "dr": check_devices(TOY, "dr"),
         "plr": check_devices(TOY, "plr"),
-        "maze_dr": check_devices(MAZE, "dr"),
+        "maze_dr": check_devices(config_lib.from_dict(MAZE), "dr"),
         "seeds": check_seeds(TOY, "dr"),
         "refused": check_refusals(),
     }

@@ -1,7 +1,12 @@
 """A tiny second environment family (a 1-D corridor) that keeps ``ued/`` generic: the
-framework's tests build and run the train step on it without importing the maze."""
+framework's tests build and run the train step on it without importing the maze.
+
+``toy_config`` gives the tests one small config on this family to start from."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +15,7 @@ from flax import struct
 from gymnax.environments import spaces
 
 from envs.core import EditSpec, Environment, Family, StepOut, register
+from ued import config as config_lib
 
 NAME = "toy_corridor"
 
@@ -143,3 +149,39 @@ FAMILY = register(
         level_from_text=from_text,
     )
 )
+
+
+# The sections every toy test shares: the family's default corridor (6 cells, 12 steps), a
+# small MLP student, a few envs and steps, no progress bar and no persistent compile cache.
+TOY_BASE = {
+    "env": {
+        "family": NAME,
+        "options": {"max_length": 6, "max_steps": 12},
+        "generator": "uniform",
+        "generator_options": {},
+    },
+    "network": {"kind": "mlp", "mlp_sizes": [16], "head_size": 8},
+    "ppo": {"num_envs": 4, "num_steps": 8},
+    "run": {"progress": False, "compile_cache": ""},
+}
+
+
+def toy_config(**sections: Mapping[str, Any]) -> config_lib.Config:
+    """``TOY_BASE`` with ``sections`` merged over it key by key, as a validated Config, e.g.
+    ``toy_config(ppo={"num_envs": 8}, run={"dir": str(tmp_path)})``.
+
+    Nested mappings merge (``env={"options": {"max_length": 8}}`` keeps ``max_steps``); other
+    values, lists included, replace. Keys neither sets keep the Config defaults, and the
+    merge happens before those defaults apply, so e.g. ``curriculum.score`` is exactly what
+    is given rather than merged with the default score.
+    """
+    # The same merge that an experiment file's ``base:`` uses.
+    return config_lib.from_dict(config_lib._merge(TOY_BASE, sections))
+
+
+# A small level buffer that fills and replays within a few updates, scored by positive
+# value loss: merge under ``curriculum`` for PLR-style runs.
+REPLAY_CURRICULUM = {
+    "buffer": {"capacity": 16, "min_fill_ratio": 0.25, "replay_prob": 0.5},
+    "score": {"positive_value_loss": 1.0},
+}

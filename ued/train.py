@@ -291,7 +291,7 @@ class _Driver:
                 if seed_evals:
                     row = {"updates": updates, "env_steps": updates * self.spu}
                     self.logger.log({**row, **self.seed_column(seed), **seed_evals})
-        if self.verbose and any(evals) and self.per_level:
+        if self.verbose and any(evals):
             print(format_table(self.named_result()), flush=True)
         checkpoint = None
         if self.saved_step is not None:
@@ -352,13 +352,12 @@ class _Driver:
     def evaluate(self, state: TrainState, updates: int) -> list[dict[str, float]]:
         """Evaluates each seed on the named levels and writes this update's galleries;
         returns each seed's ``eval/*`` entries."""
-        if self.evaluator.levels is None:
-            return [{} for _ in self.seeds]
-        params = self.runner.per_seed(state.student.params)
-        evals, self.per_level = [], []
-        for key, seed_params in zip(self.eval_keys, params, strict=True):
-            evals.append(self.evaluator(jax.random.fold_in(key, updates), seed_params))
-            self.per_level.append(self.evaluator.per_level)
+        evals, self.per_level = [{} for _ in self.seeds], [{} for _ in self.seeds]
+        if self.evaluator.levels is not None:
+            params = self.runner.per_seed(state.student.params)
+            for i, key in enumerate(self.eval_keys):
+                evals[i] = self.evaluator(jax.random.fold_in(key, updates), params[i])
+                self.per_level[i] = self.evaluator.per_level
         self.evaluated_at = updates
         if self.run_dir is not None:
             curricula = self.runner.per_seed(state.curriculum)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.toy_family import toy_config
 from ued import config as config_lib
 from ued.checkpoint import Checkpointer, CheckpointError, check_compatible
 from ued.config import ConfigError
@@ -15,32 +16,21 @@ from ued.experiment import build, nonfinite_flags
 from ued.train import NonFiniteError, check_finite, make_logger, train
 
 STEPS = 4 * 8  # env steps per update
-TOY = {
-    "env": {
-        "family": "toy_corridor",
-        "options": {"max_length": 6, "max_steps": 12},
-        "generator": "uniform",
-        "generator_options": {},
-    },
-    "curriculum": {"name": "plr", "buffer": {"capacity": 16, "replay_prob": 0.5}},
-    "network": {"kind": "mlp", "mlp_sizes": [16], "head_size": 8},
-    "ppo": {"num_envs": 4, "num_steps": 8, "epochs": 1, "lr": 3e-3},
-    "eval": {"levels": "none"},
-    "run": {
+TOY = toy_config(
+    curriculum={"name": "plr", "buffer": {"capacity": 16, "replay_prob": 0.5}},
+    ppo={"epochs": 1, "lr": 3e-3},
+    eval={"levels": "none"},
+    run={
         "total_env_steps": 6 * STEPS,
         "chunk_updates": 4,
         "checkpoint_every": 2,
         "keep_checkpoints": 3,
-        "progress": False,
-        "compile_cache": "",
     },
-}
+)
 
 
 def toy_cfg(run_dir, **run):
-    data = json.loads(json.dumps(TOY))
-    data["run"].update(dir=str(run_dir), **run)
-    return config_lib.from_dict(data)
+    return config_lib.replace(TOY, run={"dir": str(run_dir), **run})
 
 
 def steps_of(directory):

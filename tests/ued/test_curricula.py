@@ -4,25 +4,17 @@ import jax
 import numpy as np
 import pytest
 
+from tests.toy_family import REPLAY_CURRICULUM, toy_config
 from ued import config as config_lib
 from ued.curricula.plr import EDIT, NEW, REPLAY
 from ued.experiment import build
 
-BASE = {
-    "env": {
-        "family": "toy_corridor",
-        "options": {"max_length": 8, "max_steps": 12},
-        "generator": "uniform",
-        "generator_options": {},
-    },
-    "network": {"kind": "mlp", "mlp_sizes": [16], "head_size": 8},
-    "ppo": {"num_envs": 7, "num_steps": 16, "epochs": 1},
-    "run": {"total_env_steps": 10000, "progress": False, "compile_cache": ""},
-    "curriculum": {
-        "buffer": {"capacity": 16, "min_fill_ratio": 0.25, "replay_prob": 0.5},
-        "score": {"positive_value_loss": 1.0},
-    },
-}
+BASE = toy_config(
+    env={"options": {"max_length": 8}},
+    ppo={"num_envs": 7, "num_steps": 16, "epochs": 1},
+    run={"total_env_steps": 10000},
+    curriculum=REPLAY_CURRICULUM,
+)
 
 CURRICULA = [
     ("dr", False),
@@ -35,8 +27,7 @@ CURRICULA = [
 
 
 def make(name, parallel=False, **curriculum):
-    cfg = config_lib.from_dict(BASE)
-    cfg = config_lib.replace(cfg, curriculum={"name": name, "parallel": parallel, **curriculum})
+    cfg = config_lib.replace(BASE, curriculum={"name": name, "parallel": parallel, **curriculum})
     return build(cfg)
 
 

@@ -6,7 +6,7 @@ import pytest
 from flax import struct
 
 from envs import images as images_lib
-from ued import config as config_lib
+from tests.toy_family import toy_config
 from ued import gallery
 from ued.evaluate import (
     LevelEvaluator,
@@ -19,22 +19,10 @@ from ued.evaluate import (
 )
 from ued.experiment import build
 
-TOY = {
-    "env": {
-        "family": "toy_corridor",
-        "options": {"max_length": 6, "max_steps": 12},
-        "generator": "uniform",
-        "generator_options": {},
-    },
-    "network": {"kind": "mlp", "mlp_sizes": [16], "head_size": 8},
-    "ppo": {"num_envs": 4, "num_steps": 8},
-    "run": {"compile_cache": "", "progress": False},
-}
-
 
 @pytest.fixture(scope="module")
 def exp():
-    return build(config_lib.from_dict(TOY))
+    return build(toy_config())
 
 
 @pytest.fixture(scope="module")

@@ -190,11 +190,8 @@ def test_bad_options_name_the_key(override, match):
 
 
 def test_family_without_builder_is_a_config_error():
-    cfg = config_lib.from_dict(
-        {
-            "env": {"family": "toy_corridor", "generator": "uniform", "generator_options": {}},
-            "curriculum": {"name": "paired"},
-        }
-    )
+    from tests.toy_family import toy_config
+
+    cfg = toy_config(curriculum={"name": "paired"})
     with pytest.raises(ConfigError, match="builder"):
         build(cfg)

@@ -107,16 +107,11 @@ def test_single_device_runner_is_the_plain_step():
     import jax.numpy as jnp
     import numpy as np
 
-    import tests.toy_family  # noqa: F401
+    from tests.toy_family import toy_config
     from ued.experiment import build
 
-    cfg = config_lib.from_dict(
-        {
-            "env": {"family": "toy_corridor", "generator": "uniform", "generator_options": {}},
-            "network": {"kind": "mlp", "mlp_sizes": [8], "head_size": 8},
-            "ppo": {"num_envs": 4, "num_steps": 4, "epochs": 1},
-            "run": {"progress": False, "compile_cache": "", "devices": 1},
-        }
+    cfg = toy_config(
+        network={"mlp_sizes": [8]}, ppo={"num_steps": 4, "epochs": 1}, run={"devices": 1}
     )
     exp = build(cfg)
     runner = parallel.make_runner(exp, cfg)

@@ -4,26 +4,21 @@ import jax
 import numpy as np
 import pytest
 
-from ued import config as config_lib
+from tests.toy_family import toy_config
 from ued.experiment import build
 
-TOY = {
-    "env": {
-        "family": "toy_corridor",
-        "options": {"max_length": 10, "max_steps": 20},
-        "generator": "uniform",
-        "generator_options": {},
-    },
-    "network": {"kind": "mlp", "mlp_sizes": [32, 32], "head_size": 16},
-    "ppo": {"num_envs": 8, "num_steps": 20, "lr": 3e-3, "epochs": 2, "num_minibatches": 2},
-    "run": {"total_env_steps": 16000, "chunk_updates": 25, "progress": False, "compile_cache": ""},
-    "eval": {"episodes": 4},
-}
+TOY = toy_config(
+    env={"options": {"max_length": 10, "max_steps": 20}},
+    network={"mlp_sizes": [32, 32], "head_size": 16},
+    ppo={"num_envs": 8, "num_steps": 20, "lr": 3e-3, "epochs": 2, "num_minibatches": 2},
+    run={"total_env_steps": 16000, "chunk_updates": 25},
+    eval={"episodes": 4},
+)
 
 
 @pytest.fixture(scope="module")
 def dr_experiment():
-    return build(config_lib.from_dict(TOY))
+    return build(TOY)
 
 
 @pytest.fixture(scope="module")
