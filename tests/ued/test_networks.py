@@ -11,8 +11,10 @@ import pytest
 from ued.networks import (
     ActorCritic,
     PatchConv,
+    dense,
     log_prob_and_entropy,
     lstm,
+    lstm_recurrence,
     sample_and_log_prob,
 )
 
@@ -30,6 +32,45 @@ def test_patch_conv_equals_flax_conv(shape):
     params = jax.tree.map(lambda p: p + 0.1, params)  # a nonzero bias too
     want = conv.apply(params, flat).reshape(shape[:-3] + (shape[-3] - 2, shape[-2] - 2, 6))
     np.testing.assert_allclose(patch.apply(params, x), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("dense_backward", [False, True])
+@pytest.mark.parametrize(
+    "shape, padding",
+    [
+        ((7, 5, 5, 3), "VALID"),
+        ((3, 4, 5, 5, 3), "VALID"),
+        ((7, 5, 5, 3), "SAME"),
+        ((3, 4, 5, 5, 3), "SAME"),
+        ((2, 13, 13, 3), "SAME"),
+        ((4, 2, 3, 3), "SAME"),  # a 2x3 image: too small for "VALID"
+    ],
+)
+def test_patch_conv_options_equal_flax_conv(shape, padding, dense_backward):
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    flat = x.reshape((-1,) + shape[-3:])
+    conv = nn.Conv(6, (3, 3), padding=padding, name="conv")
+    patch = PatchConv(6, padding=padding, dense_backward=dense_backward, name="conv")
+    params = conv.init(jax.random.PRNGKey(1), flat)
+    assert jax.tree.all(jax.tree.map(np.array_equal, params, patch.init(jax.random.PRNGKey(1), x)))
+    params = jax.tree.map(lambda p: p + 0.1, params)
+    want = conv.apply(params, flat)
+    want = want.reshape(shape[:-3] + want.shape[-3:])
+    np.testing.assert_allclose(patch.apply(params, x), want, atol=1e-5)
+    cotangent = jax.random.normal(jax.random.PRNGKey(2), want.shape)
+    got = jax.grad(lambda p, x: (patch.apply(p, x) * cotangent).sum(), argnums=(0, 1))(params, x)
+    ref = jax.grad(
+        lambda p, x: (conv.apply(p, x.reshape(flat.shape)).reshape(want.shape) * cotangent).sum(),
+        argnums=(0, 1),
+    )(params, x)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_patch_conv_rejects_unknown_padding():
+    x = jnp.zeros((2, 5, 5, 3))
+    with pytest.raises(ValueError, match="padding"):
+        PatchConv(6, padding="CIRCULAR").init(jax.random.PRNGKey(1), x)
 
 
 def reference_lstm(params, x, keep, carry):
@@ -64,7 +105,15 @@ def lstm_case():
     return params, x, keep, carry, weights
 
 
-def test_lstm_forward_and_gradients_match_autodiff(lstm_case):
+def _wide(params, x, keep, carry):
+    """The wide-input path: the input projection by ``dense`` (own backward pass), then the
+    recurrence."""
+    w_x, b, w_h = params
+    return lstm_recurrence(w_h, dense(x, w_x, b), keep, carry)
+
+
+@pytest.mark.parametrize("fn", [lstm, _wide], ids=["lstm", "dense+recurrence"])
+def test_lstm_forward_and_gradients_match_autodiff(lstm_case, fn):
     params, x, keep, carry, weights = lstm_case
 
     def loss(fn):
@@ -75,12 +124,16 @@ def test_lstm_forward_and_gradients_match_autodiff(lstm_case):
         return f
 
     np.testing.assert_allclose(
-        loss(lstm)(params, x, carry), loss(reference_lstm)(params, x, carry), rtol=1e-5
+        loss(fn)(params, x, carry), loss(reference_lstm)(params, x, carry), rtol=1e-5
     )
-    got = jax.grad(loss(lstm), argnums=(0, 1, 2))(params, x, carry)
+    got = jax.grad(loss(fn), argnums=(0, 1, 2))(params, x, carry)
     want = jax.grad(loss(reference_lstm), argnums=(0, 1, 2))(params, x, carry)
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    one = fn(params, x[:1], keep[:1], carry)  # the rollout's loop-free path
+    ref = reference_lstm(params, x[:1], keep[:1], carry)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_lstm_single_step_and_vmap(lstm_case):
@@ -99,6 +152,38 @@ def test_lstm_single_step_and_vmap(lstm_case):
     second = jax.grad(loss)(jax.tree.map(lambda p: 0.5 * p, params))
     for g, w in zip(jax.tree.leaves(batched), jax.tree.leaves(second), strict=True):
         np.testing.assert_allclose(g[1], w, rtol=1e-5, atol=1e-6)
+
+
+def test_actor_critic_wide_input_has_the_same_parameters_and_results():
+    x = jax.random.normal(jax.random.PRNGKey(0), (6, 3, 40))
+    resets = jnp.zeros((6, 3), bool).at[0].set(True).at[3, 1].set(True)
+    default = ActorCritic(action_dim=5, lstm_size=8, head_size=4)
+    wide = ActorCritic(action_dim=5, lstm_size=8, head_size=4, wide_input=True)
+    carry = default.initial_carry(3)
+    params = default.init(jax.random.PRNGKey(1), carry, x, resets)
+    assert jax.tree.all(
+        jax.tree.map(np.array_equal, params, wide.init(jax.random.PRNGKey(1), carry, x, resets))
+    )
+
+    def loss(net):
+        def f(params, x):
+            (c, h), policy, values = net.apply(params, carry, x, resets)
+            return (policy**2).sum() + values.sum() + c.sum() + h.sum()
+
+        return f
+
+    np.testing.assert_allclose(loss(wide)(params, x), loss(default)(params, x), rtol=1e-5)
+    step = (carry, x[:1], resets[:1])  # a rollout step (T = 1): its own path
+    for a, b in zip(
+        jax.tree.leaves(wide.apply(params, *step)),
+        jax.tree.leaves(default.apply(params, *step)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    got = jax.grad(loss(wide), argnums=(0, 1))(params, x)
+    want = jax.grad(loss(default), argnums=(0, 1))(params, x)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 
 def test_actor_critic_parameters_keep_their_names_and_shapes():

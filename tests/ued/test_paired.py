@@ -3,7 +3,9 @@ training inside the one train step (tiny mazes)."""
 
 from pathlib import Path
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from tests.ued.test_scoring import make_rollout
 from ued import config as config_lib
 from ued import scoring
 from ued.config import ConfigError
-from ued.curricula.paired import regret
+from ued.curricula.paired import BuilderEncoder, regret
 from ued.experiment import build
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "maze_paired.yaml"
@@ -81,6 +83,52 @@ def test_regret_from_rollouts():
     # Level 0: max(0.9, 0) - mean(0.5, 0, 0.3); level 1: 0.4 - 0 (no protagonist episode);
     # level 2: nobody finished.
     np.testing.assert_allclose(np.asarray(got), [0.9 - 0.8 / 3, 0.4, 0.0], atol=1e-6)
+
+
+# --- the adversary's encoder --------------------------------------------------------------------
+
+
+class ConvBuilderEncoder(nn.Module):
+    """``BuilderEncoder`` with ``nn.Conv`` (the formulation its patch convolution replaces)."""
+
+    conv_channels: int
+    time_embedding: int
+    num_times: int
+
+    @nn.compact
+    def __call__(self, obs):
+        image = obs["image"].astype(jnp.float32)
+        lead = image.shape[:-3]
+        x = image.reshape((-1,) + image.shape[-3:])
+        padding = "VALID" if min(image.shape[-3:-1]) >= 3 else "SAME"
+        x = nn.relu(nn.Conv(self.conv_channels, (3, 3), padding=padding, name="conv")(x))
+        time = jnp.clip(obs["time"].astype(jnp.int32), 0, self.num_times - 1)
+        time = nn.Embed(self.num_times, self.time_embedding, name="time")(time)
+        return jnp.concatenate([x.reshape(lead + (-1,)), time, obs["noise"]], axis=-1)
+
+
+@pytest.mark.parametrize("size", [5, 13, 2])  # 2: too small for a VALID conv, SAME padding
+def test_builder_encoder_equals_flax_conv(size):
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    lead = (3, 4)
+    obs = {
+        "image": jax.random.bernoulli(keys[0], 0.3, lead + (size, size, 3)).astype(jnp.uint8),
+        "time": jax.random.randint(keys[1], lead, 0, 9),
+        "noise": jax.random.uniform(keys[2], lead + (5,)),
+    }
+    encoder, reference = BuilderEncoder(6, 4, 9), ConvBuilderEncoder(6, 4, 9)
+    params = reference.init(keys[3], obs)
+    assert jax.tree.all(jax.tree.map(np.array_equal, params, encoder.init(keys[3], obs)))
+    params = jax.tree.map(lambda p: p + 0.05, params)  # a nonzero conv bias too
+    np.testing.assert_allclose(encoder.apply(params, obs), reference.apply(params, obs), atol=1e-5)
+    cotangent = jax.random.normal(keys[0], reference.apply(params, obs).shape)
+
+    def loss(net):
+        return lambda p: (net.apply(p, obs) * cotangent).sum()
+
+    got, want = jax.grad(loss(encoder))(params), jax.grad(loss(reference))(params)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
 # --- the train step ---------------------------------------------------------------------------

@@ -31,9 +31,10 @@ Options (``curriculum.options``, see ``PAIREDOptions``):
 
 The level-builder protocol (generic: any family may provide one through
 ``Family.make_builder(env, **options)``) is ``LevelBuilder`` below. The adversary network
-reads a dict observation with any of ``image`` (H, W, C) (a 3x3 conv), ``time`` (int32 (),
-a learned embedding) and ``noise`` (float32 (D,), passed through); then an LSTM (or MLP)
-torso and actor/critic heads shared with ``ued.networks.ActorCritic``.
+reads a dict observation with any of ``image`` (H, W, C) (a 3x3 conv, as a patch product:
+``ued.networks.PatchConv``), ``time`` (int32 (), a learned embedding) and ``noise`` (float32
+(D,), passed through); then an LSTM (or MLP) torso and actor/critic heads shared with
+``ued.networks.ActorCritic`` (its LSTM input projection as one wide product: ``wide_input``).
 
 Environment steps beyond the student's rollout are reported as metrics:
 ``paired/antagonist_env_steps`` and ``paired/builder_steps`` per update.
@@ -59,7 +60,7 @@ from ued import ppo, scoring
 from ued.config import ConfigError
 from ued.curricula.base import Context, full_plan
 from ued.curricula.options import option, parse
-from ued.networks import ActorCritic
+from ued.networks import ActorCritic, PatchConv
 from ued.types import Rollout
 
 
@@ -124,11 +125,13 @@ class BuilderEncoder(nn.Module):
         parts = []
         if "image" in obs:
             image = obs["image"].astype(jnp.float32)
-            lead = image.shape[:-3]
-            x = image.reshape((-1,) + image.shape[-3:])
             padding = "VALID" if min(image.shape[-3:-1]) >= 3 else "SAME"
-            x = nn.relu(nn.Conv(self.conv_channels, (3, 3), padding=padding, name="conv")(x))
-            parts.append(x.reshape(lead + (-1,)))
+            # The parameters, initialisation and result of nn.Conv(conv_channels, (3, 3),
+            # padding=padding), as one matrix product over patches: XLA:CPU's convolution
+            # weight gradient was most of PAIRED's train step.
+            conv = PatchConv(self.conv_channels, padding, dense_backward=True, name="conv")
+            x = nn.relu(conv(image))
+            parts.append(x.reshape(image.shape[:-3] + (-1,)))
         if "time" in obs:
             time = jnp.clip(obs["time"].astype(jnp.int32), 0, self.num_times - 1)
             parts.append(nn.Embed(self.num_times, self.time_embedding, name="time")(time))
@@ -161,6 +164,7 @@ class AdversaryNetwork(nn.Module):
             lstm_size=self.lstm_size,
             head_size=self.head_size,
             mlp_sizes=tuple(self.mlp_sizes),
+            wide_input=True,  # the conv features are wide (13x13 maze: 15548 inputs)
             name=name,
         )
 
