@@ -114,3 +114,17 @@ def test_plot_counts_a_multi_seed_run_as_its_seeds(seeded_run):
     x, mean, band = plot_script.aggregate(curves)
     np.testing.assert_allclose(mean, np.mean([c[1] for c in curves], axis=0))
     assert band is not None and np.all(band[0] <= mean) and np.all(mean <= band[1])
+
+
+def test_a_resumed_multi_seed_run_continues_exactly(seeded_run, tmp_path):
+    run_dir, _ = seeded_run
+    half = tmp_path / "half"
+    train(config(half, total_env_steps=4 * 8 * CHUNK), verbose=False)
+    resumed = train(config(half, resume=True), verbose=False)
+    assert resumed["resumed_from"] == CHUNK
+    assert [(r["updates"], r["seed"]) for r in rows(half)] == [
+        (r["updates"], r["seed"]) for r in rows(run_dir)
+    ]
+    for a, b in zip(rows(half), rows(run_dir), strict=True):
+        for key in ("mean_return", "loss/policy", "loss/value", "eval/solve_rate"):
+            assert a[key] == b[key], (key, a["updates"], a["seed"])
