@@ -180,23 +180,25 @@ class NamedEvaluator:
         named = dict(exp.family.named_levels(exp.env)) if exp.cfg.eval.levels == "named" else {}
         self.names = list(named)
         self.levels = stack(list(named.values())) if named else None
-        self.per_level: dict[str, np.ndarray] = {}  # the last evaluation, (L,) per metric
         max_steps = exp.env.max_episode_steps(exp.env_params)
         episodes = exp.cfg.eval.episodes
         self._eval = LevelEvaluator(
             exp.env, exp.env_params, exp.network, episodes, max_steps, len(self.names)
         )
 
-    def __call__(self, key, params) -> dict[str, float]:
-        """``eval/<level>/<metric>`` for each level and ``eval/<metric>`` means."""
+    def __call__(self, key, params) -> dict[str, np.ndarray]:
+        """Per-level (L,) values of each metric; empty without named levels."""
         if self.levels is None:
             return {}
-        self.per_level = self._eval(key, params, self.levels)
+        return self._eval(key, params, self.levels)
+
+    def entries(self, per_level: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """``eval/<level>/<metric>`` for each level and ``eval/<metric>`` means, to log."""
         out = {}
         for i, name in enumerate(self.names):
-            for metric, values in self.per_level.items():
+            for metric, values in per_level.items():
                 out[f"eval/{name}/{metric}"] = float(values[i])
-        for metric, values in self.per_level.items():
+        for metric, values in per_level.items():
             out[f"eval/{metric}"] = float(np.mean(values))
         return out
 

@@ -231,43 +231,44 @@ def lstm(params, x: chex.Array, keep: chex.Array, carry: Carry):
     w_x, b, w_h = params
     if x.shape[0] == 1:  # the rollout's single step: no loop, whole-matrix products
         return _single_step(x[0] @ w_x + b, w_h, keep[0], carry)
+    return _forward_scan(w_h, _project(w_x, b, _with_ones(x)), keep, carry, residuals=False)
+
+
+def _forward_scan(w_h, zx: tuple, keep, carry, residuals: bool):
+    """The forward loop shared by ``lstm`` and ``lstm_recurrence`` over the gates' input
+    projections ``zx`` (4 x (T, N, H)). Returns ``(carry, hs)``, or with ``residuals``
+    ``(carry, (cs, hs, gate activations))`` for the backward pass."""
     w_h = _gate_split(w_h)
 
     def step(carry, inputs):
-        carry, _ = _cell(w_h, carry, *inputs)
-        return carry, carry[1]
+        carry, acts = _cell(w_h, carry, *inputs)
+        return carry, ((carry[0], carry[1], acts) if residuals else carry[1])
 
-    return jax.lax.scan(step, carry, (_project(w_x, b, _with_ones(x)), keep))
+    return jax.lax.scan(step, carry, (zx, keep))
 
 
 def _lstm_fwd(params, x, keep, carry):
     w_x, b, w_h = params
-    w_h_gates = _gate_split(w_h)
     x_ones = _with_ones(x)
-
-    def step(carry, inputs):
-        carry, acts = _cell(w_h_gates, carry, *inputs)
-        return carry, (carry[0], carry[1], acts)
-
-    last, (cs, hs, acts) = jax.lax.scan(step, carry, (_project(w_x, b, x_ones), keep))
+    last, (cs, hs, acts) = _forward_scan(w_h, _project(w_x, b, x_ones), keep, carry, True)
     return (last, hs), (params, x_ones, keep, carry, cs, hs, acts)
 
 
 def _lstm_bwd(residuals, cotangents):
     (w_x, _, w_h), x_ones, keep, carry, cs, hs, acts = residuals
-    (dc0, dh0), dz, h_prev = _backward_scan(w_h, keep, carry, cs, hs, acts, cotangents)
-    # Contractions over (T, N) without merging the axes: a sharded N stays sharded and the
-    # partial sums of each device are added by XLA.
+    dcarry, dz, dw_h = _backward_scan(w_h, keep, carry, cs, hs, acts, cotangents)
     dw_xb = jnp.concatenate([jnp.einsum("tnd,tnh->dh", x_ones, d) for d in dz], axis=1)
-    dw_h = jnp.concatenate([jnp.einsum("tnd,tnh->dh", h_prev, d) for d in dz], axis=1)
     dx = sum(d @ w.T for d, w in zip(dz, _gate_split(w_x), strict=True))
-    return (dw_xb[:-1], dw_xb[-1], dw_h), dx, jnp.zeros_like(keep), (dc0, dh0)
+    return (dw_xb[:-1], dw_xb[-1], dw_h), dx, jnp.zeros_like(keep), dcarry
 
 
 def _backward_scan(w_h, keep, carry, cs, hs, acts, cotangents):
     """The backward loop shared by ``lstm`` and ``lstm_recurrence``: returns the carry's
-    gradient, the gates' pre-activation gradients (4 x (T, N, H)) and the (T, N, H) hidden
-    states each step read (after its reset)."""
+    gradient, the gates' pre-activation gradients (4 x (T, N, H)) and the recurrent
+    weights' gradient (H, 4H).
+
+    Weight gradients are contractions over (T, N) without merging the axes: a sharded N
+    stays sharded and XLA adds the partial sums of each device."""
     c0, h0 = carry
     (dc_last, dh_last), dhs = cotangents
     k = keep[..., None]
@@ -293,7 +294,8 @@ def _backward_scan(w_h, keep, carry, cs, hs, acts, cotangents):
 
     inputs = (dhs, keep, c_prev, cs, acts)
     dcarry, dz = jax.lax.scan(step, (dc_last, dh_last), inputs, reverse=True)
-    return dcarry, dz, h_prev
+    dw_h = jnp.concatenate([jnp.einsum("tnd,tnh->dh", h_prev, d) for d in dz], axis=1)
+    return dcarry, dz, dw_h
 
 
 lstm.defvjp(_lstm_fwd, _lstm_bwd)
@@ -350,30 +352,17 @@ def lstm_recurrence(w_h: chex.Array, zx: chex.Array, keep: chex.Array, carry: Ca
     """
     if zx.shape[0] == 1:  # the rollout's single step: no loop, whole-matrix products
         return _single_step(zx[0], w_h, keep[0], carry)
-    w_h = _gate_split(w_h)
-
-    def step(carry, inputs):
-        carry, _ = _cell(w_h, carry, *inputs)
-        return carry, carry[1]
-
-    return jax.lax.scan(step, carry, (_gate_split(zx), keep))
+    return _forward_scan(w_h, _gate_split(zx), keep, carry, residuals=False)
 
 
 def _recurrence_fwd(w_h, zx, keep, carry):
-    w_h_gates = _gate_split(w_h)
-
-    def step(carry, inputs):
-        carry, acts = _cell(w_h_gates, carry, *inputs)
-        return carry, (carry[0], carry[1], acts)
-
-    last, (cs, hs, acts) = jax.lax.scan(step, carry, (_gate_split(zx), keep))
+    last, (cs, hs, acts) = _forward_scan(w_h, _gate_split(zx), keep, carry, True)
     return (last, hs), (w_h, keep, carry, cs, hs, acts)
 
 
 def _recurrence_bwd(residuals, cotangents):
     w_h, keep, carry, cs, hs, acts = residuals
-    dcarry, dz, h_prev = _backward_scan(w_h, keep, carry, cs, hs, acts, cotangents)
-    dw_h = jnp.concatenate([jnp.einsum("tnd,tnh->dh", h_prev, d) for d in dz], axis=1)
+    dcarry, dz, dw_h = _backward_scan(w_h, keep, carry, cs, hs, acts, cotangents)
     return dw_h, jnp.concatenate(dz, axis=-1), jnp.zeros_like(keep), dcarry
 
 

@@ -223,8 +223,6 @@ class Runner:
             )
         if not self.seeded:
             return jax.jit(self.exp.init, out_shardings=self.state_sharding())(key)
-        if isinstance(key, jax.core.Tracer):  # under jax.eval_shape: shapes only, nothing runs
-            return jax.vmap(self.exp.init)(key)
         # One seed at a time, then stacked: jax 0.10's CPU runtime deadlocks running a vmapped
         # init (several batched QR decompositions of orthogonal initialisers in one program).
         init = jax.jit(self.exp.init)

@@ -43,7 +43,7 @@ from ued import config as config_lib
 from ued import gallery, parallel
 from ued.checkpoint import Checkpointer, check_compatible, into_state
 from ued.config import Config, ConfigError
-from ued.evaluate import NamedEvaluator, format_table, set_result
+from ued.evaluate import NamedEvaluator, format_table, seeds_result
 from ued.experiment import NONFINITE, TrainState, build
 from ued.logging import Logger, make_logger, prune_metrics
 from ued.parallel import Runner
@@ -162,7 +162,7 @@ def _start(runner: Runner, ckpt: Checkpointer | None, run_dir: Path | None, verb
         if run_dir is not None:
             prune_metrics(run_dir, None)
         return runner.init(key), 0
-    like = jax.eval_shape(runner.init, key)
+    like = parallel.init_shapes(runner.exp, cfg.run.seed)
     for message in check_compatible(snapshot, cfg, like):
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     if run_dir is not None:
@@ -312,10 +312,8 @@ class _Driver:
 
     def named_result(self) -> dict[str, Any]:
         """The last evaluation as a table section (levels averaged over seeds)."""
-        names = self.evaluator.names
-        mean = {m: np.mean([p[m] for p in self.per_level], axis=0) for m in self.per_level[0]}
-        label = f"named, mean of {len(self.per_level)} seeds" if self.runner.seeded else "named"
-        return {label: set_result(mean, names)}
+        label = f"named, mean of {len(self.seeds)} seeds" if self.runner.seeded else "named"
+        return {label: seeds_result(self.per_level, self.evaluator.names)}
 
     def chunk_step(self, run_chunk, state: TrainState, updates: int, stop: StopSignal):
         """Runs one chunk from ``updates``; checks, evaluates, checkpoints and logs it.
@@ -352,12 +350,14 @@ class _Driver:
     def evaluate(self, state: TrainState, updates: int) -> list[dict[str, float]]:
         """Evaluates each seed on the named levels and writes this update's galleries;
         returns each seed's ``eval/*`` entries."""
-        evals, self.per_level = [{} for _ in self.seeds], [{} for _ in self.seeds]
+        params = [None] * len(self.seeds)
         if self.evaluator.levels is not None:
             params = self.runner.per_seed(state.student.params)
-            for i, key in enumerate(self.eval_keys):
-                evals[i] = self.evaluator(jax.random.fold_in(key, updates), params[i])
-                self.per_level[i] = self.evaluator.per_level
+        self.per_level = [
+            self.evaluator(jax.random.fold_in(key, updates), seed_params)
+            for key, seed_params in zip(self.eval_keys, params, strict=True)
+        ]
+        evals = [self.evaluator.entries(per_level) for per_level in self.per_level]
         self.evaluated_at = updates
         if self.run_dir is not None:
             curricula = self.runner.per_seed(state.curriculum)

@@ -134,7 +134,7 @@ from ued.experiment import build
 cfg = config_lib.load("experiments/maze_dr.yaml", ["run.num_seeds=2", "run.devices=1"])
 runner = parallel.make_runner(build(cfg), cfg)
 state = runner.init(runner.seed_keys(3))
-like = jax.eval_shape(runner.init, runner.seed_keys(3))
+like = parallel.init_shapes(runner.exp, 3)
 single = jax.jit(build(cfg).init)(jax.random.PRNGKey(4))
 same = all(
     np.array_equal(a[1], b)
