@@ -151,13 +151,15 @@ def test_paired_runs_from_its_experiment_file(paired_run):
     for key in ("paired/regret", "paired/adversary_reward", "paired/adversary/loss/entropy"):
         assert key in metrics
     np.testing.assert_array_equal(metrics["paired/regret"], metrics["paired/adversary_reward"])
-    assert np.all(metrics["paired/regret"] >= 0)
+    # Regret is a mean over levels of max(0, antagonist max - protagonist mean), so it is at
+    # least the gap of the means (and not the protagonist-minus-antagonist gap).
+    gap = metrics["paired/antagonist_max_return"] - metrics["paired/protagonist_return"]
+    assert np.all(metrics["paired/regret"] >= np.maximum(gap, 0.0) - 1e-6)
     np.testing.assert_array_equal(metrics["paired/pair"], [0, 1, 0, 1])  # round robin
     np.testing.assert_array_equal(metrics["paired/builder_steps"], 4 * (4 + 2))
     np.testing.assert_array_equal(metrics["paired/antagonist_env_steps"], 4 * 16)
-    # The proposed levels: at most the wall budget, and valid.
+    # The proposed levels: at most the wall budget.
     assert np.all(metrics["levels/num_walls"] <= 4)
-    assert np.all((metrics["levels/solvable"] >= 0) & (metrics["levels/solvable"] <= 1))
 
 
 def test_student_adversaries_and_antagonists_all_train(paired_run):
@@ -211,9 +213,6 @@ def test_minimax_trains_the_adversary_only_against_the_protagonist(paired_run, p
     pro = scoring.episode_stats(rollout)
     expected = -np.where(pro["num_episodes"] > 0, pro["mean_return"], 0.0).mean()
     np.testing.assert_allclose(float(metrics["paired/adversary_reward"]), expected, rtol=1e-5)
-    np.testing.assert_allclose(
-        float(metrics["paired/adversary_reward"]), -float(metrics["paired/protagonist_return"])
-    )
     assert np.isnan(float(metrics["paired/regret"]))
     assert float(metrics["paired/antagonist_env_steps"]) == 0
     assert int(new.count) == int(cstate.count) + 1

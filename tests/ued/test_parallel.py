@@ -138,10 +138,13 @@ like = parallel.init_shapes(runner.exp, 3)
 single = jax.jit(build(cfg).init)(jax.random.PRNGKey(4))
 same = all(
     np.array_equal(a[1], b)
-    for a, b in zip(jax.tree.leaves(state.student.params), jax.tree.leaves(single.student.params))
+    for a, b in zip(
+        jax.tree.leaves(state.student.params), jax.tree.leaves(single.student.params), strict=True
+    )
 )
 shapes = all(
-    a.shape == b.shape for a, b in zip(jax.tree.leaves(like), jax.tree.leaves(state))
+    a.shape == b.shape
+    for a, b in zip(jax.tree.leaves(like), jax.tree.leaves(state), strict=True)
 )
 print("RESULT", same, shapes)
 """
