@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import numbers
 import pkgutil
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -146,6 +147,17 @@ class Family:
 
 _REGISTRY: dict[str, Family] = {}
 _DISCOVERED = False
+
+
+def check_int(what: str, value: object, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]`` (no upper bound for None), for env, generator
+    and builder options; a ValueError naming ``what`` (e.g. "generator option num_walls")."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{what} must be an int, got {value!r}")
+    if value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{what} must be {allowed}, got {value}")
+    return int(value)
 
 
 def register(family: Family) -> Family:

@@ -27,9 +27,8 @@ import yaml
 from envs import images as images_lib
 from ued import gallery
 from ued.checkpoint import CheckpointError, load_trained
-from ued.config import ConfigError
+from ued.config import ConfigError, call_with_options
 from ued.evaluate import levels_from_file
-from ued.experiment import call_with_options
 from ued.parallel import per_seed
 
 

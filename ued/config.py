@@ -8,8 +8,9 @@ key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,9 @@ def _as_number(value: Any) -> Any:
     return value
 
 
-def _coerce(path: str, value: Any, kind: Any) -> Any:
+def coerce(path: str, value: Any, kind: Any) -> Any:
+    """``value`` as a ``kind`` (a config dataclass, bool, int, float, str, dict or tuple);
+    a ConfigError naming ``path`` when it is not one."""
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path} must be a mapping of {sorted(_field_types(kind))}")
@@ -226,7 +229,7 @@ def _build(cls, data: Mapping[str, Any], prefix: str = ""):
             f"unknown config key {_join(prefix, unknown[0])!r}; allowed keys in {where}: "
             f"{sorted(types_)}"
         )
-    kwargs = {k: _coerce(_join(prefix, k), v, types_[k]) for k, v in data.items()}
+    kwargs = {k: coerce(_join(prefix, k), v, types_[k]) for k, v in data.items()}
     return cls(**kwargs)
 
 
@@ -368,3 +371,21 @@ def _merge(base: Any, new: Any) -> Any:
             out[k] = _merge(base.get(k), v) if k in base else v
         return out
     return new
+
+
+def call_with_options(fn: Callable, options: Mapping[str, Any], where: str, *args):
+    """Calls ``fn(*args, **options)``; an unknown option is a ConfigError naming it."""
+    params = inspect.signature(fn).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    allowed = [
+        name
+        for name, p in list(params.items())[len(args) :]
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    for key in options:
+        if not accepts_any and key not in allowed:
+            raise ConfigError(f"unknown option {where}.{key}; allowed: {sorted(allowed)}")
+    try:
+        return fn(*args, **options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err

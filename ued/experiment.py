@@ -8,8 +8,7 @@ and store them, and update the student where the plan says so.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import chex
@@ -20,7 +19,7 @@ from flax.training.train_state import TrainState as StudentState
 
 from envs.core import Environment, Family, get_family
 from ued import ppo, scoring
-from ued.config import Config, ConfigError
+from ued.config import Config, ConfigError, call_with_options
 from ued.curricula import Context, Curriculum, make_curriculum
 from ued.networks import ActorCritic, make_network
 
@@ -53,24 +52,6 @@ class TrainState:
     curriculum: Any  # the curriculum's own pytree (buffer, adversary, ...)
     key: chex.PRNGKey
     updates: chex.Array  # () int32, updates done so far
-
-
-def call_with_options(fn: Callable, options: Mapping[str, Any], where: str, *args):
-    """Calls ``fn(*args, **options)``; an unknown option is a ConfigError naming it."""
-    params = inspect.signature(fn).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    allowed = [
-        name
-        for name, p in list(params.items())[len(args) :]
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
-    for key in options:
-        if not accepts_any and key not in allowed:
-            raise ConfigError(f"unknown option {where}.{key}; allowed: {sorted(allowed)}")
-    try:
-        return fn(*args, **options)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from err
 
 
 def _lookup(table: Mapping[str, Any], name: str, key: str):

@@ -6,7 +6,7 @@ Importing this package registers the family ``"maze"`` with ``envs.core``.
 from envs.core import Family, register
 from envs.images import save_png
 from envs.images import tile as render_grid
-from envs.maze.builder import BuilderState, MazeBuilder, make_builder
+from envs.maze.builder import BuilderState, MazeBuilder
 from envs.maze.editors import editors
 from envs.maze.env import Maze, MazeParams, MazeState, state_to_level
 from envs.maze.generators import generators
@@ -36,7 +36,7 @@ family = register(
         render=render,
         level_to_text=level_to_text,
         level_from_text=level_from_text,
-        make_builder=make_builder,
+        make_builder=MazeBuilder,
     )
 )
 
@@ -58,7 +58,6 @@ __all__ = [
     "levels_from_text",
     "levels_from_text_file",
     "levels_to_text",
-    "make_builder",
     "named_levels",
     "render",
     "render_grid",

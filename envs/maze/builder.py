@@ -20,14 +20,13 @@ facing is drawn uniformly at ``reset`` (as in PAIRED's original maze adversary).
 
 from __future__ import annotations
 
-import numbers
-
 import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
+from envs.core import check_int
 from envs.maze.env import Maze
 from envs.maze.level import Level, cell_mask
 
@@ -86,8 +85,8 @@ class MazeBuilder:
         self.env = env
         n = int(env.max_size)
         self.max_size = n
-        self.num_walls = _check_int("num_walls", num_walls, 0, n * n - 2)
-        self.noise_dim = _check_int("noise_dim", noise_dim, 0, 1 << 16)
+        self.num_walls = check_int("builder option num_walls", num_walls, 0, n * n - 2)
+        self.noise_dim = check_int("builder option noise_dim", noise_dim, 0, 1 << 16)
         self.num_steps = self.num_walls + 2
 
     def __repr__(self) -> str:
@@ -184,16 +183,3 @@ def _nearest_other(goal: chex.Array, walls: chex.Array) -> chex.Array:
     dist = (jnp.abs(xs - goal[0]) + jnp.abs(ys - goal[1])).reshape(-1)
     index = jnp.argmin(jnp.where(candidates, dist, h + w + 1)).astype(jnp.int32)
     return jnp.stack([index % w, index // w])
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"builder option {name} must be an int, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"builder option {name} must be in [{low}, {high}], got {value}")
-    return int(value)
-
-
-def make_builder(env: Maze, num_walls: int = 60, noise_dim: int = 50) -> MazeBuilder:
-    """The family's ``make_builder``: ``(env, **options) -> MazeBuilder``."""
-    return MazeBuilder(env, num_walls=num_walls, noise_dim=noise_dim)

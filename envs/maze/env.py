@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
-
 import chex
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from envs.core import Environment, StepOut
+from envs.core import Environment, StepOut, check_int
 from envs.maze import level as lvl
 from envs.maze.level import Level
 
@@ -47,14 +45,6 @@ def state_to_level(state: MazeState) -> Level:
         width=state.width,
         height=state.height,
     )
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"Maze option {name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"Maze option {name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 class Maze(Environment):
@@ -105,11 +95,11 @@ class Maze(Environment):
         Raises:
             ValueError: naming the bad option.
         """
-        self.max_size = _check_int("max_size", max_size, 2)
-        self.view_size = _check_int("view_size", view_size, 1)
+        self.max_size = check_int("Maze option max_size", max_size, 2)
+        self.view_size = check_int("Maze option view_size", view_size, 1)
         if self.view_size % 2 == 0:
             raise ValueError(f"Maze option view_size must be odd, got {view_size}")
-        self.max_steps = _check_int("max_steps", max_steps, 1)
+        self.max_steps = check_int("Maze option max_steps", max_steps, 1)
         if not isinstance(fully_observed, bool):
             raise ValueError(f"Maze option fully_observed must be a bool, got {fully_observed!r}")
         self.fully_observed = fully_observed

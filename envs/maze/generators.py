@@ -7,25 +7,17 @@ validated when the generator is made.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 
 import chex
 import jax
 import jax.numpy as jnp
 
+from envs.core import check_int
 from envs.maze.env import Maze
 from envs.maze.level import DIR_TO_VEC, Level, cell_mask, pick_cell
 
 Generator = Callable[[chex.PRNGKey], Level]
-
-
-def _check_count(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"generator option {name} must be an int, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"generator option {name} must be in [{low}, {high}], got {value}")
-    return int(value)
 
 
 def place_agent_and_goal(
@@ -62,9 +54,9 @@ def make_random_walls(env: Maze, num_walls: int = 25, min_walls: int | None = No
     """
     n = env.max_size
     cells = n * n
-    num_walls = _check_count("num_walls", num_walls, 0, cells - 2)
+    num_walls = check_int("generator option num_walls", num_walls, 0, cells - 2)
     if min_walls is not None:
-        min_walls = _check_count("min_walls", min_walls, 0, num_walls)
+        min_walls = check_int("generator option min_walls", min_walls, 0, num_walls)
 
     def generate(key: chex.PRNGKey) -> Level:
         perm_key, count_key, place_key = jax.random.split(key, 3)
@@ -148,7 +140,7 @@ def make_perfect_maze(env: Maze, size: int | None = None) -> Generator:
     largest = env.max_size if env.max_size % 2 else env.max_size - 1
     if size is None:
         size = largest
-    size = _check_count("size", size, 3, env.max_size)
+    size = check_int("generator option size", size, 3, env.max_size)
     if size % 2 == 0:
         raise ValueError(f"generator option size must be odd, got {size}")
     n = env.max_size

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from ued import config as config_lib
 from ued.config import ConfigError
 
 WHERE = "curriculum.options"
@@ -31,36 +32,11 @@ def option(default: Any, allowed: str, check: Callable[[Any], bool] | None = Non
 
 
 def _coerce(name: str, value: Any, kind: Any, allowed: str) -> Any:
-    bad = ConfigError(f"{WHERE}.{name}={value!r}; must be {allowed}")
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if kind is int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if kind is dict:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise bad
-        return dict(value)
-    if kind is tuple:
-        if not isinstance(value, Sequence) or isinstance(value, str):
-            raise bad
-        return tuple(value)
-    raise TypeError(f"unsupported option type {kind} for {name}")
+    # The config's own coercion (YAML's "1e-3" strings included), with the option's message.
+    try:
+        return config_lib.coerce(f"{WHERE}.{name}", value, kind)
+    except ConfigError:
+        raise ConfigError(f"{WHERE}.{name}={value!r}; must be {allowed}") from None
 
 
 def parse(cls, data: Mapping[str, Any] | None, curriculum: str):

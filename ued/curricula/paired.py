@@ -43,7 +43,6 @@ Environment steps beyond the student's rollout are reported as metrics:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -57,7 +56,7 @@ from flax.training.train_state import TrainState
 
 from envs.core import Level, StepOut
 from ued import ppo, scoring
-from ued.config import ConfigError
+from ued.config import ConfigError, call_with_options
 from ued.curricula.base import Context, full_plan
 from ued.curricula.options import option, parse
 from ued.networks import ActorCritic, PatchConv
@@ -378,19 +377,8 @@ def _make_builder(ctx: Context, options: dict) -> LevelBuilder:
             f"curriculum.name={ctx.cfg.curriculum.name!r} needs a level builder, but family "
             f"{family.name!r} has none (Family.make_builder)"
         )
-    params = list(inspect.signature(family.make_builder).parameters.values())[1:]
-    allowed = sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params)
-    for key in options:
-        if not accepts_any and key not in allowed:
-            raise ConfigError(
-                f"unknown option curriculum.options.builder.{key} for family "
-                f"{family.name!r}; allowed keys: {allowed}"
-            )
-    try:
-        return family.make_builder(ctx.env, **options)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"curriculum.options.builder: {err}") from err
+    where = "curriculum.options.builder"
+    return call_with_options(family.make_builder, options, where, ctx.env)
 
 
 def make_paired(ctx: Context) -> PAIRED:
