@@ -104,7 +104,7 @@ class ControlEnv(Environment):
     Reward: gymnax's, unchanged.
     Termination: gymnax's natural termination, or ``max_steps`` steps (truncation). On
         ``done`` the env replays the same level from the same initial state. ``info`` is
-        ``{"success": bool}`` with the task's definition (``task.success_doc``).
+        ``{"success": bool}`` with the task's definition (``task.success``; see ``tasks.py``).
     Level: the task's dataclass, one () float32 per physical parameter (``task.params``).
         ``reset_to_level`` builds gymnax's ``EnvParams`` from it; the initial state is
         drawn by gymnax from the reset key.

@@ -76,22 +76,6 @@ def make_uniform(env: ControlEnv, randomize: Sequence[str] | None = None) -> Gen
     return generate
 
 
-def make_default(env: ControlEnv) -> Generator:
-    """The standard task: every level has gymnax's default physics (ignores the key).
-
-    The generator is marked ``constant`` (the registry contract test then expects one level,
-    not key-dependent ones). The initial state still varies: it comes from the reset key.
-    """
-    level = spec.default_level(env.task)
-
-    def generate(key: chex.PRNGKey) -> Level:
-        return level
-
-    generate.constant = True
-    return generate
-
-
 generators: dict[str, Callable[..., Generator]] = {
     "uniform": make_uniform,
-    "default": make_default,
 }

@@ -87,12 +87,11 @@ class Task:
         params: the physical parameters.
         to_gymnax: ``(gymnax default params, level) -> gymnax params`` with the level's physics.
         success: ``Outcome -> () bool``, the episode ended by achieving the task.
-        success_doc: the success definition in words (the env docstring shows it).
         hold: optional ``gymnax state -> () bool``; ``Outcome.hold_steps`` counts the
             consecutive steps it held (Pendulum: upright).
         named: extra named levels, name -> {param: value} (others at their defaults).
-        draw: optional ``(ImageDraw, (x0, y0, x1, y1), level, gymnax state | None) -> None``,
-            a picture of the system for ``render``.
+        draw: optional ``(ImageDraw, (width, height), env, level, gymnax state | None) ->
+            None``, a picture of the system for ``render``.
     """
 
     name: str
@@ -101,7 +100,6 @@ class Task:
     params: tuple[Param, ...]
     to_gymnax: Callable[[Any, Level], Any]
     success: Callable[[Outcome], chex.Array]
-    success_doc: str
     hold: Callable[[Any], chex.Array] | None = None
     named: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
     draw: Callable[..., None] | None = None

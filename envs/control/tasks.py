@@ -88,7 +88,6 @@ CARTPOLE = Task(
     ),
     to_gymnax=_cartpole_params,
     success=survived,
-    success_doc="the pole stayed up for the whole episode (truncated, not terminated)",
     named={
         "long_heavy_pole": {"pole_length": 2.0, "pole_mass": 1.0},
         "short_light_pole": {"pole_length": 0.1, "pole_mass": 0.02},
@@ -129,7 +128,6 @@ PENDULUM = Task(
     ),
     to_gymnax=_pendulum_params,
     success=held_at_end,
-    success_doc=(f"upright (within {UPRIGHT_ANGLE} rad) for each of the last max_steps // 4 steps"),
     hold=_upright,
     named={
         "heavy_long": {"mass": 2.5, "length": 2.0},
@@ -176,7 +174,6 @@ ACROBOT = Task(
     ),
     to_gymnax=_acrobot_params,
     success=reached_goal,
-    success_doc="the free end swung above the goal line (gym's test, in joint angles)",
     named={
         "heavy_lower_link_weak_motor": {"link_mass_2": 2.5, "max_torque": 0.25},
         "long_links": {"link_length_1": 2.0, "link_length_2": 2.0},
@@ -220,7 +217,6 @@ MOUNTAIN_CAR = Task(
     ),
     to_gymnax=_mountain_car_params,
     success=reached_goal,
-    success_doc="the car reached the flag (position >= 0.5) before the time limit",
     named={"weak_engine_strong_gravity": {"force": 0.0006, "gravity": 0.0035}},
     draw=draw_mountain_car,
 )
@@ -235,7 +231,6 @@ MOUNTAIN_CAR_CONTINUOUS = Task(
     ),
     to_gymnax=_continuous_mountain_car_params,
     success=reached_goal,
-    success_doc="the car reached the flag (position >= 0.45) before the time limit",
     named={"weak_engine_strong_gravity": {"power": 0.0008, "gravity": 0.0035}},
     draw=draw_mountain_car,
 )

@@ -135,11 +135,7 @@ def test_generator_batch_is_valid_and_key_dependent(family_name, gen_name):
         _assert_trees_equal(generate(keys[i]), _take(levels, i))
     flat = np.concatenate([np.asarray(x).reshape(NUM_KEYS, -1) for x in jax.tree.leaves(levels)], 1)
     distinct = len({row.tobytes() for row in flat})
-    if getattr(generate, "constant", False):
-        # A generator marked constant (e.g. a task's standard level) ignores its key.
-        assert distinct == 1
-    else:
-        assert distinct > NUM_KEYS // 2
+    assert distinct > NUM_KEYS // 2
 
 
 @pytest.mark.parametrize("family_name", FAMILIES)

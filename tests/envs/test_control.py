@@ -251,9 +251,8 @@ def test_uniform_generator_options():
         ControlEnv(CARTPOLE, max_steps=0)
 
 
-def test_default_generator_is_the_standard_task(cartpole_env):
-    gen = generators["default"](cartpole_env)
-    assert gen.constant
+def test_uniform_generator_randomizing_nothing_is_the_standard_task(cartpole_env):
+    gen = generators["uniform"](cartpole_env, randomize=[])
     assert level_to_text(cartpole_env, gen(jax.random.key(5))) == (
         "gravity=9.8 cart_mass=1.0 pole_mass=0.1 pole_length=0.5 force_mag=10.0"
     )
