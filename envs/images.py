@@ -1,5 +1,6 @@
-"""Image helpers shared by every family's renderer and by ued's galleries: tiling pictures
-into a captioned grid, and writing PNG and GIF files (Pillow only, no plotting stack)."""
+"""Image helpers for ued's galleries and ``scripts/render.py`` (families' renderers only
+return arrays): tiling pictures into a captioned grid, and writing PNG and GIF files
+(Pillow only, no plotting stack)."""
 
 from __future__ import annotations
 

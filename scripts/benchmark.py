@@ -322,7 +322,9 @@ def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
                     "curriculum": cfg.curriculum.name,
                     "num_envs": cfg.ppo.num_envs,
                     "num_steps": cfg.ppo.num_steps,
-                    "capacity": cfg.curriculum.buffer.capacity if cap or cur != "dr" else None,
+                    "capacity": (
+                        cfg.curriculum.buffer.capacity if cfg.curriculum.name != "dr" else None
+                    ),
                     "devices": dev,
                     "num_seeds": cfg.run.num_seeds,
                     "bench_min_fill_ratio": cfg.curriculum.buffer.min_fill_ratio,

@@ -33,7 +33,7 @@ from pathlib import Path
 import jax
 
 from ued.checkpoint import CheckpointError, load_trained
-from ued.config import ConfigError
+from ued.config import ConfigError, call_with_options
 from ued.evaluate import (
     LevelEvaluator,
     format_table,
@@ -42,7 +42,6 @@ from ued.evaluate import (
     seeds_result,
     stack,
 )
-from ued.experiment import call_with_options
 from ued.parallel import per_seed
 
 
@@ -125,7 +124,8 @@ def main(argv: list[str]) -> int:
         f"level{seeds}"
     )
     print(format_table(results))
-    output = Path(args.output) if args.output else Path(args.run) / "eval.json"
+    run_dir = snapshot.path.parent.parent  # OUT/checkpoints/<updates> -> OUT
+    output = Path(args.output) if args.output else run_dir / "eval.json"
     report = {
         "checkpoint": str(snapshot.path),
         "updates": snapshot.step,

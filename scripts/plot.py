@@ -110,7 +110,8 @@ def aggregate(curves: list[tuple[np.ndarray, np.ndarray]]):
         return curves[0][0], curves[0][1], None
     ys = np.stack([np.interp(x, cx, cy) for cx, cy in curves])
     n = len(curves)
-    half = T95[min(n - 1, len(T95)) - 1] * ys.std(axis=0, ddof=1) / np.sqrt(n)
+    t = T95[n - 2] if n - 1 <= len(T95) else 1.96
+    half = t * ys.std(axis=0, ddof=1) / np.sqrt(n)
     mean = ys.mean(axis=0)
     return x, mean, (mean - half, mean + half)
 

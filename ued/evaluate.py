@@ -146,7 +146,7 @@ class LevelEvaluator:
         episodes: episodes per level.
         max_steps: episode horizon.
         batch_levels: levels per batch; a set is split into batches of this many levels,
-            the last one padded with copies of the set's first level (results dropped).
+            the last one filled up by wrapping around to the set's first levels (results dropped).
             Memory grows with ``batch_levels * episodes``.
     """
 
