@@ -5,7 +5,7 @@
 Draws ``mean_return``, ``solve_rate`` and ``eval/solve_rate`` (or the given ``--metric``s)
 against env steps, one PNG per metric (``/`` in a name becomes ``_``), into DIR (default
 ``OUT/plots`` for one run, ``plots`` for several). Runs whose configs differ only in
-``run.seed``, ``run.dir`` and other bookkeeping keys (see ``ued.checkpoint.HARMLESS``) are
+``run.seed``, ``run.dir`` and other bookkeeping keys (options declared ``resume="free"``) are
 seeds of one curve: drawn as their mean with a 95% confidence band (Student t). A run of
 several seeds in one program (``run.num_seeds``; its rows carry a ``seed`` column) counts as
 that many seeds, and may be mixed with single-seed runs of the same config. Needs the
@@ -23,10 +23,19 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ued.checkpoint import HARMLESS, config_changes
+from ued.checkpoint import config_changes
+from ued.config import Config
+from ued.options import resume_policy
 
 METRICS = ("mean_return", "solve_rate", "eval/solve_rate")
-IGNORED = (*HARMLESS, "run.seed", "run.num_seeds")
+SEEDS = ("run.seed", "run.num_seeds")
+
+
+def ignored(key: str) -> bool:
+    """Seeds and bookkeeping keys, which do not tell experiments apart."""
+    return key in SEEDS or resume_policy(Config, key) == "free"
+
+
 # Two-sided 95% Student t quantiles for 1..30 degrees of freedom; 1.96 beyond.
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
@@ -72,7 +81,7 @@ def group_runs(configs: list[dict]) -> list[list[int]]:
     for i, config in enumerate(configs):
         for group in groups:
             changes = config_changes(configs[group[0]], config)
-            if all(any(k == p or k.startswith(p + ".") for p in IGNORED) for k in changes):
+            if all(ignored(k) for k in changes):
                 group.append(i)
                 break
         else:
@@ -86,7 +95,7 @@ def label(groups: list[list[int]], configs: list[dict], dirs: list[Path], g: int
     keys = set()
     for other in groups:
         keys |= set(config_changes(first, configs[other[0]]))
-    keys = sorted(k for k in keys if not any(k == p or k.startswith(p + ".") for p in IGNORED))
+    keys = sorted(k for k in keys if not ignored(k))
     flat = {}
     for key in keys:
         node = first

@@ -14,13 +14,16 @@ since the level was last sampled or inserted.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Any
 
 import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+from ued import options
+from ued.options import option
 
 Level = Any  # a flax.struct dataclass with fixed shapes
 
@@ -30,66 +33,59 @@ REPLAY_SCHEDULES = ("fixed", "proportionate")
 
 @struct.dataclass
 class BufferParams:
-    """Hyper-parameters of the buffer.
+    """The buffer's size and hyper-parameters: the ``buffer`` options of PLR-type curricula.
 
     Numeric fields are pytree leaves, so a sweep can ``vmap`` over them. Build with
-    ``make_buffer_params`` to validate ranges on the host.
+    ``make_buffer_params`` to validate ranges on the host (every element of an array).
     """
 
-    temperature: chex.Numeric = 0.3  # () float32 > 0, lower = more peaked P_score
-    staleness_coef: chex.Numeric = 0.3  # () float32 in [0, 1], mixing weight of P_staleness
-    replay_prob: chex.Numeric = 0.5  # () float32 in [0, 1], P(replay) for "fixed"
-    min_fill_ratio: chex.Numeric = 0.5  # () float32 in [0, 1], no replay below this fill
-    top_k: chex.Numeric = 4  # () int32 >= 1, levels replayed under "top_k"
-    # Static: these choose code paths (different computations, not different numbers), so
-    # they cannot be traced or vmapped; changing them recompiles.
-    prioritisation: str = struct.field(pytree_node=False, default="rank")
-    replay_schedule: str = struct.field(pytree_node=False, default="fixed")
-    dedup: bool = struct.field(pytree_node=False, default=True)
-
-    def __post_init__(self):
-        # Only static fields are checked here: numeric leaves may be tracers.
-        if self.prioritisation not in PRIORITISATIONS:
-            raise ValueError(
-                f"BufferParams.prioritisation={self.prioritisation!r}; allowed: {PRIORITISATIONS}"
-            )
-        if self.replay_schedule not in REPLAY_SCHEDULES:
-            raise ValueError(
-                f"BufferParams.replay_schedule={self.replay_schedule!r}; "
-                f"allowed: {REPLAY_SCHEDULES}"
-            )
-        if not isinstance(self.dedup, bool):
-            raise ValueError(f"BufferParams.dedup={self.dedup!r}; allowed: True or False")
+    temperature: chex.Numeric = option(0.3, gt=0)  # () float32, lower = more peaked P_score
+    staleness_coef: chex.Numeric = option(0.3, ge=0, le=1)  # () float32, weight of P_staleness
+    replay_prob: chex.Numeric = option(0.5, ge=0, le=1)  # () float32, P(replay) for "fixed"
+    min_fill_ratio: chex.Numeric = option(0.5, ge=0, le=1)  # () float32, no replay below it
+    top_k: chex.Numeric = option(  # () int32, levels replayed under "top_k"
+        100, ge=1, check=lambda v: float(v) == int(v), allowed="an integer >= 1"
+    )
+    # Static: these choose code paths or shapes (not numbers), so they cannot be traced or
+    # vmapped; changing them recompiles.
+    capacity: int = option(4000, gt=0, static=True, resume="refuse")  # levels the buffer holds
+    prioritisation: str = option("rank", choices=PRIORITISATIONS, static=True)
+    replay_schedule: str = option("fixed", choices=REPLAY_SCHEDULES, static=True)
+    dedup: bool = option(True, static=True)
 
 
-_RANGES = {
-    "temperature": (lambda x: x > 0, "> 0"),
-    "staleness_coef": (lambda x: 0 <= x <= 1, "in [0, 1]"),
-    "replay_prob": (lambda x: 0 <= x <= 1, "in [0, 1]"),
-    "min_fill_ratio": (lambda x: 0 <= x <= 1, "in [0, 1]"),
-    "top_k": (lambda x: x >= 1 and float(x) == int(x), "an integer >= 1"),
-}
+# Annotation -> the concrete type options are coerced to (chex.Numeric is a Union).
+_NUMERIC = {"top_k": int}
 
 
 def make_buffer_params(**kwargs) -> BufferParams:
-    """Builds ``BufferParams`` and validates every value on the host.
-
-    Numeric values may be scalars or arrays (a sweep); every element is checked.
+    """Builds ``BufferParams``, validating every value (every element of an array) on the host.
 
     Raises:
         ValueError: naming the field and what it allows, for an unknown field or a bad value.
     """
-    known = set(BufferParams.__dataclass_fields__)
-    unknown = sorted(set(kwargs) - known)
+    fields = {f.name: f for f in dataclasses.fields(BufferParams)}
+    unknown = sorted(set(kwargs) - set(fields))
     if unknown:
-        raise ValueError(f"unknown BufferParams field(s) {unknown}; known: {sorted(known)}")
+        raise ValueError(f"unknown BufferParams field(s) {unknown}; known: {sorted(fields)}")
     params = BufferParams(**kwargs)
-    for name, (ok, allowed) in _RANGES.items():
-        values = jax.device_get(jnp.ravel(jnp.asarray(getattr(params, name))))
-        if not all(math.isfinite(float(v)) and ok(v) for v in values):
-            raise ValueError(f"BufferParams.{name}={getattr(params, name)!r}; must be {allowed}")
-    dtype = lambda name: jnp.int32 if name == "top_k" else jnp.float32
-    return params.replace(**{k: jnp.asarray(getattr(params, k), dtype(k)) for k in _RANGES})
+    kinds = options.field_types(BufferParams)
+    leaves = {}
+    for name, f in fields.items():
+        value = getattr(params, name)
+        if f.metadata.get("pytree_node", True):
+            kind = _NUMERIC.get(name, float)
+            values = jax.device_get(jnp.ravel(jnp.asarray(value, jnp.float32))).tolist()
+            leaves[name] = jnp.asarray(value, jnp.int32 if kind is int else jnp.float32)
+        else:
+            kind, values = kinds[name], [value]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                values = []  # wrong type: refused below
+        if not values or not all(options.allows(f.metadata, v) for v in values):
+            raise ValueError(
+                f"BufferParams.{name}={value!r}; must be {options.describe(f.metadata, kind)}"
+            )
+    return params.replace(**leaves)
 
 
 @struct.dataclass

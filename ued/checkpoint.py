@@ -17,18 +17,18 @@ moved to ``RUN/checkpoints_corrupt/`` with a warning and the previous one is tri
 
 Resuming with a different config (``check_compatible``):
 
-- ``STRUCTURAL`` keys fix array shapes or the kind of state; a change refuses to resume,
-  naming every differing key: ``env.family``, ``env.options.*``, ``curriculum.name``,
-  ``curriculum.parallel``, ``curriculum.buffer.capacity``, ``curriculum.options.*``,
-  ``ppo.num_envs``, ``ppo.anneal_lr``, ``network.*``, ``run.seed``, ``run.num_seeds``, and
-  ``run.total_env_steps`` when ``ppo.anneal_lr`` is on (it sets the learning-rate schedule).
-- ``HARMLESS`` keys only steer the host loop: ``run.total_env_steps``, ``run.dir``,
-  ``run.resume``, ``run.progress``, ``run.chunk_updates``, ``run.checkpoint_every``,
-  ``run.keep_checkpoints``, ``run.devices``, ``run.compile_cache``, ``run.loggers`` and
-  ``eval.*``; they may change freely.
+- Each option declares what a change of it does (``ued.options.option(resume=...)``):
+  ``"refuse"`` keys fix array shapes or the kind of state (``env.family``, ``env.options``,
+  ``curriculum.name``, the buffer's capacity, PAIRED's network sizes, ``ppo.num_envs``,
+  ``network.*``, ``run.seed``, ...), and a change refuses to resume, naming every differing
+  key; ``run.total_env_steps`` is refused too when ``ppo.anneal_lr`` is on (it sets the
+  learning-rate schedule). ``"free"`` keys only steer the host loop (``run.dir``,
+  ``run.chunk_updates``, ``eval.*``, ...) and may change freely.
 - Any other change (learning rate, entropy coefficient, generator options, buffer
   temperature, ...) is allowed with a warning listing old and new values: the run goes on,
   but it is no longer an exact continuation.
+- Curriculum options are compared as resolved (defaults filled in), so writing a default
+  out is no change.
 
 Whatever the config says, the checkpoint's leaf shapes and dtypes must match the state the
 config builds; a mismatch is refused too.
@@ -47,35 +47,11 @@ import jax
 import numpy as np
 
 from ued import config as config_lib
+from ued import curricula
+from ued import options as options_lib
 from ued.config import Config, ConfigError
 
 FORMAT = 1
-STRUCTURAL = (
-    "env.family",
-    "env.options",
-    "curriculum.name",
-    "curriculum.parallel",
-    "curriculum.buffer.capacity",
-    "curriculum.options",
-    "ppo.num_envs",
-    "ppo.anneal_lr",
-    "network",
-    "run.seed",
-    "run.num_seeds",
-)
-HARMLESS = (
-    "run.total_env_steps",
-    "run.dir",
-    "run.resume",
-    "run.progress",
-    "run.chunk_updates",
-    "run.checkpoint_every",
-    "run.keep_checkpoints",
-    "run.devices",
-    "run.compile_cache",
-    "run.loggers",
-    "eval",
-)
 
 
 class CheckpointError(RuntimeError):
@@ -152,8 +128,34 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: list(data) if isinstance(data, tuple) else data}
 
 
-def _matches(key: str, prefixes: tuple[str, ...]) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
+OPTIONS = "curriculum.options"
+
+
+def resolved(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with its curriculum options resolved (defaults filled in), as data.
+    Older config shapes are upgraded first; options that no longer parse stay as they are."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        data = config_lib.upgrade_legacy(data)
+    cur = data.get("curriculum") or {}
+    try:
+        parsed = curricula.parse_options(cur.get("name", "dr"), cur.get("options"))
+    except ConfigError:
+        return data
+    return {**data, "curriculum": {**cur, "options": options_lib.to_dict(parsed)}}
+
+
+def resume_policy(cfg: Config, key: str) -> str:
+    """What changing dotted ``key`` does to a resume: "refuse", "warn" or "free"."""
+    if key == "run.total_env_steps" and cfg.ppo.anneal_lr:
+        return "refuse"
+    if key.startswith(OPTIONS + "."):
+        try:
+            cls = curricula.entry(cfg.curriculum.name).options
+        except ConfigError:
+            return "refuse"
+        return options_lib.resume_policy(cls, key[len(OPTIONS) + 1 :])
+    return options_lib.resume_policy(Config, key)
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -175,9 +177,8 @@ def check_compatible(snapshot: Snapshot, cfg: Config, like: Any) -> list[str]:
         IncompatibleCheckpointError: naming the structural keys that differ, or the first
             leaf whose shape or dtype differs.
     """
-    changes = config_changes(snapshot.meta["config"], config_lib.to_dict(cfg))
-    structural = STRUCTURAL + (("run.total_env_steps",) if cfg.ppo.anneal_lr else ())
-    refused = {k: v for k, v in changes.items() if _matches(k, structural)}
+    changes = config_changes(resolved(snapshot.meta["config"]), resolved(config_lib.to_dict(cfg)))
+    refused = {k: v for k, v in changes.items() if resume_policy(cfg, k) == "refuse"}
     where = snapshot.path
     if refused:
         listed = ", ".join(f"{k} ({a!r} -> {b!r})" for k, a, b in _rows(refused))
@@ -200,7 +201,7 @@ def check_compatible(snapshot: Snapshot, cfg: Config, like: Any) -> list[str]:
             f"checkpoint ({len(saved)} arrays saved, {len(now)} now; first difference at "
             f"state{path}). Changed keys: {sorted(changes) or 'none'}"
         )
-    soft = {k: v for k, v in changes.items() if not _matches(k, HARMLESS)}
+    soft = {k: v for k, v in changes.items() if resume_policy(cfg, k) == "warn"}
     return [
         f"resuming with changed settings (no longer an exact continuation): {k}: {a!r} -> {b!r}"
         for k, a, b in _rows(soft)

@@ -9,120 +9,112 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import typing
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ued.options import ConfigError, build, coerce, option, to_dict
 
-class ConfigError(ValueError):
-    """A config key or value is wrong; the message names it and what is allowed."""
+__all__ = ["ConfigError", "coerce", "option"]
+
+LOGGERS = ("tensorboard", "wandb")
 
 
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
-    family: str = "maze"
+    family: str = option("maze", resume="refuse")
     # Options of the family's env constructor, e.g. {max_size: 13, view_size: 5}.
-    options: dict = dataclasses.field(default_factory=dict)
-    generator: str = "random_walls"
-    generator_options: dict = dataclasses.field(default_factory=lambda: {"num_walls": 25})
-
-
-@dataclasses.dataclass(frozen=True)
-class BufferConfig:
-    capacity: int = 4000
-    temperature: float = 0.3
-    staleness_coef: float = 0.3
-    replay_prob: float = 0.5
-    min_fill_ratio: float = 0.5
-    prioritisation: str = "rank"
-    replay_schedule: str = "fixed"
-    top_k: int = 100
-    dedup: bool = True
+    options: dict = option({}, resume="refuse")
+    generator: str = option("random_walls")
+    generator_options: dict = option({"num_walls": 25})
 
 
 @dataclasses.dataclass(frozen=True)
 class CurriculumConfig:
-    name: str = "dr"
-    # Score name -> weight; names from ued.scoring.SCORES.
-    score: dict = dataclasses.field(default_factory=lambda: {"max_mc": 1.0})
-    buffer: BufferConfig = dataclasses.field(default_factory=BufferConfig)
-    # Editor name -> weight (ACCEL); empty means every editor of the family, weight 1.
-    editors: dict = dataclasses.field(default_factory=dict)
-    num_edits: int = 5
-    # ACCEL: seed the search with empty rooms instead of the generator's levels.
-    start_from: str = "generator"
-    # PLR||/ACCEL||: new, replayed (and edited) levels share one step.
-    parallel: bool = False
-    # Curriculum-specific options (PAIRED adversary, SFL sampling, ...).
-    options: dict = dataclasses.field(default_factory=dict)
+    # A registered curriculum (ued.curricula.CURRICULA); its options are its own typed
+    # options dataclass (e.g. PLROptions), checked when the experiment is built.
+    name: str = option("dr", resume="refuse")
+    options: dict = option({})
 
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-    num_envs: int = 32
-    num_steps: int = 256
-    lr: float = 1e-4
-    anneal_lr: bool = False
-    gamma: float = 0.995
-    gae_lambda: float = 0.98
-    epochs: int = 5
-    num_minibatches: int = 1
-    clip_eps: float = 0.2
-    clip_value: bool = True
-    ent_coef: float = 1e-3
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    normalize_advantages: bool = True
+    num_envs: int = option(32, gt=0, resume="refuse")
+    num_steps: int = option(256, gt=0)
+    lr: float = option(1e-4, gt=0)
+    anneal_lr: bool = option(False, resume="refuse")  # the optimiser state holds a schedule
+    gamma: float = option(0.995, ge=0, le=1)
+    gae_lambda: float = option(0.98, ge=0, le=1)
+    epochs: int = option(5, gt=0)
+    num_minibatches: int = option(1, gt=0)
+    clip_eps: float = option(0.2, gt=0)
+    clip_value: bool = option(True)
+    ent_coef: float = option(1e-3, ge=0)
+    vf_coef: float = option(0.5, ge=0)
+    max_grad_norm: float = option(0.5, gt=0)
+    normalize_advantages: bool = option(True)
+
+
+def _positive_ints(value) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
 
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
     # "conv_lstm": the standard maze student (conv over an image observation when there is
     # one, LSTM torso); "mlp": a feed-forward torso. Both read dict or flat observations.
-    kind: str = "conv_lstm"
-    conv_channels: int = 16
-    direction_embedding: int = 5
-    lstm_size: int = 256
-    head_size: int = 32
-    mlp_sizes: tuple = (64, 64)
+    kind: str = option("conv_lstm", choices=("conv_lstm", "mlp"), resume="refuse")
+    conv_channels: int = option(16, gt=0, resume="refuse")
+    direction_embedding: int = option(5, gt=0, resume="refuse")
+    lstm_size: int = option(256, gt=0, resume="refuse")
+    head_size: int = option(32, gt=0, resume="refuse")
+    mlp_sizes: tuple = option(
+        (64, 64), check=_positive_ints, allowed="a list of integers > 0", resume="refuse"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    interval: int = 0  # updates between evaluations; 0 = only at the end
-    episodes: int = 10
-    levels: str = "named"  # "named" or "none"
+    interval: int = option(0, ge=0, resume="free")  # updates between evaluations; 0 = at the end
+    episodes: int = option(10, gt=0, resume="free")
+    levels: str = option("named", choices=("named", "none"), resume="free")
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    seed: int = 0
-    total_env_steps: int = 1_000_000
-    dir: str = ""
-    chunk_updates: int = 10  # updates per jitted call (one lax.scan)
-    progress: bool = True
-    checkpoint_every: int = 0  # updates; 0 = only at the end
-    keep_checkpoints: int = 3
-    resume: bool = False
-    num_seeds: int = 1
-    devices: int = 0  # 0 = all local devices
-    compile_cache: str = "~/.cache/ued/jax"  # "" disables the persistent compilation cache
+    seed: int = option(0, resume="refuse")
+    total_env_steps: int = option(1_000_000, gt=0, resume="free")
+    dir: str = option("", resume="free")
+    chunk_updates: int = option(10, gt=0, resume="free")  # updates per jitted call (one scan)
+    progress: bool = option(True, resume="free")
+    checkpoint_every: int = option(0, ge=0, resume="free")  # updates; 0 = only at the end
+    keep_checkpoints: int = option(3, gt=0, resume="free")
+    resume: bool = option(False, resume="free")
+    num_seeds: int = option(1, gt=0, resume="refuse")
+    devices: int = option(0, ge=0, resume="free")  # 0 = all local devices
+    # "" disables the persistent compilation cache.
+    compile_cache: str = option("~/.cache/ued/jax", resume="free")
     # Extra metric sinks besides metrics.jsonl/csv: "tensorboard" (OUT/tb), "wandb". Each
     # needs its optional extra; none needs a network unless wandb is set to go online.
-    loggers: tuple = ()
+    loggers: tuple = option(
+        (),
+        check=lambda v: all(name in LOGGERS for name in v),
+        allowed=f"a list of names from {list(LOGGERS)}",
+        resume="free",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
-    curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
-    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
-    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
-    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
-    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    env: EnvConfig = option(factory=EnvConfig)
+    curriculum: CurriculumConfig = option(factory=CurriculumConfig)
+    ppo: PPOConfig = option(factory=PPOConfig)
+    network: NetworkConfig = option(factory=NetworkConfig)
+    eval: EvalConfig = option(factory=EvalConfig)
+    run: RunConfig = option(factory=RunConfig)
 
     @property
     def steps_per_update(self) -> int:
@@ -133,167 +125,61 @@ class Config:
         return max(1, -(-self.run.total_env_steps // self.steps_per_update))
 
 
-CHOICES = {
-    "network.kind": ("conv_lstm", "mlp"),
-    "eval.levels": ("named", "none"),
-    "curriculum.start_from": ("generator", "empty"),
-    "curriculum.buffer.prioritisation": ("rank", "power", "top_k"),
-    "curriculum.buffer.replay_schedule": ("fixed", "proportionate"),
-}
-LOGGERS = ("tensorboard", "wandb")
-POSITIVE = {
-    "ppo.num_envs",
-    "ppo.num_steps",
-    "ppo.epochs",
-    "ppo.num_minibatches",
-    "curriculum.buffer.capacity",
-    "curriculum.buffer.temperature",
-    "network.lstm_size",
-    "network.head_size",
-    "network.conv_channels",
-    "run.chunk_updates",
-    "run.total_env_steps",
-    "run.num_seeds",
-    "eval.episodes",
-}
-UNIT_INTERVAL = {
-    "ppo.gamma",
-    "ppo.gae_lambda",
-    "curriculum.buffer.staleness_coef",
-    "curriculum.buffer.replay_prob",
-    "curriculum.buffer.min_fill_ratio",
-}
-
-
-def _field_types(cls) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _as_number(value: Any) -> Any:
-    # YAML 1.1 reads "1e-3" (no dot) as a string; accept it as the number it spells.
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def coerce(path: str, value: Any, kind: Any) -> Any:
-    """``value`` as a ``kind`` (a config dataclass, bool, int, float, str, dict or tuple);
-    a ConfigError naming ``path`` when it is not one."""
-    if dataclasses.is_dataclass(kind):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path} must be a mapping of {sorted(_field_types(kind))}")
-        return _build(kind, value, path)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path} must be true or false, got {value!r}")
-        return value
-    if kind in (int, float):
-        value = _as_number(value)
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{path} must be an integer, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path} must be a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path} must be a string, got {value!r}")
-        return value
-    if kind is dict:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path} must be a mapping, got {value!r}")
-        return dict(value)
-    if kind is tuple:
-        if not isinstance(value, Sequence) or isinstance(value, str):
-            raise ConfigError(f"{path} must be a list, got {value!r}")
-        return tuple(value)
-    raise TypeError(f"unsupported config field type {kind} at {path}")
-
-
-def _build(cls, data: Mapping[str, Any], prefix: str = ""):
-    types_ = _field_types(cls)
-    unknown = sorted(set(data) - set(types_))
-    if unknown:
-        where = prefix or "the top level"
-        raise ConfigError(
-            f"unknown config key {_join(prefix, unknown[0])!r}; allowed keys in {where}: "
-            f"{sorted(types_)}"
-        )
-    kwargs = {k: coerce(_join(prefix, k), v, types_[k]) for k, v in data.items()}
-    return cls(**kwargs)
-
-
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _flatten(cfg, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
-            out.update(_flatten(value, _join(prefix, f.name)))
-        else:
-            out[_join(prefix, f.name)] = value
-    return out
-
-
 def validate(cfg: Config) -> Config:
-    """Checks values that types alone cannot; raises ConfigError naming the key."""
-    flat = _flatten(cfg)
-    for key, allowed in CHOICES.items():
-        if flat[key] not in allowed:
-            raise ConfigError(f"{key}={flat[key]!r} is not one of {list(allowed)}")
-    for key in POSITIVE:
-        if not flat[key] > 0:
-            raise ConfigError(f"{key} must be > 0, got {flat[key]!r}")
-    for key in UNIT_INTERVAL:
-        if not 0.0 <= flat[key] <= 1.0:
-            raise ConfigError(f"{key} must be in [0, 1], got {flat[key]!r}")
+    """Checks across keys, which single declarations cannot; raises ConfigError naming them."""
     if cfg.ppo.num_envs % cfg.ppo.num_minibatches:
         raise ConfigError(
             f"ppo.num_envs={cfg.ppo.num_envs} must be divisible by "
             f"ppo.num_minibatches={cfg.ppo.num_minibatches}"
         )
-    if cfg.curriculum.num_edits < 0:
-        raise ConfigError(f"curriculum.num_edits must be >= 0, got {cfg.curriculum.num_edits}")
-    for name in cfg.run.loggers:
-        if name not in LOGGERS:
-            raise ConfigError(f"run.loggers: {name!r} is not one of {list(LOGGERS)}")
-    for name, weight in cfg.curriculum.score.items():
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
-            raise ConfigError(f"curriculum.score.{name} must be a number, got {weight!r}")
-    for name, weight in cfg.curriculum.editors.items():
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
-            raise ConfigError(f"curriculum.editors.{name} must be a number >= 0, got {weight!r}")
     return cfg
 
 
+# Keys that curricula's options held before ``curriculum: {name, options}``; files that still
+# use them load, with a warning naming the new place.
+LEGACY_CURRICULUM_KEYS = ("score", "buffer", "editors", "num_edits", "start_from", "parallel")
+
+
+def upgrade_legacy(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Moves pre-0.2 curriculum keys into ``curriculum.options`` (``parallel: true`` becomes
+    the ``<name>_parallel`` curriculum)."""
+    data = _deepcopy(dict(data))
+    cur = data.get("curriculum")
+    if not isinstance(cur, Mapping) or not set(cur) & set(LEGACY_CURRICULUM_KEYS):
+        return data
+    cur = dict(cur)
+    options = dict(cur.get("options") or {})
+    moved = []
+    for key in LEGACY_CURRICULUM_KEYS:
+        if key not in cur:
+            continue
+        value = cur.pop(key)
+        moved.append(key)
+        if key == "parallel":
+            if value is True and not str(cur.get("name", "dr")).endswith("_parallel"):
+                cur["name"] = f"{cur.get('name', 'dr')}_parallel"
+            elif value not in (True, False):
+                raise ConfigError(f"curriculum.parallel must be true or false, got {value!r}")
+            continue
+        options[key] = _merge(options[key], value) if key in options else value
+    cur["options"] = options
+    data["curriculum"] = cur
+    warnings.warn(
+        f"curriculum.{', curriculum.'.join(moved)}: these keys now live under "
+        "curriculum.options (and parallel: true is the <name>_parallel curriculum); "
+        "read as such",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return data
+
+
 def from_dict(data: Mapping[str, Any] | None) -> Config:
-    return validate(_build(Config, data or {}))
-
-
-def to_dict(cfg) -> dict[str, Any]:
-    out = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
-            out[f.name] = to_dict(value)
-        elif isinstance(value, tuple):
-            out[f.name] = list(value)
-        else:
-            out[f.name] = value
-    return out
+    return validate(build(Config, upgrade_legacy(data or {})))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

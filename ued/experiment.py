@@ -19,8 +19,9 @@ from flax.training.train_state import TrainState as StudentState
 
 from envs.core import Environment, Family, get_family
 from ued import ppo, scoring
-from ued.config import Config, ConfigError, call_with_options
-from ued.curricula import Context, Curriculum, make_curriculum
+from ued.config import Config, ConfigError, PPOConfig, call_with_options
+from ued.curricula import Curriculum, Deps, make_curriculum
+from ued.curricula.base import group_fractions
 from ued.networks import ActorCritic, make_network
 
 # Bits of the ``nonfinite`` metric, in order: a quantity that became NaN or infinite.
@@ -60,6 +61,28 @@ def _lookup(table: Mapping[str, Any], name: str, key: str):
     return table[name]
 
 
+def make_rollout(
+    env: Environment, env_params, network: ActorCritic, ppo_cfg: PPOConfig, batch_sharding=None
+):
+    """``(key, params, levels, num_steps=None) -> Rollout with GAE``: the student (any params
+    of ``network``) on a batch of levels, each env reset to its level. ``batch_sharding``
+    (a ``jax.sharding.Sharding`` of the levels' leading axis, or None for wherever XLA puts
+    it) constrains the env batch axis; see ``ued.parallel``."""
+
+    def rollout(key: chex.PRNGKey, params, levels, num_steps: int | None = None):
+        reset_key, roll_key = jax.random.split(key)
+        n = jax.tree.leaves(levels)[0].shape[0]
+        if batch_sharding is not None:
+            levels = jax.lax.with_sharding_constraint(levels, batch_sharding)
+        reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
+        obs, env_state = reset(jax.random.split(reset_key, n), levels, env_params)
+        steps = num_steps or ppo_cfg.num_steps
+        out, _ = ppo.collect(roll_key, env, env_params, network, params, obs, env_state, steps)
+        return ppo.with_gae(out, ppo_cfg.gamma, ppo_cfg.gae_lambda)
+
+    return rollout
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     cfg: Config
@@ -68,23 +91,18 @@ class Experiment:
     env_params: Any
     network: ActorCritic
     curriculum: Curriculum
-    ctx: Context
-    # Where the env batch axis of a rollout lives (a jax.sharding.Sharding of the levels'
-    # leading axis); None = wherever XLA puts it. Set by ``with_batch_sharding``.
+    deps: Deps
+    # Where the env batch axis of a rollout lives; see ``make_rollout``.
     batch_sharding: Any = None
 
+    @property
+    def rollout(self):
+        return self.deps.rollout
+
     def with_batch_sharding(self, sharding) -> Experiment:
-        """This experiment with every rollout's env batch constrained to ``sharding`` (e.g.
-        ``NamedSharding(mesh, P("env"))``); the curriculum is rebuilt so that its own
-        rollouts (``ctx.rollout``) are constrained too. See ``ued.parallel``."""
-        holder: dict[str, Experiment] = {}
-        ctx = dataclasses.replace(
-            self.ctx, rollout=lambda *args, **kwargs: holder["exp"].rollout(*args, **kwargs)
-        )
-        curriculum = make_curriculum(self.cfg.curriculum.name, ctx)
-        exp = dataclasses.replace(self, ctx=ctx, curriculum=curriculum, batch_sharding=sharding)
-        holder["exp"] = exp
-        return exp
+        """This experiment with every rollout's env batch, the curriculum's included,
+        constrained to ``sharding`` (e.g. ``NamedSharding(mesh, P("env"))``)."""
+        return build(self.cfg, batch_sharding=sharding)
 
     # --- construction -------------------------------------------------------------------
     def init(self, key: chex.PRNGKey) -> TrainState:
@@ -101,26 +119,6 @@ class Experiment:
         )
 
     # --- the train step -----------------------------------------------------------------
-    def rollout(self, key: chex.PRNGKey, params, levels, num_steps: int | None = None) -> Any:
-        """Student rollout with GAE on a batch of levels (each env reset to its level)."""
-        reset_key, roll_key = jax.random.split(key)
-        n = jax.tree.leaves(levels)[0].shape[0]
-        if self.batch_sharding is not None:
-            levels = jax.lax.with_sharding_constraint(levels, self.batch_sharding)
-        reset = jax.vmap(self.env.reset_to_level, in_axes=(0, 0, None))
-        obs, env_state = reset(jax.random.split(reset_key, n), levels, self.env_params)
-        rollout, _ = ppo.collect(
-            roll_key,
-            self.env,
-            self.env_params,
-            self.network,
-            params,
-            obs,
-            env_state,
-            num_steps or self.cfg.ppo.num_steps,
-        )
-        return ppo.with_gae(rollout, self.cfg.ppo.gamma, self.cfg.ppo.gae_lambda)
-
     def step(self, state: TrainState) -> tuple[TrainState, dict[str, chex.Array]]:
         key, k_propose, k_roll, k_update, k_ppo = jax.random.split(state.key, 5)
         cstate, levels, plan = self.curriculum.propose(k_propose, state.curriculum, state.student)
@@ -147,7 +145,7 @@ class Experiment:
             **self._level_metrics(levels),
             **loss_metrics,
             **cmetrics,
-            "branch": plan.branch,
+            **group_fractions(self.curriculum.groups, plan),
             "trained_envs": plan.train_mask.sum(),
             "nonfinite": nonfinite_flags(student.params, loss_metrics, trained),
         }
@@ -193,8 +191,8 @@ class Experiment:
         return jax.lax.scan(body, state, jnp.arange(num_updates))
 
 
-def build(cfg: Config) -> Experiment:
-    """Builds the experiment; config errors surface here, before any compilation."""
+def build(cfg: Config, batch_sharding=None) -> Experiment:
+    """Builds the experiment top-down; config errors surface here, before any compilation."""
     try:
         family = get_family(cfg.env.family)
     except KeyError as err:
@@ -206,21 +204,16 @@ def build(cfg: Config) -> Experiment:
     )
     env_params = env.default_params()
     network = make_network(cfg.network, env.action_space(env_params))
-    holder: dict[str, Experiment] = {}
-    ctx = Context(
-        cfg=cfg,
-        family=family,
+    deps = Deps(
         env=env,
         env_params=env_params,
+        family=family,
         generator=generator,
-        num_envs=cfg.ppo.num_envs,
         network=network,
-        rollout=lambda *args, **kwargs: holder["exp"].rollout(*args, **kwargs),
+        ppo=cfg.ppo,
+        rollout=make_rollout(env, env_params, network, cfg.ppo, batch_sharding),
+        num_envs=cfg.ppo.num_envs,
+        total_updates=cfg.total_updates,
     )
-    try:
-        curriculum = make_curriculum(cfg.curriculum.name, ctx)
-    except KeyError as err:
-        raise ConfigError(f"curriculum.name: {err.args[0]}") from None
-    exp = Experiment(cfg, family, env, env_params, network, curriculum, ctx)
-    holder["exp"] = exp
-    return exp
+    curriculum = make_curriculum(cfg.curriculum.name, cfg.curriculum.options, deps)
+    return Experiment(cfg, family, env, env_params, network, curriculum, deps, batch_sharding)

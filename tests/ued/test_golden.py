@@ -48,7 +48,10 @@ SMALL = [
 ]
 # Per curriculum: the same small sizes for every experiment that uses it.
 CURRICULUM_SMALL = {
-    "plr": ["curriculum.buffer.capacity=8", "curriculum.buffer.min_fill_ratio=0.25"],
+    "plr": [
+        "curriculum.options.buffer.capacity=8",
+        "curriculum.options.buffer.min_fill_ratio=0.25",
+    ],
     "sfl": [
         "curriculum.options.num_samples=12",
         "curriculum.options.samples_per_batch=6",
@@ -61,7 +64,39 @@ CURRICULUM_SMALL = {
         "curriculum.options.adversary_lstm_size=16",
     ],
 }
-CURRICULUM_SMALL["robust_plr"] = CURRICULUM_SMALL["accel"] = CURRICULUM_SMALL["plr"]
+for _name in ("robust_plr", "accel", "robust_plr_parallel", "accel_parallel"):
+    CURRICULUM_SMALL[_name] = CURRICULUM_SMALL["plr"]
+
+
+# Deliberate changes since the recording, each with its reason.
+# ``branch`` (one scalar per step, meaning something different per curriculum) became per-env
+# groups, logged as ``curriculum/<group>`` fractions; it is checked against them below.
+REMOVED = {"branch"}
+# Non-editing PLR has no edit group any more, so it logs no ``curriculum/edit`` (was 0).
+NO_EDIT_GROUP = {"maze_plr.yaml", "maze_robust_plr.yaml", "maze_plr_parallel.yaml"}
+NO_EDIT_GROUP |= {"cartpole_plr.yaml", "pendulum_plr.yaml"}
+# Parallel curricula: the fraction of envs replayed / edited. It was 1 for "replay" whenever
+# the replay group was ready, and 0 for "edit" although a third of the envs were edited.
+CHANGED = {
+    ("maze_plr_parallel.yaml", "curriculum/replay"),
+    ("maze_accel_parallel.yaml", "curriculum/replay"),
+    ("maze_accel_parallel.yaml", "curriculum/edit"),
+}
+SEQUENTIAL_GROUPS = ("curriculum/new", "curriculum/replay", "curriculum/edit")
+
+
+def check_branch(name: str, branch: list, result: dict) -> None:
+    """The old per-step ``branch`` against the new group fractions."""
+    branch = np.asarray(branch)
+    if name == "maze_sfl.yaml":  # branch was the refresh flag
+        np.testing.assert_array_equal(branch, np.asarray(result["sfl/refresh"]))
+    elif "parallel" in name:  # branch was 1 once the replay group was ready
+        np.testing.assert_array_equal(branch, np.asarray(result["curriculum/replay"]) > 0)
+    elif "curriculum/replay" in result:  # sequential: every env in the branch's group
+        for t, b in enumerate(branch.astype(int)):
+            assert result[SEQUENTIAL_GROUPS[b]][t] == 1.0, (name, t, b)
+    else:  # DR, PAIRED: one group
+        assert not branch.any()
 
 
 def overrides(cfg) -> list[str]:
@@ -92,10 +127,13 @@ def test_golden(name):
         GOLDEN.write_text(json.dumps(data, indent=1, sort_keys=True))
         return
     expected = json.loads(GOLDEN.read_text())[name]
-    # Renamed metrics are listed in RENAMED; nothing may disappear silently.
-    missing = sorted(set(expected) - set(result))
+    check_branch(name, expected["branch"], result)
+    gone = REMOVED | ({"curriculum/edit"} if name in NO_EDIT_GROUP else set())
+    missing = sorted(set(expected) - set(result) - gone)
     assert not missing, f"{name}: metrics no longer logged: {missing}"
     for key, want in expected.items():
+        if key in gone or (name, key) in CHANGED:
+            continue
         np.testing.assert_allclose(
             np.asarray(result[key]), np.asarray(want), rtol=RTOL, atol=ATOL, err_msg=f"{name} {key}"
         )

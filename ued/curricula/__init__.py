@@ -1,30 +1,73 @@
-"""Curricula by name. Adding one: a module with ``make_<name>(ctx) -> Curriculum`` and an
-entry here."""
+"""Curricula by name, each with its typed options.
+
+A curriculum is one module in this package that registers itself::
+
+    @register("my_curriculum", MyOptions)
+    def make_my_curriculum(options: MyOptions, deps: Deps) -> Curriculum: ...
+
+Every module here is imported when the package is, so a new module needs no other edit (see
+docs/adding_a_curriculum.md). The config names it (``curriculum.name``) and sets its options
+(``curriculum.options``), which are checked against ``MyOptions`` when the run is built.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from ued.curricula.base import Context, Curriculum, Plan
-from ued.curricula.dr import make_dr
-from ued.curricula.paired import make_paired
-from ued.curricula.plr import make_accel, make_plr, make_robust_plr
-from ued.curricula.sfl import make_sfl
+from ued.curricula.base import Curriculum, Deps, Plan
+from ued.options import ConfigError, build
 
-CURRICULA: dict[str, Callable[[Context], Curriculum]] = {
-    "dr": make_dr,
-    "plr": make_plr,
-    "robust_plr": make_robust_plr,
-    "accel": make_accel,
-    "paired": make_paired,
-    "sfl": make_sfl,
-}
+WHERE = "curriculum.options"
 
 
-def make_curriculum(name: str, ctx: Context) -> Curriculum:
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    options: type  # a frozen dataclass whose fields are declared with ued.options.option
+    make: Callable[[Any, Deps], Curriculum]
+
+
+CURRICULA: dict[str, Entry] = {}
+
+
+def register(name: str, options: type):
+    """Decorator: registers ``make(options, deps) -> Curriculum`` under ``name``."""
+    if not dataclasses.is_dataclass(options):
+        raise TypeError(f"curriculum {name!r}: options must be a dataclass, got {options!r}")
+
+    def decorate(make):
+        if name in CURRICULA and CURRICULA[name].make is not make:
+            raise ValueError(f"curriculum {name!r} is registered twice")
+        CURRICULA[name] = Entry(options, make)
+        return make
+
+    return decorate
+
+
+def entry(name: str) -> Entry:
     if name not in CURRICULA:
-        raise KeyError(f"unknown curriculum {name!r}; known curricula: {sorted(CURRICULA)}")
-    return CURRICULA[name](ctx)
+        raise ConfigError(f"curriculum.name={name!r} is not one of {sorted(CURRICULA)}")
+    return CURRICULA[name]
 
 
-__all__ = ["CURRICULA", "Context", "Curriculum", "Plan", "make_curriculum"]
+def parse_options(name: str, options: Mapping[str, Any] | None):
+    """``curriculum.options`` as the options dataclass of curriculum ``name``."""
+    return build(entry(name).options, options, WHERE)
+
+
+def make_curriculum(name: str, options: Mapping[str, Any] | None, deps: Deps) -> Curriculum:
+    """Builds the curriculum ``name``; errors name ``curriculum.*`` keys."""
+    return entry(name).make(parse_options(name, options), deps)
+
+
+def _import_all() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_all()
+
+__all__ = ["CURRICULA", "Curriculum", "Deps", "Plan", "make_curriculum", "register"]

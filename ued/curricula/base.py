@@ -1,4 +1,9 @@
-"""The curriculum interface: the parts each curriculum plugs into the one train step."""
+"""The curriculum contract: the parts each curriculum plugs into the one train step.
+
+A curriculum is registered under a name with its typed options dataclass (see
+``ued.curricula.register``) and built top-down as ``make(options, deps)``: ``deps`` holds
+everything it may use from the run, and nothing in it points back up.
+"""
 
 from __future__ import annotations
 
@@ -16,36 +21,40 @@ from envs.core import Environment, Family, Generator, Level
 
 @struct.dataclass
 class Plan:
-    """What the curriculum decided for this step."""
+    """What the curriculum decided for this step, per env."""
 
     train_mask: chex.Array  # (N,) bool, envs whose experience the student trains on
-    branch: chex.Array  # () int32, curriculum-specific (e.g. 0 new, 1 replay, 2 edit)
+    group: chex.Array  # (N,) int32, index into the curriculum's ``groups`` names
     buffer_idx: chex.Array  # (N,) int32, buffer slot each level came from, -1 for none
 
 
 @dataclasses.dataclass(frozen=True)
-class Context:
-    """Static things a curriculum needs from the run (built once, outside jit)."""
+class Deps:
+    """What a curriculum may use from the run: built once, outside jit, before it."""
 
-    cfg: Any  # ued.config.Config
-    family: Family
     env: Environment
     env_params: Any
-    generator: Generator
-    num_envs: int
+    family: Family  # the env's family: its generators, editors and level builder by name
+    generator: Generator  # key -> level, the run's configured generator
     network: Any  # the student's ActorCritic module (PAIRED's antagonist shares it)
-    # (key, params, levels, num_steps=None) -> Rollout with GAE: a rollout of a student
-    # (any params of ``network``) on a batch of levels, for curricula that look at the
-    # student outside the main rollout (SFL, PAIRED). num_steps defaults to ppo.num_steps.
+    ppo: Any  # ued.config.PPOConfig, the student's PPO settings
+    # (key, params, levels, num_steps=None) -> Rollout with GAE: any params of ``network``
+    # on a batch of levels, sharded like the main rollout. num_steps defaults to ppo's.
     rollout: Callable[..., Any]
+    num_envs: int
+    total_updates: int
 
 
 class Curriculum(Protocol):
-    """Each of dr / plr / accel / paired / sfl supplies these three pure functions.
+    """What each curriculum supplies: names for its env groups and three pure functions.
 
-    ``update`` must return the same metric keys on every step (use NaN where a metric does
-    not apply to the branch taken) so the step can be scanned.
+    ``groups`` names the kinds of env a plan may contain (e.g. ``("new", "replay",
+    "edit")``); the step logs the fraction of envs in each as ``curriculum/<name>``.
+    ``update`` must return the same metric keys on every step (NaN where a metric does not
+    apply to this step) so the step can be scanned.
     """
+
+    groups: tuple[str, ...]
 
     def init(self, key: chex.PRNGKey) -> Any: ...
 
@@ -56,14 +65,23 @@ class Curriculum(Protocol):
     ) -> tuple[Any, dict[str, chex.Array]]: ...
 
 
-def generate(ctx: Context, key: chex.PRNGKey, n: int) -> Level:
-    """n fresh levels from the run's generator."""
-    return jax.vmap(ctx.generator)(jax.random.split(key, n))
+def generate(generator: Generator, key: chex.PRNGKey, n: int) -> Level:
+    """n fresh levels from ``generator``."""
+    return jax.vmap(generator)(jax.random.split(key, n))
 
 
-def full_plan(n: int, branch: int = 0, train: bool = True) -> Plan:
+def full_plan(n: int, group: int = 0, train: bool = True) -> Plan:
+    """Every env in one group, all trained on (or none)."""
     return Plan(
         train_mask=jnp.full((n,), train),
-        branch=jnp.asarray(branch, jnp.int32),
+        group=jnp.full((n,), group, jnp.int32),
         buffer_idx=jnp.full((n,), -1, jnp.int32),
     )
+
+
+def group_fractions(groups: tuple[str, ...], plan: Plan) -> dict[str, chex.Array]:
+    """``curriculum/<group>``: the fraction of this step's envs in each group."""
+    return {
+        f"curriculum/{name}": (plan.group == i).mean(dtype=jnp.float32)
+        for i, name in enumerate(groups)
+    }

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 
-from ued.curricula.base import Context, full_plan, generate
+from ued.curricula import register
+from ued.curricula.base import Deps, full_plan, generate
+
+
+@dataclasses.dataclass(frozen=True)
+class DROptions:
+    """DR takes no options."""
 
 
 @dataclasses.dataclass(frozen=True)
 class DomainRandomization:
-    ctx: Context
+    deps: Deps
+    groups: tuple[str, ...] = ("new",)
 
     def init(self, key):
         return ()
 
     def propose(self, key, cstate, student):
-        return cstate, generate(self.ctx, key, self.ctx.num_envs), full_plan(self.ctx.num_envs)
+        n = self.deps.num_envs
+        return cstate, generate(self.deps.generator, key, n), full_plan(n)
 
     def update(self, key, cstate, plan, levels, rollout, student):
         return cstate, {}
 
 
-def make_dr(ctx: Context) -> DomainRandomization:
-    return DomainRandomization(ctx)
+@register("dr", DROptions)
+def make_dr(options: DROptions, deps: Deps) -> DomainRandomization:
+    return DomainRandomization(deps)

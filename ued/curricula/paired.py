@@ -56,10 +56,11 @@ from flax.training.train_state import TrainState
 
 from envs.core import Level, StepOut
 from ued import ppo, scoring
-from ued.config import ConfigError, call_with_options
-from ued.curricula.base import Context, full_plan
-from ued.curricula.options import option, parse
+from ued.config import call_with_options
+from ued.curricula import register
+from ued.curricula.base import Deps, full_plan
 from ued.networks import ActorCritic, PatchConv
+from ued.options import ConfigError, option
 from ued.types import Rollout
 
 
@@ -93,19 +94,22 @@ def _positive_ints(value) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class PAIREDOptions:
-    minimax: bool = option(False, "true or false")
-    population: int = option(1, "an integer >= 1", lambda v: v >= 1)
-    builder: dict = option({}, "a mapping of the family's builder options")
-    adversary_lr: float = option(1e-4, "a number > 0", lambda v: v > 0)
-    adversary_ent_coef: float = option(0.05, "a number >= 0", lambda v: v >= 0)
-    adversary_kind: str = option(
-        "conv_lstm", "'conv_lstm' or 'mlp'", lambda v: v in ("conv_lstm", "mlp")
+    minimax: bool = option(False, resume="refuse")  # no antagonist state
+    population: int = option(1, ge=1, resume="refuse")  # adversary/antagonist pairs
+    builder: dict = option(
+        {}, allowed="a mapping of the family's builder options", resume="refuse"
+    )  # sets the build rollout's shapes
+    adversary_lr: float = option(1e-4, gt=0)
+    adversary_ent_coef: float = option(0.05, ge=0)
+    # The adversary network's shape: a change changes its parameters.
+    adversary_kind: str = option("conv_lstm", choices=("conv_lstm", "mlp"), resume="refuse")
+    adversary_conv_channels: int = option(128, ge=1, resume="refuse")
+    adversary_time_embedding: int = option(10, ge=1, resume="refuse")
+    adversary_lstm_size: int = option(256, ge=1, resume="refuse")
+    adversary_head_size: int = option(32, ge=1, resume="refuse")
+    adversary_mlp_sizes: tuple = option(
+        (64, 64), check=_positive_ints, allowed="a list of integers >= 1", resume="refuse"
     )
-    adversary_conv_channels: int = option(128, "an integer >= 1", lambda v: v >= 1)
-    adversary_time_embedding: int = option(10, "an integer >= 1", lambda v: v >= 1)
-    adversary_lstm_size: int = option(256, "an integer >= 1", lambda v: v >= 1)
-    adversary_head_size: int = option(32, "an integer >= 1", lambda v: v >= 1)
-    adversary_mlp_sizes: tuple = option((64, 64), "a list of integers >= 1", _positive_ints)
 
 
 # --- the adversary's network -----------------------------------------------------------------
@@ -248,12 +252,13 @@ def _put(tree, i, value):
 class PAIRED:
     """Built by ``make_paired``."""
 
-    ctx: Context
+    deps: Deps
     options: PAIREDOptions
     builder: LevelBuilder
     adversary: AdversaryNetwork
     adversary_ppo: Any  # PPOConfig with the adversary's lr and entropy coefficient
     updates_per_pair: int  # optimiser steps schedule length (for lr annealing)
+    groups: tuple[str, ...] = ("built",)
 
     @property
     def population(self) -> int:
@@ -262,15 +267,15 @@ class PAIRED:
     def init(self, key) -> PAIREDState:
         adv_key, ant_key, build_key, env_key = jax.random.split(key, 4)
         k = self.population
-        ctx = self.ctx
+        deps = self.deps
         build_obs, _ = self.builder.reset(build_key)
         adv_tx = ppo.make_optimizer(self.adversary_ppo, self.updates_per_pair)
         adversaries = jax.vmap(
             lambda key: ppo.init_student(key, self.adversary, build_obs, adv_tx)
         )(jax.random.split(adv_key, k))
-        obs, _ = ctx.env.reset_to_level(env_key, ctx.env.example_level(), ctx.env_params)
-        ant_tx = ppo.make_optimizer(ctx.cfg.ppo, self.updates_per_pair)
-        antagonists = jax.vmap(lambda key: ppo.init_student(key, ctx.network, obs, ant_tx))(
+        obs, _ = deps.env.reset_to_level(env_key, deps.env.example_level(), deps.env_params)
+        ant_tx = ppo.make_optimizer(deps.ppo, self.updates_per_pair)
+        antagonists = jax.vmap(lambda key: ppo.init_student(key, deps.network, obs, ant_tx))(
             jax.random.split(ant_key, k)
         )
         # Shapes only (eval_shape): the pending rollout starts as zeros.
@@ -284,7 +289,7 @@ class PAIRED:
         adversary = _take(cstate.adversaries, pair)
         rollout, levels = self._build(key, adversary.params)
         cstate = cstate.replace(pending=rollout, pair=pair)
-        return cstate, levels, full_plan(self.ctx.num_envs)
+        return cstate, levels, full_plan(self.deps.num_envs)
 
     def update(self, key, cstate: PAIREDState, plan, levels, rollout, student):
         ant_roll_key, ant_key, adv_key = jax.random.split(key, 3)
@@ -296,7 +301,7 @@ class PAIRED:
             reward = -pro_return
             ant_metrics = self._antagonist_nan(ant_key, antagonist, rollout)
         else:
-            ant_rollout = self.ctx.rollout(ant_roll_key, antagonist.params, levels)
+            ant_rollout = self.deps.rollout(ant_roll_key, antagonist.params, levels)
             ant = scoring.episode_stats(ant_rollout)
             reward = regret(
                 pro["mean_return"], pro["num_episodes"], ant["max_return"], ant["num_episodes"]
@@ -337,7 +342,7 @@ class PAIRED:
         """The adversary's building rollout on ``num_envs`` builders, and the built levels."""
         reset_key, roll_key = jax.random.split(key)
         env = _BuildEnv(self.builder)
-        obs, state = jax.vmap(env.reset)(jax.random.split(reset_key, self.ctx.num_envs))
+        obs, state = jax.vmap(env.reset)(jax.random.split(reset_key, self.deps.num_envs))
         rollout, (final, _) = ppo.collect(
             roll_key, env, None, self.adversary, params, obs, state, self.builder.num_steps
         )
@@ -347,14 +352,14 @@ class PAIRED:
         """PPO on the building rollout, rewarded with ``reward`` (N,) at the last step."""
         rewards = jnp.zeros_like(pending.rewards).at[-1].set(reward.astype(jnp.float32))
         rollout = ppo.with_gae(
-            pending.replace(rewards=rewards), self.ctx.cfg.ppo.gamma, self.ctx.cfg.ppo.gae_lambda
+            pending.replace(rewards=rewards), self.deps.ppo.gamma, self.deps.ppo.gae_lambda
         )
-        mask = jnp.ones((self.ctx.num_envs,), bool)
+        mask = jnp.ones((self.deps.num_envs,), bool)
         return ppo.update(key, adversary, self.adversary, rollout, mask, self.adversary_ppo)
 
     def _train_antagonist(self, key, antagonist: TrainState, rollout: Rollout):
-        mask = jnp.ones((self.ctx.num_envs,), bool)
-        return ppo.update(key, antagonist, self.ctx.network, rollout, mask, self.ctx.cfg.ppo)
+        mask = jnp.ones((self.deps.num_envs,), bool)
+        return ppo.update(key, antagonist, self.deps.network, rollout, mask, self.deps.ppo)
 
     def _antagonist_nan(self, key, antagonist, rollout) -> dict[str, chex.Array]:
         """Minimax: the antagonist's metric keys, all NaN (it is neither run nor trained)."""
@@ -370,25 +375,25 @@ class PAIRED:
         return out
 
 
-def _make_builder(ctx: Context, options: dict) -> LevelBuilder:
-    family = ctx.family
+def _make_builder(deps: Deps, options: dict) -> LevelBuilder:
+    family = deps.family
     if family.make_builder is None:
         raise ConfigError(
-            f"curriculum.name={ctx.cfg.curriculum.name!r} needs a level builder, but family "
+            f"curriculum.name='paired' needs a level builder, but family "
             f"{family.name!r} has none (Family.make_builder)"
         )
     where = "curriculum.options.builder"
-    return call_with_options(family.make_builder, options, where, ctx.env)
+    return call_with_options(family.make_builder, options, where, deps.env)
 
 
-def make_paired(ctx: Context) -> PAIRED:
-    """PAIRED (or Minimax with ``curriculum.options.minimax``) for ``ctx``."""
-    options = parse(PAIREDOptions, ctx.cfg.curriculum.options, ctx.cfg.curriculum.name)
-    builder = _make_builder(ctx, options.builder)
+@register("paired", PAIREDOptions)
+def make_paired(options: PAIREDOptions, deps: Deps) -> PAIRED:
+    """PAIRED (or Minimax with ``curriculum.options.minimax``)."""
+    builder = _make_builder(deps, options.builder)
     action_space = builder.action_space()
     if not hasattr(action_space, "n"):
         raise ConfigError(
-            f"the builder of family {ctx.family.name!r} needs a discrete action space"
+            f"the builder of family {deps.family.name!r} needs a discrete action space"
         )
     adversary = AdversaryNetwork(
         action_dim=int(action_space.n),
@@ -401,7 +406,7 @@ def make_paired(ctx: Context) -> PAIRED:
         mlp_sizes=tuple(options.adversary_mlp_sizes),
     )
     adversary_ppo = dataclasses.replace(
-        ctx.cfg.ppo, lr=options.adversary_lr, ent_coef=options.adversary_ent_coef
+        deps.ppo, lr=options.adversary_lr, ent_coef=options.adversary_ent_coef
     )
-    updates_per_pair = max(1, math.ceil(ctx.cfg.total_updates / options.population))
-    return PAIRED(ctx, options, builder, adversary, adversary_ppo, updates_per_pair)
+    updates_per_pair = max(1, math.ceil(deps.total_updates / options.population))
+    return PAIRED(deps, options, builder, adversary, adversary_ppo, updates_per_pair)

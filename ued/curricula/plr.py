@@ -1,15 +1,18 @@
-"""Prioritised Level Replay and its descendants, as one set of parts.
+"""Prioritised Level Replay and its descendants, composed from parts.
 
-- PLR: each step either samples fresh levels from the generator or replays buffer levels;
-  the student trains on both.
-- Robust PLR (PLR⊥): the same, but fresh levels are only rolled out and scored (no gradient).
-- ACCEL: Robust PLR whose step after a replay step edits the levels just replayed (k edits
-  from the family's editor menu); edited levels are scored and inserted, not trained on.
-- Parallel variants (PLR‖, ACCEL‖): one step splits its envs into fixed groups of new,
-  replayed (and edited) levels and rolls all of them out together.
+The parts, each passed in rather than switched on by a flag:
 
-The branch (new / replay / edit) is a scalar chosen outside any env vmap; ``lax.switch``
-then builds only that branch's levels.
+- **schedule**, how a step's levels are proposed: ``Sequential`` (each step is one kind:
+  new levels from the generator, replayed buffer levels, or, with an editor, edits of the
+  levels replayed last) or ``Parallel`` (every step splits its envs into fixed groups of
+  new, replayed and edited levels and rolls them out together: PLR||, ACCEL||).
+- **trained**, which groups the student takes gradients on: PLR trains on new and replayed
+  levels; Robust PLR (PLR-perp) and ACCEL only on replayed ones (Jiang et al. 2021b).
+- **editor**, ``None`` or a ``(key, level, n) -> level`` that edits replayed levels
+  (ACCEL, Parker-Holder et al. 2022); edited levels are scored and inserted.
+
+Registered compositions: ``plr``, ``robust_plr``, ``accel`` (sequential) and
+``plr_parallel``, ``robust_plr_parallel``, ``accel_parallel``.
 """
 
 from __future__ import annotations
@@ -24,10 +27,53 @@ from flax import struct
 from envs.editing import menu, repeat
 from ued import buffer as buf_lib
 from ued import scoring
-from ued.config import ConfigError
-from ued.curricula.base import Context, Plan
+from ued.config import call_with_options
+from ued.curricula import register
+from ued.curricula.base import Deps
+from ued.curricula.plr_schedules import EDIT, NEW, REPLAY, Parallel, Sequential
+from ued.options import ConfigError, option
 
-NEW, REPLAY, EDIT = 0, 1, 2
+
+def _scores_ok(weights) -> bool:
+    return all(
+        name in scoring.SCORES and isinstance(w, (int, float)) and not isinstance(w, bool)
+        for name, w in weights.items()
+    )
+
+
+def _editors_ok(entries) -> bool:
+    def ok(value):
+        if isinstance(value, dict):
+            value = value.get("weight", 1.0)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+    return all(ok(v) for v in entries.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class PLROptions:
+    # Literature defaults (Jiang et al. 2021, dcd's train.py): buffer 4000, rank
+    # prioritisation, temperature 0.3, staleness 0.3, replay probability 0.5, MaxMC.
+    score: dict = option(
+        {"max_mc": 1.0},
+        check=_scores_ok,
+        allowed=f"a mapping of score names from {sorted(scoring.SCORES)} to numbers",
+    )
+    buffer: buf_lib.BufferParams = option(factory=buf_lib.BufferParams)
+    # Seed the search with the generator's levels, or with empty rooms (ACCEL's paper).
+    start_from: str = option("generator", choices=("generator", "empty"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ACCELOptions(PLROptions):
+    # Editor name -> weight, or -> {weight: w, <the editor's own options>}; empty means every
+    # editor of the family with weight 1.
+    editors: dict = option(
+        {},
+        check=_editors_ok,
+        allowed="a mapping of editor names to weights >= 0 or to {weight, options...}",
+    )
+    num_edits: int = option(5, ge=0)  # edits applied to each replayed level
 
 
 @struct.dataclass
@@ -35,49 +81,40 @@ class PLRState:
     buffer: buf_lib.LevelBuffer
     params: buf_lib.BufferParams
     level_stats: dict  # name -> (C,) float32 level metrics of each buffer slot
-    last_replayed: Any  # levels (leaves (R, ...)) of the last replay, the edit branch's parents
+    last_replayed: Any  # levels (leaves (R, ...)) of the last replay, the edit group's parents
     last_idx: Any  # (R,) int32 their buffer slots
-    edit_next: Any  # () bool, ACCEL: the previous step replayed, so this one edits
+    edit_next: Any  # () bool, sequential editing: the previous step replayed, so this one edits
 
 
 @dataclasses.dataclass(frozen=True)
 class PLR:
-    """Built by ``make_plr`` / ``make_robust_plr`` / ``make_accel``."""
+    """A PLR-type curriculum; see the module docstring for its parts."""
 
-    ctx: Context
-    robust: bool  # no gradient on fresh (or edited) levels
-    accel: bool  # edit the replayed levels on the step after a replay
+    deps: Deps
+    schedule: Any  # Sequential or Parallel
+    trained: tuple[int, ...]  # groups (NEW, REPLAY, EDIT) the student trains on
+    edit_n: Any  # (key, level, n) -> level, or None: no editing
+    num_edits: int
     score_fn: Any  # ScoreInputs -> (N,)
     buffer_params: buf_lib.BufferParams
     new_levels: Any  # key -> level, the generator of fresh levels
-    edit_n: Any  # (key, level, n) -> level; None without editing
+    uses_novelty: bool
 
     @property
-    def cfg(self):
-        return self.ctx.cfg.curriculum
+    def groups(self) -> tuple[str, ...]:
+        return ("new", "replay", "edit") if self.edit_n is not None else ("new", "replay")
 
     @property
-    def parallel(self) -> bool:
-        return self.cfg.parallel
-
-    @property
-    def groups(self) -> tuple[int, int, int]:
-        """Env counts (new, replay, edit) per step of the parallel variant."""
-        n = self.ctx.num_envs
-        share = n // 3 if self.accel else n // 2
-        edit = share if self.accel else 0
-        return (n - share - edit, share, edit)  # the remainder goes to the new group
-
-    @property
-    def replay_count(self) -> int:
-        return self.groups[1] if self.parallel else self.ctx.num_envs
+    def editing(self) -> bool:
+        return self.edit_n is not None
 
     # --- the interface ------------------------------------------------------------------
     def init(self, key) -> PLRState:
-        example = self.ctx.env.example_level()
-        capacity = self.cfg.buffer.capacity
-        metrics = jax.eval_shape(self.ctx.env.level_metrics, example)
-        r = self.replay_count
+        env = self.deps.env
+        example = env.example_level()
+        capacity = self.buffer_params.capacity
+        metrics = jax.eval_shape(env.level_metrics, example)
+        r = self.schedule.replay_count(self)
         return PLRState(
             buffer=buf_lib.init(example, capacity),
             params=self.buffer_params,
@@ -88,60 +125,36 @@ class PLR:
         )
 
     def propose(self, key, cstate: PLRState, student):
-        if self.parallel:
-            return self._propose_parallel(key, cstate)
-        n = self.ctx.num_envs
-        decide_key, key = jax.random.split(key)
-        replay = buf_lib.should_replay(cstate.buffer, cstate.params, decide_key)
-        branch = jnp.where(replay, REPLAY, NEW).astype(jnp.int32)
-        if self.accel:
-            branch = jnp.where(cstate.edit_next, EDIT, branch)
-        none = jnp.full((n,), -1, jnp.int32)
+        return self.schedule.propose(self, key, cstate)
 
-        def new(key, buffer):
-            return buffer, self._generate(key, n), none
-
-        def replayed(key, buffer):
-            buffer, idx, levels = buf_lib.sample(buffer, cstate.params, key, n)
-            return buffer, levels, idx
-
-        def edited(key, buffer):
-            return buffer, self._edit(key, cstate.last_replayed), none
-
-        branches = [new, replayed] + ([edited] if self.accel else [])
-        buffer, levels, idx = jax.lax.switch(branch, branches, key, cstate.buffer)
-        train = branch == REPLAY if self.robust else branch != EDIT
-        plan = Plan(train_mask=jnp.full((n,), train), branch=branch, buffer_idx=idx)
-        return cstate.replace(buffer=buffer), levels, plan
-
-    def update(self, key, cstate: PLRState, plan: Plan, levels, rollout, student):
-        best = self._best_return(cstate.buffer, plan.buffer_idx, rollout)
+    def update(self, key, cstate: PLRState, plan, levels, rollout, student):
+        best = self.best_return(cstate.buffer, plan.buffer_idx, rollout)
         scores = self.score_fn(self._score_inputs(cstate.buffer, levels, rollout, best))
-        if self.parallel:
-            cstate = self._update_parallel(cstate, plan, levels, scores, best)
-        else:
-            cstate = self._update_sequential(cstate, plan, levels, scores, best)
-        return cstate, self._metrics(cstate, plan, scores)
+        cstate = self.schedule.update(self, cstate, plan, levels, scores, best)
+        return cstate, self._metrics(cstate, scores)
 
-    # --- parts --------------------------------------------------------------------------
-    def _generate(self, key, n):
+    # --- parts shared by the schedules ----------------------------------------------------
+    def train_mask(self, group):
+        return jnp.isin(group, jnp.asarray(self.trained, jnp.int32))
+
+    def generate(self, key, n):
         return jax.vmap(self.new_levels)(jax.random.split(key, n))
 
-    def _edit(self, key, levels):
+    def edit(self, key, levels):
         # Every level of the batch is edited, each with its own key.
         n = jax.tree.leaves(levels)[0].shape[0]
-        count = jnp.full((n,), self.cfg.num_edits, jnp.int32)
+        count = jnp.full((n,), self.num_edits, jnp.int32)
         return jax.vmap(self.edit_n)(jax.random.split(key, n), levels, count)
 
     @staticmethod
-    def _best_return(buffer, idx, rollout):
+    def best_return(buffer, idx, rollout):
         """Best return seen per level: the buffer's record for replayed levels, and this
         rollout's episodes."""
         known = jnp.where(idx >= 0, buffer.extras.best_return[jnp.maximum(idx, 0)], -jnp.inf)
         return scoring.best_return_update(known, rollout)
 
     def _score_inputs(self, buffer, levels, rollout, best):
-        if "novelty" not in self.cfg.score:
+        if not self.uses_novelty:
             return scoring.make_score_inputs(rollout, best)
         return scoring.make_score_inputs(
             rollout,
@@ -151,7 +164,7 @@ class PLR:
             buffer.filled,
         )
 
-    def _extras(self, cstate: PLRState, best, edited):
+    def extras(self, cstate: PLRState, best, edited):
         """Extras of levels to insert; ``edited`` (n,) marks children of ``last_replayed``."""
         n = best.shape[0]
         if edited is None:
@@ -164,13 +177,13 @@ class PLR:
         parent_edits = cstate.buffer.extras.num_edits[jnp.maximum(parents, 0)]
         return buf_lib.LevelExtras(
             best_return=best,
-            num_edits=jnp.where(edited, parent_edits + self.cfg.num_edits, 0).astype(jnp.int32),
+            num_edits=jnp.where(edited, parent_edits + self.num_edits, 0).astype(jnp.int32),
             parent=jnp.where(edited, parents, -1).astype(jnp.int32),
         )
 
-    def _insert(self, cstate: PLRState, levels, scores, extras) -> PLRState:
+    def insert(self, cstate: PLRState, levels, scores, extras) -> PLRState:
         buffer, slots = buf_lib.insert(cstate.buffer, cstate.params, levels, scores, extras)
-        metrics = jax.vmap(self.ctx.env.level_metrics)(levels)
+        metrics = jax.vmap(self.deps.env.level_metrics)(levels)
         target = jnp.where(slots >= 0, slots, buffer.capacity)
         level_stats = {
             k: v.at[target].set(metrics[k].astype(jnp.float32), mode="drop")
@@ -178,91 +191,16 @@ class PLR:
         }
         return cstate.replace(buffer=buffer, level_stats=level_stats)
 
-    def _refresh(self, cstate: PLRState, idx, scores, best) -> PLRState:
+    def refresh(self, cstate: PLRState, idx, scores, best) -> PLRState:
         extras = jax.tree.map(lambda x: x[idx], cstate.buffer.extras).replace(best_return=best)
         return cstate.replace(buffer=buf_lib.update(cstate.buffer, idx, scores, extras))
 
-    def _update_sequential(self, cstate, plan, levels, scores, best):
-        def on_replay(cstate):
-            cstate = self._refresh(cstate, jnp.maximum(plan.buffer_idx, 0), scores, best)
-            return cstate.replace(
-                last_replayed=levels, last_idx=plan.buffer_idx, edit_next=jnp.asarray(self.accel)
-            )
-
-        def on_insert(cstate):
-            edited = jnp.full(scores.shape, plan.branch == EDIT)
-            cstate = self._insert(cstate, levels, scores, self._extras(cstate, best, edited))
-            return cstate.replace(edit_next=jnp.zeros((), bool))
-
-        return jax.lax.cond(plan.branch == REPLAY, on_replay, on_insert, cstate)
-
-    def _propose_parallel(self, key, cstate: PLRState):
-        n_new, n_rep, n_edit = self.groups
-        decide_key, new_key, rep_key, edit_key = jax.random.split(key, 4)
-        always = cstate.params.replace(replay_prob=jnp.float32(1.0))
-        ready = buf_lib.should_replay(cstate.buffer, always, decide_key)
-        sampled, idx, replayed = buf_lib.sample(cstate.buffer, cstate.params, rep_key, n_rep)
-        fresh = self._generate(new_key, self.ctx.num_envs)
-        pick = lambda cond, a, b: jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
-        # Until the buffer is ready the replay group rolls out fresh levels instead, and
-        # until something was replayed the edit group does too.
-        parts = [
-            jax.tree.map(lambda f: f[:n_new], fresh),
-            pick(ready, replayed, jax.tree.map(lambda f: f[n_new : n_new + n_rep], fresh)),
-        ]
-        if self.accel:
-            has_parent = cstate.last_idx >= 0
-            edited = self._edit(edit_key, cstate.last_replayed)
-            tail = jax.tree.map(lambda f: f[n_new + n_rep :], fresh)
-            parts.append(jax.vmap(pick)(has_parent, edited, tail))
-        levels = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
-        group = jnp.repeat(
-            jnp.arange(3), jnp.asarray(self.groups), total_repeat_length=self.ctx.num_envs
-        )
-        buffer_idx = jnp.where(
-            group == REPLAY, jnp.pad(jnp.where(ready, idx, -1), (n_new, n_edit)), -1
-        )
-        train = (group == REPLAY) & ready if self.robust else group != EDIT
-        plan = Plan(train_mask=train, branch=ready.astype(jnp.int32), buffer_idx=buffer_idx)
-        return cstate.replace(buffer=pick(ready, sampled, cstate.buffer)), levels, plan
-
-    def _update_parallel(self, cstate, plan, levels, scores, best):
-        n_new, n_rep, n_edit = self.groups
-        ready = plan.branch == 1
-        take = lambda tree, start, stop: jax.tree.map(lambda x: x[start:stop], tree)
-        rep_idx = plan.buffer_idx[n_new : n_new + n_rep]
-
-        def replay_ready(cstate):
-            cstate = self._refresh(
-                cstate, rep_idx, scores[n_new : n_new + n_rep], best[n_new : n_new + n_rep]
-            )
-            extras = self._extras(cstate, best[:n_new], None)
-            return self._insert(cstate, take(levels, 0, n_new), scores[:n_new], extras)
-
-        def not_ready(cstate):
-            m = n_new + n_rep
-            return self._insert(
-                cstate, take(levels, 0, m), scores[:m], self._extras(cstate, best[:m], None)
-            )
-
-        cstate = jax.lax.cond(ready, replay_ready, not_ready, cstate)
-        if self.accel:
-            start = n_new + n_rep
-            edited = cstate.last_idx >= 0
-            extras = self._extras(cstate, best[start:], edited)
-            cstate = self._insert(cstate, take(levels, start, None), scores[start:], extras)
-            parents = jnp.where(ready, rep_idx, -1)
-            cstate = cstate.replace(last_replayed=take(levels, n_new, start), last_idx=parents)
-        return cstate
-
-    def _metrics(self, cstate: PLRState, plan: Plan, scores):
+    def _metrics(self, cstate: PLRState, scores):
         buffer = cstate.buffer
         filled = buffer.filled
         count = jnp.maximum(filled.sum(), 1)
         finite = filled & jnp.isfinite(buffer.scores)
         out = {
-            "curriculum/replay": (plan.branch == REPLAY).astype(jnp.float32),
-            "curriculum/edit": (plan.branch == EDIT).astype(jnp.float32),
             "curriculum/score_mean": jnp.nanmean(jnp.where(jnp.isfinite(scores), scores, jnp.nan)),
             "buffer/size": buffer.size.astype(jnp.float32),
             "buffer/fill": buffer.size / buffer.capacity,
@@ -276,60 +214,93 @@ class PLR:
         return out
 
 
-def _make(ctx: Context, robust: bool, accel: bool) -> PLR:
-    cfg = ctx.cfg.curriculum
-    b = cfg.buffer
-    try:
-        score_fn = scoring.make_score(cfg.score)
-        params = buf_lib.make_buffer_params(
-            temperature=b.temperature,
-            staleness_coef=b.staleness_coef,
-            replay_prob=b.replay_prob,
-            min_fill_ratio=b.min_fill_ratio,
-            top_k=b.top_k,
-            prioritisation=b.prioritisation,
-            replay_schedule=b.replay_schedule,
-            dedup=b.dedup,
-        )
-    except ValueError as err:
-        raise ConfigError(f"curriculum: {err}") from err
-    new_levels = ctx.generator
-    if cfg.start_from == "empty":
-        if "empty_room" not in ctx.family.generators:
-            raise ConfigError(
-                "curriculum.start_from=empty needs an 'empty_room' generator; family "
-                f"{ctx.family.name!r} has {sorted(ctx.family.generators)}"
-            )
-        new_levels = ctx.family.generators["empty_room"](ctx.env)
-    if cfg.parallel and ctx.num_envs < (3 if accel else 2):
-        raise ConfigError(
-            f"ppo.num_envs={ctx.num_envs} is too small for the parallel variant, which splits "
-            f"the envs into new/replay{'/edit' if accel else ''} groups"
-        )
-    edit_n = repeat(editor_menu(ctx), cfg.num_edits) if accel else None
-    return PLR(ctx, robust, accel, score_fn, params, new_levels, edit_n)
+# --- building ---------------------------------------------------------------------------------
 
 
-def editor_menu(ctx: Context):
-    """The family's editors weighted by ``curriculum.editors`` (all, weight 1, if empty)."""
-    family = ctx.family
-    weights = dict(ctx.cfg.curriculum.editors) or {name: 1.0 for name in family.editors}
-    unknown = sorted(set(weights) - set(family.editors))
+def editor_menu(options: ACCELOptions, deps: Deps):
+    """The family's editors weighted by ``options.editors`` (all, weight 1, if empty); an
+    entry may be a weight or ``{weight: w, <editor options>}``."""
+    family, where = deps.family, "curriculum.options.editors"
+    entries = dict(options.editors) or {name: 1.0 for name in family.editors}
+    unknown = sorted(set(entries) - set(family.editors))
     if unknown:
         raise ConfigError(
-            f"curriculum.editors.{unknown[0]} is not an editor of family {family.name!r}; "
+            f"{where}.{unknown[0]} is not an editor of family {family.name!r}; "
             f"allowed: {sorted(family.editors)}"
         )
-    return menu({name: (family.editors[name](ctx.env), w) for name, w in weights.items()})
+    built = {}
+    for name, entry in entries.items():
+        kwargs = dict(entry) if isinstance(entry, dict) else {"weight": entry}
+        weight = float(kwargs.pop("weight", 1.0))
+        edit = call_with_options(family.editors[name], kwargs, f"{where}.{name}", deps.env)
+        built[name] = (edit, weight)
+    return menu(built)
 
 
-def make_plr(ctx: Context) -> PLR:
-    return _make(ctx, robust=False, accel=False)
+def _new_levels(options: PLROptions, deps: Deps):
+    if options.start_from == "generator":
+        return deps.generator
+    if "empty_room" not in deps.family.generators:
+        raise ConfigError(
+            "curriculum.options.start_from=empty needs an 'empty_room' generator; family "
+            f"{deps.family.name!r} has {sorted(deps.family.generators)}"
+        )
+    return deps.family.generators["empty_room"](deps.env)
 
 
-def make_robust_plr(ctx: Context) -> PLR:
-    return _make(ctx, robust=True, accel=False)
+def compose(options: PLROptions, deps: Deps, schedule, trained, editing: bool) -> PLR:
+    """A PLR-type curriculum from its parts (see the module docstring)."""
+    try:
+        score_fn = scoring.make_score(options.score)
+        params = buf_lib.make_buffer_params(**dataclasses.asdict(options.buffer))
+    except ValueError as err:
+        raise ConfigError(f"curriculum.options: {err}") from err
+    schedule.check(deps.num_envs, editing)
+    edit_n = repeat(editor_menu(options, deps), options.num_edits) if editing else None
+    return PLR(
+        deps=deps,
+        schedule=schedule,
+        trained=tuple(trained),
+        edit_n=edit_n,
+        num_edits=options.num_edits if editing else 0,
+        score_fn=score_fn,
+        buffer_params=params,
+        new_levels=_new_levels(options, deps),
+        uses_novelty="novelty" in options.score,
+    )
 
 
-def make_accel(ctx: Context) -> PLR:
-    return _make(ctx, robust=True, accel=True)
+ALL_LEVELS, REPLAYED_ONLY = (NEW, REPLAY), (REPLAY,)
+
+
+@register("plr", PLROptions)
+def make_plr(options: PLROptions, deps: Deps) -> PLR:
+    return compose(options, deps, Sequential(), ALL_LEVELS, editing=False)
+
+
+@register("robust_plr", PLROptions)
+def make_robust_plr(options: PLROptions, deps: Deps) -> PLR:
+    return compose(options, deps, Sequential(), REPLAYED_ONLY, editing=False)
+
+
+@register("accel", ACCELOptions)
+def make_accel(options: ACCELOptions, deps: Deps) -> PLR:
+    return compose(options, deps, Sequential(), REPLAYED_ONLY, editing=True)
+
+
+@register("plr_parallel", PLROptions)
+def make_plr_parallel(options: PLROptions, deps: Deps) -> PLR:
+    return compose(options, deps, Parallel(), ALL_LEVELS, editing=False)
+
+
+@register("robust_plr_parallel", PLROptions)
+def make_robust_plr_parallel(options: PLROptions, deps: Deps) -> PLR:
+    return compose(options, deps, Parallel(), REPLAYED_ONLY, editing=False)
+
+
+@register("accel_parallel", ACCELOptions)
+def make_accel_parallel(options: ACCELOptions, deps: Deps) -> PLR:
+    return compose(options, deps, Parallel(), REPLAYED_ONLY, editing=True)
+
+
+__all__ = ["EDIT", "NEW", "REPLAY", "ACCELOptions", "PLR", "PLROptions", "compose"]

@@ -14,8 +14,8 @@ predicate runs both branches, i.e. the refresh every step.) Its environment step
 ``N * R``, are reported as ``sfl/refresh_env_steps`` on refresh steps (0 otherwise); the
 run's own env-step count covers the training rollouts only.
 
-``Plan.branch`` is 1 on a refresh step, else 0; ``Plan.buffer_idx`` is the buffer slot of
-each env's level (the first ``round(buffer_fraction * num_envs)`` envs), -1 for fresh ones.
+Groups: ``buffer`` (the first ``round(buffer_fraction * num_envs)`` envs, whose
+``Plan.buffer_idx`` is their buffer slot) and ``fresh`` (the rest, -1).
 """
 
 from __future__ import annotations
@@ -29,23 +29,23 @@ from flax import struct
 
 from envs.core import Level
 from ued import scoring
-from ued.config import ConfigError
-from ued.curricula.base import Context, Plan, generate
-from ued.curricula.options import option, parse
+from ued.curricula import register
+from ued.curricula.base import Deps, Plan, generate
+from ued.options import ConfigError, option
 
 
 @dataclasses.dataclass(frozen=True)
 class SFLOptions:
-    num_samples: int = option(1000, "an integer >= 1", lambda v: v >= 1)
+    num_samples: int = option(1000, ge=1)
     # Levels rolled out at once during a refresh (memory bound); 0 = all num_samples.
-    samples_per_batch: int = option(0, "0 or a divisor of num_samples (>= 1)", lambda v: v >= 0)
+    samples_per_batch: int = option(0, ge=0, allowed="0 or a divisor of num_samples (>= 1)")
     # Rollout length R of a refresh; 0 = twice the env's episode horizon.
-    rollout_steps: int = option(
-        0, "an integer >= 0 (0 = twice the episode horizon)", lambda v: v >= 0
-    )
-    buffer_size: int = option(100, "an integer in [1, num_samples]", lambda v: v >= 1)
-    buffer_fraction: float = option(0.5, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
-    refresh_every: int = option(50, "an integer >= 1", lambda v: v >= 1)
+    rollout_steps: int = option(0, ge=0, allowed="an integer >= 0 (0 = twice the horizon)")
+    buffer_size: int = option(
+        100, ge=1, allowed="an integer in [1, num_samples]", resume="refuse"
+    )  # the buffer's leading axis
+    buffer_fraction: float = option(0.5, ge=0, le=1, resume="refuse")  # sets a static split
+    refresh_every: int = option(50, ge=1)
 
 
 @struct.dataclass
@@ -76,15 +76,16 @@ def _finite_mean(x: chex.Array) -> chex.Array:
 class SFL:
     """Built by ``make_sfl``."""
 
-    ctx: Context
+    deps: Deps
     options: SFLOptions
     rollout_steps: int  # R, resolved
     batch_size: int  # levels per refresh batch, resolved
+    groups: tuple[str, ...] = ("buffer", "fresh")
 
     @property
     def buffer_envs(self) -> int:
         """Envs per batch drawn from the buffer (static)."""
-        return int(round(self.options.buffer_fraction * self.ctx.num_envs))
+        return int(round(self.options.buffer_fraction * self.deps.num_envs))
 
     @property
     def refresh_env_steps(self) -> int:
@@ -92,8 +93,8 @@ class SFL:
 
     def init(self, key) -> SFLState:
         k = self.options.buffer_size
-        example = self.ctx.env.example_level()
-        metrics = jax.eval_shape(self.ctx.env.level_metrics, example)
+        example = self.deps.env.example_level()
+        metrics = jax.eval_shape(self.deps.env.level_metrics, example)
         zeros = jnp.zeros((k,), jnp.float32)
         return SFLState(
             levels=jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), example),
@@ -113,21 +114,21 @@ class SFL:
         )
         cstate = cstate.replace(refreshed=due)
         levels, plan = self.compose(key, cstate)
-        return cstate, levels, plan.replace(branch=due.astype(jnp.int32))
+        return cstate, levels, plan
 
     def compose(self, key, cstate: SFLState) -> tuple[Level, Plan]:
         """The batch: ``buffer_envs`` levels drawn uniformly from the buffer (first), the
-        rest fresh from the generator; every env is trained on (``branch`` 0)."""
+        rest fresh from the generator; every env is trained on."""
         pick_key, gen_key = jax.random.split(key)
-        n, m = self.ctx.num_envs, self.buffer_envs
+        n, m = self.deps.num_envs, self.buffer_envs
         idx = jax.random.randint(pick_key, (m,), 0, self.options.buffer_size, dtype=jnp.int32)
         parts = [jax.tree.map(lambda x: x[idx], cstate.levels)]
         if n > m:
-            parts.append(generate(self.ctx, gen_key, n - m))
+            parts.append(generate(self.deps.generator, gen_key, n - m))
         levels = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
         plan = Plan(
             train_mask=jnp.ones((n,), bool),
-            branch=jnp.zeros((), jnp.int32),
+            group=(jnp.arange(n) >= m).astype(jnp.int32),
             buffer_idx=jnp.concatenate([idx, jnp.full((n - m,), -1, jnp.int32)]),
         )
         return levels, plan
@@ -162,8 +163,8 @@ class SFL:
 
         def batch(carry, key):
             gen_key, roll_key = jax.random.split(key)
-            levels = generate(self.ctx, gen_key, b)
-            rollout = self.ctx.rollout(roll_key, params, levels, num_steps=r)
+            levels = generate(self.deps.generator, gen_key, b)
+            rollout = self.deps.rollout(roll_key, params, levels, num_steps=r)
             stats = scoring.episode_stats(rollout)
             learn = scoring.learnability(scoring.make_score_inputs(rollout))
             return carry, (levels, learn, stats["success_rate"])
@@ -177,7 +178,7 @@ class SFL:
         levels, learn, success = self.sample_and_score(key, params)
         top = top_k(learn, self.options.buffer_size)
         kept = jax.tree.map(lambda x: x[top], levels)
-        stats = jax.vmap(self.ctx.env.level_metrics)(kept)
+        stats = jax.vmap(self.deps.env.level_metrics)(kept)
         return cstate.replace(
             levels=kept,
             learnability=learn[top],
@@ -187,8 +188,8 @@ class SFL:
         )
 
 
-def make_sfl(ctx: Context) -> SFL:
-    options = parse(SFLOptions, ctx.cfg.curriculum.options, ctx.cfg.curriculum.name)
+@register("sfl", SFLOptions)
+def make_sfl(options: SFLOptions, deps: Deps) -> SFL:
     n = options.num_samples
     if options.buffer_size > n:
         raise ConfigError(
@@ -201,5 +202,5 @@ def make_sfl(ctx: Context) -> SFL:
             f"curriculum.options.samples_per_batch={options.samples_per_batch}; must be 0 or a "
             f"divisor of num_samples={n}"
         )
-    steps = options.rollout_steps or 2 * int(ctx.env.max_episode_steps(ctx.env_params))
-    return SFL(ctx, options, steps, batch)
+    steps = options.rollout_steps or 2 * int(deps.env.max_episode_steps(deps.env_params))
+    return SFL(deps, options, steps, batch)

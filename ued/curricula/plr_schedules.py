@@ -1,0 +1,165 @@
+"""How a PLR-type curriculum proposes a step's levels: one kind per step, or fixed groups.
+
+Both schedules label every env with its group (``NEW``, ``REPLAY``, ``EDIT``, indices into
+``PLR.groups``); an env of the replay or edit group that had to fall back to fresh levels
+(buffer not ready, nothing replayed yet) is labelled ``NEW``, so the train mask and the
+logged group fractions say what the env really held.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from ued import buffer as buf_lib
+from ued.curricula.base import Plan
+from ued.options import ConfigError
+
+NEW, REPLAY, EDIT = 0, 1, 2
+
+
+def _pick(cond, a, b):
+    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+def _take(tree, start, stop):
+    return jax.tree.map(lambda x: x[start:stop], tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequential:
+    """Each step is one kind: new levels, a replay of buffer levels, or (with an editor) the
+    step after a replay edits the levels just replayed (ACCEL). The kind is a scalar chosen
+    outside any env vmap; ``lax.switch`` then builds only that kind's levels."""
+
+    def check(self, num_envs: int, editing: bool) -> None:
+        return None
+
+    def replay_count(self, plr) -> int:
+        return plr.deps.num_envs
+
+    def propose(self, plr, key, cstate):
+        n = plr.deps.num_envs
+        decide_key, key = jax.random.split(key)
+        replay = buf_lib.should_replay(cstate.buffer, cstate.params, decide_key)
+        kind = jnp.where(replay, REPLAY, NEW).astype(jnp.int32)
+        if plr.editing:
+            kind = jnp.where(cstate.edit_next, EDIT, kind)
+        none = jnp.full((n,), -1, jnp.int32)
+
+        def new(key, buffer):
+            return buffer, plr.generate(key, n), none
+
+        def replayed(key, buffer):
+            buffer, idx, levels = buf_lib.sample(buffer, cstate.params, key, n)
+            return buffer, levels, idx
+
+        def edited(key, buffer):
+            return buffer, plr.edit(key, cstate.last_replayed), none
+
+        branches = [new, replayed] + ([edited] if plr.editing else [])
+        buffer, levels, idx = jax.lax.switch(kind, branches, key, cstate.buffer)
+        group = jnp.full((n,), kind)
+        plan = Plan(train_mask=plr.train_mask(group), group=group, buffer_idx=idx)
+        return cstate.replace(buffer=buffer), levels, plan
+
+    def update(self, plr, cstate, plan, levels, scores, best):
+        kind = plan.group[0]
+
+        def on_replay(cstate):
+            cstate = plr.refresh(cstate, jnp.maximum(plan.buffer_idx, 0), scores, best)
+            return cstate.replace(
+                last_replayed=levels, last_idx=plan.buffer_idx, edit_next=jnp.asarray(plr.editing)
+            )
+
+        def on_insert(cstate):
+            edited = jnp.full(scores.shape, kind == EDIT)
+            cstate = plr.insert(cstate, levels, scores, plr.extras(cstate, best, edited))
+            return cstate.replace(edit_next=jnp.zeros((), bool))
+
+        return jax.lax.cond(kind == REPLAY, on_replay, on_insert, cstate)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parallel:
+    """Every step splits its envs into fixed groups rolled out together (PLR||, ACCEL||):
+    new and replayed levels in halves, or new, replayed and edited levels in thirds (the
+    remainder goes to the new group). The edit group edits the previous step's replayed
+    levels."""
+
+    def check(self, num_envs: int, editing: bool) -> None:
+        if num_envs < (3 if editing else 2):
+            raise ConfigError(
+                f"ppo.num_envs={num_envs} is too small for a parallel curriculum, which splits "
+                f"the envs into new/replay{'/edit' if editing else ''} groups"
+            )
+
+    @staticmethod
+    def sizes(plr) -> tuple[int, int, int]:
+        """Env counts (new, replay, edit) per step."""
+        n = plr.deps.num_envs
+        share = n // 3 if plr.editing else n // 2
+        edit = share if plr.editing else 0
+        return (n - share - edit, share, edit)
+
+    def replay_count(self, plr) -> int:
+        return self.sizes(plr)[1]
+
+    def propose(self, plr, key, cstate):
+        n_new, n_rep, n_edit = self.sizes(plr)
+        n = plr.deps.num_envs
+        decide_key, new_key, rep_key, edit_key = jax.random.split(key, 4)
+        always = cstate.params.replace(replay_prob=jnp.float32(1.0))
+        ready = buf_lib.should_replay(cstate.buffer, always, decide_key)
+        sampled, idx, replayed = buf_lib.sample(cstate.buffer, cstate.params, rep_key, n_rep)
+        fresh = plr.generate(new_key, n)
+        # Until the buffer is ready the replay group rolls out fresh levels instead, and
+        # until something was replayed the edit group does too.
+        parts = [
+            _take(fresh, 0, n_new),
+            _pick(ready, replayed, _take(fresh, n_new, n_new + n_rep)),
+        ]
+        group = [
+            jnp.full((n_new,), NEW, jnp.int32),
+            jnp.full((n_rep,), jnp.where(ready, REPLAY, NEW), jnp.int32),
+        ]
+        if plr.editing:
+            has_parent = cstate.last_idx >= 0
+            edited = plr.edit(edit_key, cstate.last_replayed)
+            parts.append(jax.vmap(_pick)(has_parent, edited, _take(fresh, n_new + n_rep, None)))
+            group.append(jnp.where(has_parent, EDIT, NEW).astype(jnp.int32))
+        levels = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+        group = jnp.concatenate(group)
+        buffer_idx = jnp.where(group == REPLAY, jnp.pad(idx, (n_new, n_edit)), -1)
+        plan = Plan(train_mask=plr.train_mask(group), group=group, buffer_idx=buffer_idx)
+        return cstate.replace(buffer=_pick(ready, sampled, cstate.buffer)), levels, plan
+
+    def update(self, plr, cstate, plan, levels, scores, best):
+        n_new, n_rep, _ = self.sizes(plr)
+        ready = plan.group[n_new] == REPLAY
+        rep_idx = plan.buffer_idx[n_new : n_new + n_rep]
+
+        def replay_ready(cstate):
+            cstate = plr.refresh(
+                cstate, rep_idx, scores[n_new : n_new + n_rep], best[n_new : n_new + n_rep]
+            )
+            extras = plr.extras(cstate, best[:n_new], None)
+            return plr.insert(cstate, _take(levels, 0, n_new), scores[:n_new], extras)
+
+        def not_ready(cstate):
+            m = n_new + n_rep
+            return plr.insert(
+                cstate, _take(levels, 0, m), scores[:m], plr.extras(cstate, best[:m], None)
+            )
+
+        cstate = jax.lax.cond(ready, replay_ready, not_ready, cstate)
+        if plr.editing:
+            start = n_new + n_rep
+            edited = cstate.last_idx >= 0
+            extras = plr.extras(cstate, best[start:], edited)
+            cstate = plr.insert(cstate, _take(levels, start, None), scores[start:], extras)
+            parents = jnp.where(ready, rep_idx, -1)
+            cstate = cstate.replace(last_replayed=_take(levels, n_new, start), last_idx=parents)
+        return cstate
