@@ -10,7 +10,9 @@ per configuration) and prints one JSON line to ``--output``:
   it), cold (empty persistent cache) and, in a second process sharing that cache, warm;
   ``init_seconds`` (jit + run of ``init``). ``sps``: student env steps per wall second of
   single train steps after compilation, results forced ready (``block_until_ready``), overall
-  (the step mix the curriculum chose) and per branch (PLR: new / replay / edit).
+  (the step mix the curriculum chose) and per kind of step: the curriculum's groups present
+  in it (``ued.curricula.Curriculum.groups``; sequential PLR: new / replay / edit, parallel
+  ACCEL: new+replay+edit).
   ``flops``: the student's floating-point work per env step from XLA's cost analysis of one
   forward pass and of one forward + backward pass (T = 1, so no loop is under-counted);
   a training step does 1 rollout + ``ppo.epochs`` forward-backward passes per env step, a
@@ -27,7 +29,7 @@ instead of the main one), ``--num-envs 32,256,1024,4096``, ``--capacity 1000,400
 curricula only), ``--devices 1,2,4`` (on CPU, fake host devices), ``--num-seeds 1,2``.
 ``--env-envs 32,1024`` sets the env-only batches (``none`` to skip).
 
-To reach replay steps quickly, ``curriculum.buffer.min_fill_ratio`` is lowered so replay can
+To reach replay steps quickly, ``curriculum.options.buffer.min_fill_ratio`` is lowered so replay can
 start after two steps (it changes when replay starts, not what a step costs; recorded as
 ``bench_min_fill_ratio``); ``--keep-min-fill`` keeps the config's value.
 
@@ -171,30 +173,26 @@ def measure_train(spec: dict) -> dict:
         (state, _), _ = _timed(compiled, state, one)
     params = state.student.params
     flops = student_flops(exp, jax.tree.map(lambda x: x[0], params) if runner.seeded else params)
-    per_branch: dict[str, list[float]] = {}
+    per_kind: dict[str, list[float]] = {}
     total = work = 0.0
     for _ in range(spec["updates"]):
         (state, metrics), seconds = _timed(compiled, state, one)
         metrics = jax.device_get(metrics)
-        branch = np.asarray(metrics["branch"]).reshape(-1)
-        branch = set(branch[np.isfinite(branch)].astype(int).tolist())
-        key = str(branch.pop()) if len(branch) == 1 else "mixed"
-        per_branch.setdefault(key, []).append(seconds)
+        present = [g for g in exp.curriculum.groups if np.nanmax(metrics[f"curriculum/{g}"]) > 0]
+        per_kind.setdefault("+".join(present), []).append(seconds)
         total += seconds
         # A step without a gradient (Robust PLR's new levels, ACCEL's edits) only rolls out.
         trained = np.asarray(metrics["trained_envs"]).reshape(-1)
         trained = float(np.mean(trained[np.isfinite(trained)] > 0))
         work += steps * (flops["forward"] + trained * cfg.ppo.epochs * flops["forward_backward"])
-    sequential = cfg.curriculum.name != "dr" and not cfg.curriculum.parallel
-    names = {"0": "new", "1": "replay", "2": "edit"}
     sps = {"mix": steps * spec["updates"] / total}
-    if sequential:
-        for key, times in sorted(per_branch.items()):
-            sps[names.get(key, key)] = steps * len(times) / sum(times)
+    if len(per_kind) > 1:
+        for key, times in sorted(per_kind.items()):
+            sps[key] = steps * len(times) / sum(times)
     rate = matmul_gflops()
     result.update(
         sps=sps,
-        branch_counts={names.get(k, k) if sequential else k: len(v) for k, v in per_branch.items()},
+        step_counts={k: len(v) for k, v in per_kind.items()},
         flops=flops,
         achieved_gflops=work / total / 1e9,
         matmul_gflops=rate,
@@ -218,7 +216,7 @@ def measure_env(spec: dict) -> dict:
 
     def run(key):
         level_key, reset_key, key = jax.random.split(key, 3)
-        levels = jax.vmap(exp.ctx.generator)(jax.random.split(level_key, n))
+        levels = jax.vmap(exp.deps.generator)(jax.random.split(level_key, n))
         reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
         _, state = reset(jax.random.split(reset_key, n), levels, params)
         step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
@@ -283,7 +281,7 @@ def split_list(text: str | None, cast=str) -> list:
 
 def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
     from ued import config as config_lib
-    from ued.curricula import CURRICULA
+    from ued.curricula import CURRICULA, parse_options
 
     curricula = split_list(args.curricula) or sorted(CURRICULA)
     envs = split_list(args.num_envs, int) or [None]
@@ -293,19 +291,23 @@ def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
     specs, seen = [], set()
     for cur, n, cap, dev, s in itertools.product(curricula, envs, caps, devs, seeds):
         path = cur if cur.endswith(".yaml") else experiment
-        extra = [] if cur.endswith(".yaml") else [f"curriculum.name={cur}"]
+        extra = []
+        if not cur.endswith(".yaml") and config_lib.load(path, overrides).curriculum.name != cur:
+            # Another curriculum than the file's: its own default options.
+            extra = [f"curriculum.name={cur}", "curriculum.options={}"]
         extra += [f"ppo.num_envs={n}"] * (n is not None) + [f"run.num_seeds={s}"] * (s is not None)
         extra += [f"run.devices={dev}", "eval.levels=none", "run.progress=false"]
         cfg = config_lib.load(path, overrides + extra)
-        if cfg.curriculum.name == "dr":
+        buffer = getattr(parse_options(cfg.curriculum.name, cfg.curriculum.options), "buffer", None)
+        if buffer is None:
             cap = None
         if cap is not None:
-            extra.append(f"curriculum.buffer.capacity={cap}")
-        if not args.keep_min_fill and cfg.curriculum.name != "dr":
-            capacity = cap or cfg.curriculum.buffer.capacity
-            fill = min(cfg.curriculum.buffer.min_fill_ratio, 2 * cfg.ppo.num_envs / capacity)
-            extra.append(f"curriculum.buffer.min_fill_ratio={fill:.6g}")
+            extra.append(f"curriculum.options.buffer.capacity={cap}")
+        if not args.keep_min_fill and buffer is not None:
+            fill = min(buffer.min_fill_ratio, 2 * cfg.ppo.num_envs / (cap or buffer.capacity))
+            extra.append(f"curriculum.options.buffer.min_fill_ratio={fill:.6g}")
         cfg = config_lib.load(path, overrides + extra)  # validates the final config
+        buffer = getattr(parse_options(cfg.curriculum.name, cfg.curriculum.options), "buffer", None)
         key = json.dumps(config_lib.to_dict(cfg), sort_keys=True)
         if key in seen:
             continue
@@ -322,12 +324,10 @@ def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
                     "curriculum": cfg.curriculum.name,
                     "num_envs": cfg.ppo.num_envs,
                     "num_steps": cfg.ppo.num_steps,
-                    "capacity": (
-                        cfg.curriculum.buffer.capacity if cfg.curriculum.name != "dr" else None
-                    ),
+                    "capacity": buffer.capacity if buffer is not None else None,
                     "devices": dev,
                     "num_seeds": cfg.run.num_seeds,
-                    "bench_min_fill_ratio": cfg.curriculum.buffer.min_fill_ratio,
+                    "bench_min_fill_ratio": buffer.min_fill_ratio if buffer is not None else None,
                 },
                 "config": config_lib.to_dict(cfg),
             }
@@ -342,7 +342,7 @@ def fmt(x, spec=".0f") -> str:
 def print_table(rows: list[dict], header: bool = True) -> None:
     head = (
         f"{'curriculum':<11} {'envs':>5} {'cap':>5} {'dev':>3} {'seed':>4} {'compile':>7} "
-        f"{'warm':>5} {'sps mix':>8} {'by branch':<34} {'GFLOP/s':>7} {'%mm':>4} {'peak MB':>8}"
+        f"{'warm':>5} {'sps mix':>8} {'by step kind':<34} {'GFLOP/s':>7} {'%mm':>4} {'peak MB':>8}"
     )
     if header:
         print(head)

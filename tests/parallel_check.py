@@ -20,7 +20,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tests.toy_family import REPLAY_CURRICULUM, toy_config  # noqa: E402  (registers the family)
+from tests.toy_family import (  # noqa: E402  (registers the family)
+    REPLAY_CURRICULUM,
+    toy_config,
+    with_curriculum,
+)
 from ued import config as config_lib  # noqa: E402
 from ued import parallel  # noqa: E402
 from ued.experiment import build  # noqa: E402
@@ -45,11 +49,8 @@ CHUNK = 3
 
 
 def make_cfg(base: config_lib.Config, curriculum: str, devices: int, seeds: int = 1, seed: int = 0):
-    return config_lib.replace(
-        base,
-        curriculum={"name": curriculum},
-        run={"devices": devices, "num_seeds": seeds, "seed": seed},
-    )
+    cfg = with_curriculum(base, curriculum)
+    return config_lib.replace(cfg, run={"devices": devices, "num_seeds": seeds, "seed": seed})
 
 
 _RUNS: dict = {}

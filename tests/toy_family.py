@@ -172,7 +172,7 @@ def toy_config(**sections: Mapping[str, Any]) -> config_lib.Config:
 
     Nested mappings merge (``env={"options": {"max_length": 8}}`` keeps ``max_steps``); other
     values, lists included, replace. Keys neither sets keep the Config defaults, and the
-    merge happens before those defaults apply, so e.g. ``curriculum.score`` is exactly what
+    merge happens before those defaults apply, so e.g. ``curriculum.options`` is exactly what
     is given rather than merged with the default score.
     """
     # The same merge that an experiment file's ``base:`` uses.
@@ -182,6 +182,17 @@ def toy_config(**sections: Mapping[str, Any]) -> config_lib.Config:
 # A small level buffer that fills and replays within a few updates, scored by positive
 # value loss: merge under ``curriculum`` for PLR-style runs.
 REPLAY_CURRICULUM = {
-    "buffer": {"capacity": 16, "min_fill_ratio": 0.25, "replay_prob": 0.5},
-    "score": {"positive_value_loss": 1.0},
+    "options": {
+        "buffer": {"capacity": 16, "min_fill_ratio": 0.25, "replay_prob": 0.5},
+        "score": {"positive_value_loss": 1.0},
+    }
 }
+
+
+def with_curriculum(cfg: config_lib.Config, name: str, **options: Any) -> config_lib.Config:
+    """``cfg`` with curriculum ``name``: its options kept for PLR-type curricula (``options``
+    merged over them), none for DR."""
+    data = config_lib.to_dict(cfg)
+    kept = data["curriculum"]["options"] if name != "dr" else {}
+    data["curriculum"] = {"name": name, "options": config_lib._merge(kept, options)}
+    return config_lib.from_dict(data)

@@ -78,6 +78,8 @@ def describe(meta: Mapping[str, Any], kind: Any) -> str:
         return meta["allowed"]
     if meta.get("choices") is not None:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    if {int, float} <= set(typing.get_args(kind)):
+        kind = float  # e.g. chex.Numeric
     noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         kind, "a value"
     )
@@ -194,7 +196,8 @@ def build(cls, data: Mapping[str, Any] | None, where: str = ""):
     if unknown:
         place = where or "the top level"
         raise ConfigError(
-            f"unknown key {join(where, unknown[0])!r}; allowed keys in {place}: {sorted(fields)}"
+            f"unknown config key {join(where, unknown[0])!r}; allowed keys in {place}: "
+            f"{sorted(fields)}"
         )
     values = {}
     for name, value in data.items():

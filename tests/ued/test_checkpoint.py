@@ -17,7 +17,7 @@ from ued.train import NonFiniteError, check_finite, make_logger, train
 
 STEPS = 4 * 8  # env steps per update
 TOY = toy_config(
-    curriculum={"name": "plr", "buffer": {"capacity": 16, "replay_prob": 0.5}},
+    curriculum={"name": "plr", "options": {"buffer": {"capacity": 16, "replay_prob": 0.5}}},
     ppo={"epochs": 1, "lr": 3e-3},
     eval={"levels": "none"},
     run={
@@ -101,7 +101,10 @@ def test_fresh_run_refuses_a_folder_with_checkpoints(runs):
     ("overrides", "keys"),
     [
         ({"ppo": {"num_envs": 8}, "network": {"mlp_sizes": [32]}}, ["ppo.num_envs", "mlp_sizes"]),
-        ({"curriculum": {"buffer": {"capacity": 32}}}, ["curriculum.buffer.capacity"]),
+        (
+            {"curriculum": {"options": {"buffer": {"capacity": 32}}}},
+            ["curriculum.options.buffer.capacity"],
+        ),
         ({"env": {"options": {"max_length": 7}}}, ["env.options.max_length"]),
         ({"curriculum": {"name": "robust_plr"}}, ["curriculum.name"]),
     ],

@@ -17,10 +17,13 @@ EXPERIMENTS = sorted((Path(__file__).parents[2] / "experiments").glob("*.yaml"))
         (["ppo.num_env=8"], "unknown config key 'ppo.num_env'"),
         (["ppoo.lr=1"], "unknown config key 'ppoo'"),
         (["ppo.num_envs=abc"], "ppo.num_envs must be an integer"),
-        (["ppo.num_envs=0"], "ppo.num_envs must be > 0"),
-        (["ppo.gamma=1.5"], "ppo.gamma must be in [0, 1]"),
-        (["network.kind=transformer"], "network.kind='transformer' is not one of"),
-        (["curriculum.buffer.prioritisation=best"], "curriculum.buffer.prioritisation"),
+        (["ppo.num_envs=0"], "ppo.num_envs=0; must be an integer > 0"),
+        (["ppo.gamma=1.5"], "ppo.gamma=1.5; must be a number in [0, 1]"),
+        (["ppo.lr=-0.1"], "ppo.lr=-0.1; must be a number > 0"),
+        (["ppo.lr=.nan"], "ppo.lr=nan; must be a number > 0"),
+        (["network.kind=transformer"], "network.kind='transformer'; must be one of 'conv_lstm'"),
+        (["network.mlp_sizes=[-4, 0]"], "network.mlp_sizes=(-4, 0); must be a list of integers"),
+        (["run.checkpoint_every=-1"], "run.checkpoint_every=-1; must be an integer >= 0"),
         (["ppo.num_envs=6", "ppo.num_minibatches=4"], "must be divisible by"),
         (["run.progress=maybe"], "run.progress must be true or false"),
         (["ppo"], "must look like section.key=value"),
@@ -39,9 +42,25 @@ def test_bad_values_name_the_key(override, message):
         (["env.generator=fractal"], "env.generator='fractal' is not one of"),
         (["env.options.max_sise=9"], "unknown option env.options.max_sise; allowed"),
         (["env.generator_options.walls=3"], "env.generator_options.walls"),
-        (["curriculum.name=magic"], "unknown curriculum 'magic'"),
-        (["curriculum.name=plr", "curriculum.score.regret=1"], "regret"),
-        (["curriculum.name=accel", "curriculum.editors.teleport=1"], "curriculum.editors"),
+        (["curriculum.name=magic"], "curriculum.name='magic' is not one of"),
+        (["curriculum.name=plr", "curriculum.options.score.regret=1"], "regret"),
+        (
+            ["curriculum.name=accel", "curriculum.options.editors.teleport=1"],
+            "curriculum.options.editors.teleport is not an editor",
+        ),
+        (
+            ["curriculum.name=plr", "curriculum.options.buffer.prioritisation=best"],
+            "curriculum.options.buffer.prioritisation='best'; must be one of 'rank'",
+        ),
+        (
+            ["curriculum.name=plr", "curriculum.options.buffer.temperature=0"],
+            "curriculum.options.buffer.temperature=0; must be a number > 0",
+        ),
+        (["curriculum.name=plr", "curriculum.options.num_edits=2"], "allowed keys in"),
+        (
+            ["curriculum.options.buffer.capacity=8"],
+            "unknown config key 'curriculum.options.buffer'",
+        ),
     ],
 )
 def test_bad_names_fail_at_build_naming_the_key(override, message):
@@ -82,3 +101,28 @@ def test_every_experiment_file_loads_and_builds(path):
     cfg = config_lib.load(path)
     exp = build(cfg)
     assert exp.cfg.curriculum.name == cfg.curriculum.name
+
+
+def test_legacy_curriculum_keys_load_as_options(tmp_path):
+    # Before curriculum: {name, options}, PLR/ACCEL keys sat beside the name.
+    (tmp_path / "old.yaml").write_text(
+        "curriculum:\n  name: accel\n  parallel: true\n  num_edits: 2\n"
+        "  score: {max_mc: 1.0}\n  buffer: {capacity: 64}\n"
+    )
+    with pytest.warns(FutureWarning, match="curriculum.options"):
+        cfg = config_lib.load(tmp_path / "old.yaml", ["curriculum.buffer.temperature=0.5"])
+    assert cfg.curriculum.name == "accel_parallel"
+    assert cfg.curriculum.options == {
+        "num_edits": 2,
+        "score": {"max_mc": 1.0},
+        "buffer": {"capacity": 64, "temperature": 0.5},
+    }
+    exp = build(cfg)
+    assert exp.curriculum.buffer_params.capacity == 64
+    assert float(exp.curriculum.buffer_params.temperature) == 0.5
+
+
+def test_shipped_experiments_use_the_current_shape(recwarn):
+    for path in EXPERIMENTS:
+        config_lib.load(path)
+    assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]

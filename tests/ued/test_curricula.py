@@ -4,9 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from tests.toy_family import REPLAY_CURRICULUM, toy_config
-from ued import config as config_lib
-from ued.curricula.plr import EDIT, NEW, REPLAY
+from tests.toy_family import REPLAY_CURRICULUM, toy_config, with_curriculum
+from ued.curricula.plr import REPLAY
 from ued.experiment import build
 
 BASE = toy_config(
@@ -16,25 +15,16 @@ BASE = toy_config(
     curriculum=REPLAY_CURRICULUM,
 )
 
-CURRICULA = [
-    ("dr", False),
-    ("plr", False),
-    ("robust_plr", False),
-    ("accel", False),
-    ("plr", True),
-    ("accel", True),
-]
+CURRICULA = ["dr", "plr", "robust_plr", "accel", "plr_parallel", "accel_parallel"]
 
 
-def make(name, parallel=False, **curriculum):
-    cfg = config_lib.replace(BASE, curriculum={"name": name, "parallel": parallel, **curriculum})
-    return build(cfg)
+def make(name, **options):
+    return build(with_curriculum(BASE, name, **options))
 
 
-@pytest.fixture(scope="module", params=CURRICULA, ids=lambda p: p[0] + ("_par" if p[1] else ""))
+@pytest.fixture(scope="module", params=CURRICULA)
 def run8(request):
-    name, parallel = request.param
-    exp = make(name, parallel)
+    exp = make(request.param)
     state = exp.init(jax.random.PRNGKey(0))
     state, metrics = jax.jit(lambda s: exp.run_chunk(s, 8))(state)
     return exp, state, jax.device_get(metrics)
@@ -62,11 +52,37 @@ def test_replay_happens_and_buffer_fills(run8):
     if exp.cfg.curriculum.name == "dr":
         pytest.skip("no buffer")
     assert metrics["curriculum/replay"].sum() >= 1
-    if exp.cfg.curriculum.name == "accel" and not exp.cfg.curriculum.parallel:
-        branches = metrics["branch"]
-        # The step after a replay step edits.
-        after_replay = branches[1:][branches[:-1] == REPLAY]
-        assert np.all(after_replay == EDIT), branches
+    if exp.cfg.curriculum.name == "accel":
+        replayed, edited = metrics["curriculum/replay"], metrics["curriculum/edit"]
+        # Sequential: a step is one group; the step after a replay step edits.
+        np.testing.assert_array_equal(replayed + edited + metrics["curriculum/new"], 1.0)
+        assert np.all(edited[1:][replayed[:-1] == 1.0] == 1.0), (replayed, edited)
+    if exp.cfg.curriculum.name == "accel_parallel":
+        # Once something was replayed, every step edits a third of the envs (7 // 3 = 2).
+        edited = metrics["curriculum/edit"]
+        np.testing.assert_allclose(edited[edited > 0], 2 / 7)
+        assert (edited > 0).sum() >= 1
+
+
+def test_plan_groups_label_each_env():
+    """The parallel plan says per env which group it belongs to; a replay group that has no
+    ready buffer yet holds fresh levels and is labelled new."""
+    exp = make("accel_parallel", buffer={"capacity": 16, "min_fill_ratio": 1.0})
+    assert exp.curriculum.groups == ("new", "replay", "edit")
+    state = exp.init(jax.random.PRNGKey(0))
+    _, _, plan = jax.jit(exp.curriculum.propose)(jax.random.PRNGKey(1), state.curriculum, None)
+    np.testing.assert_array_equal(plan.group, np.zeros(7))  # nothing ready, nothing replayed
+    np.testing.assert_array_equal(plan.train_mask, np.zeros(7, bool))  # robust: replay only
+    ready = make("accel_parallel", buffer={"capacity": 16, "min_fill_ratio": 0.0})
+    state = ready.init(jax.random.PRNGKey(0))
+    step = jax.jit(ready.step)
+    state, _ = step(state)  # fills the buffer with fresh levels
+    cstate, _, plan = jax.jit(ready.curriculum.propose)(
+        jax.random.PRNGKey(2), state.curriculum, None
+    )
+    np.testing.assert_array_equal(plan.group, [0, 0, 0, 1, 1, 0, 0])  # nothing replayed yet
+    np.testing.assert_array_equal(plan.train_mask, plan.group == REPLAY)
+    assert np.all(np.asarray(plan.buffer_idx)[3:5] >= 0) and np.all(plan.buffer_idx[:3] == -1)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +95,7 @@ def test_robust_plr_no_gradient_on_new_levels(robust):
     exp, step = robust
     state = exp.init(jax.random.PRNGKey(3))
     new_state, metrics = step(state)
-    assert int(metrics["branch"]) == NEW
+    assert float(metrics["curriculum/new"]) == 1.0
     for a, b in zip(
         jax.tree.leaves(state.student), jax.tree.leaves(new_state.student), strict=True
     ):
@@ -91,7 +107,7 @@ def test_plr_trains_on_new_levels():
     exp = make("plr", buffer={"capacity": 16, "min_fill_ratio": 1.0})
     state = exp.init(jax.random.PRNGKey(3))
     new_state, metrics = jax.jit(exp.step)(state)
-    assert int(metrics["branch"]) == NEW
+    assert float(metrics["curriculum/new"]) == 1.0
     before = jax.tree.leaves(state.student.params)
     after = jax.tree.leaves(new_state.student.params)
     assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
@@ -104,17 +120,17 @@ def test_accel_step_after_replay_edits_the_replayed_levels():
     for _ in range(8):
         prev = state
         state, metrics = step(state)
-        if int(metrics["branch"]) == EDIT:
+        if float(metrics["curriculum/edit"]) == 1.0:
             break
-    assert int(metrics["branch"]) == EDIT
+    assert float(metrics["curriculum/edit"]) == 1.0
     assert np.asarray(prev.curriculum.last_idx).min() >= 0
     assert float(metrics["buffer/num_edits"]) > 0
 
 
 def test_accel_edits_every_level_of_the_batch():
     exp = make("accel", num_edits=1)
-    parents = jax.vmap(exp.ctx.generator)(jax.random.split(jax.random.PRNGKey(0), 64))
-    edited = exp.curriculum._edit(jax.random.PRNGKey(1), parents)
+    parents = jax.vmap(exp.deps.generator)(jax.random.split(jax.random.PRNGKey(0), 64))
+    edited = exp.curriculum.edit(jax.random.PRNGKey(1), parents)
     changed = np.asarray(edited.goal) != np.asarray(parents.goal)
     # move_goal keeps the goal with probability 1/7 per level; one shared key or an edit of
     # one level only would change far fewer, or all by the same offset.

@@ -246,8 +246,7 @@ def test_family_without_builder_is_a_config_error():
 
 def test_options_read_numbers_as_the_config_does():
     # YAML 1.1 reads "1e-3" (no dot) as a string; the config accepts it, and so must options.
-    from ued.curricula.options import parse
-    from ued.curricula.paired import PAIREDOptions
+    from ued.curricula import parse_options
 
     cfg = config_lib.load(EXPERIMENT, ["curriculum.options.adversary_lr=1e-3"])
-    assert parse(PAIREDOptions, cfg.curriculum.options, "paired").adversary_lr == 1e-3
+    assert parse_options("paired", cfg.curriculum.options).adversary_lr == 1e-3

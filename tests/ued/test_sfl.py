@@ -90,7 +90,7 @@ def test_sfl_runs_from_its_experiment_file(sfl_run):
             assert np.all(np.isfinite(value)), key
     # Refreshes on updates 0, 2, 4; their env steps are counted apart.
     np.testing.assert_array_equal(metrics["sfl/refresh"], [1, 0, 1, 0, 1])
-    np.testing.assert_array_equal(metrics["branch"], [1, 0, 1, 0, 1])
+    np.testing.assert_array_equal(metrics["curriculum/buffer"], [3 / 8] * 5)  # 0.375 of 8 envs
     np.testing.assert_array_equal(
         metrics["sfl/refresh_env_steps"], [48 * 24, 0, 48 * 24, 0, 48 * 24]
     )

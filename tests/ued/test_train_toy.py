@@ -37,7 +37,7 @@ def test_step_is_deterministic_and_keys_advance(dr_experiment):
     assert float(ma["mean_return"]) == float(mb["mean_return"])
     assert not np.array_equal(a.key, state.key)
     assert int(a.updates) == 1
-    for key in ("mean_return", "solve_rate", "loss/policy", "levels/distance", "branch"):
+    for key in ("mean_return", "solve_rate", "loss/policy", "levels/distance", "curriculum/new"):
         assert key in ma and np.isfinite(float(ma[key])), key
 
 
