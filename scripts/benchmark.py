@@ -376,7 +376,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--curricula", help="comma list; default: every registered curriculum")
     parser.add_argument("--num-envs", help="comma list of ppo.num_envs")
-    parser.add_argument("--capacity", help="comma list of curriculum.buffer.capacity")
+    parser.add_argument("--capacity", help="comma list of curriculum.options.buffer.capacity")
     parser.add_argument("--devices", help="comma list of device counts (run.devices)")
     parser.add_argument("--num-seeds", help="comma list of run.num_seeds")
     parser.add_argument("--env-envs", default="1024", help="env-only batch sizes, or none")

@@ -28,10 +28,16 @@ def pick_index(key: chex.PRNGKey, mask: chex.Array) -> chex.Array:
     return jnp.argmax(jnp.where(mask, noise, -1.0))
 
 
-def make_perturb_param(env: ControlEnv) -> EditSpec:
-    """Moves one random parameter by a uniform step in ``+-PERTURB_SCALE * (high - low)`` of
-    its training range, clipped to the range (a value already outside it is not pushed
-    further out). Parameters whose range is a single value are never picked."""
+def make_perturb_param(env: ControlEnv, scale: float = PERTURB_SCALE) -> EditSpec:
+    """Moves one random parameter by a uniform step in ``+-scale * (high - low)`` of its
+    training range, clipped to the range (a value already outside it is not pushed further
+    out). Parameters whose range is a single value are never picked.
+
+    Options (``curriculum.options.editors.perturb_param: {weight: w, scale: s}``): ``scale``
+    in (0, 1], the largest step as a fraction of the range.
+    """
+    if not 0.0 < scale <= 1.0:
+        raise ValueError(f"scale={scale!r}; must be a number in (0, 1]")
     task = env.task
     low, high = (jnp.asarray(v) for v in training_ranges(env))
     movable = high > low
@@ -41,7 +47,7 @@ def make_perturb_param(env: ControlEnv) -> EditSpec:
         x = spec.to_vector(task, level)
         i = pick_index(pick_key, movable)
         step = jax.random.uniform(step_key, (), jnp.float32, -1.0, 1.0)
-        moved = x[i] + step * PERTURB_SCALE * (high[i] - low[i])
+        moved = x[i] + step * scale * (high[i] - low[i])
         lo, hi = jnp.minimum(low[i], x[i]), jnp.maximum(high[i], x[i])
         new = x.at[i].set(jnp.clip(moved, lo, hi))
         return spec.from_vector(task, jnp.where(movable.any(), new, x))
