@@ -100,6 +100,31 @@ def make_score_inputs(
     return ScoreInputs(rollout, best_return, level_encoding, reference_encoding, reference_mask)
 
 
+def per_episode_mean(dones: chex.Array, per_step: chex.Array) -> tuple[chex.Array, chex.Array]:
+    """Mean over the finished episodes of each episode's time-average of ``per_step``.
+
+    ``dones``/``per_step`` are (T, N); steps after the last done of a level belong to an
+    unfinished episode and are ignored. Returns the (N,) float32 mean (0 where no episode
+    finished) and the (N,) int32 number of finished episodes.
+    """
+    per_step = per_step.astype(jnp.float32)
+    dones = dones.astype(bool)
+
+    def step(carry, x):
+        running, length, total, count = carry
+        value, done = x
+        running, length = running + value, length + 1
+        total = total + jnp.where(done, running / length, 0.0)
+        keep = ~done
+        return (running * keep, length * keep, total, count + done.astype(jnp.int32)), None
+
+    n = per_step.shape[1]
+    zeros = jnp.zeros((n,), jnp.float32)
+    init = (zeros, jnp.zeros((n,), jnp.int32), zeros, jnp.zeros((n,), jnp.int32))
+    (_, _, total, count), _ = jax.lax.scan(step, init, (per_step, dones))
+    return total / jnp.maximum(count, 1), count
+
+
 # --- scores -----------------------------------------------------------------------------------
 
 
@@ -125,6 +150,33 @@ def max_mc(inputs: ScoreInputs) -> chex.Array:
     best = jnp.maximum(inputs.best_return.astype(jnp.float32), episode_stats(rollout)["max_return"])
     gap = (jnp.where(jnp.isfinite(best), best, 0.0)[None] - rollout.values).mean(axis=0)
     return jnp.where(best == -jnp.inf, -jnp.inf, gap).astype(jnp.float32)
+
+
+# The papers' and the JAX peers' regret estimates average each finished episode over its own
+# steps, then average episodes (minimax src/minimax/util/rl/ued_scores.py, which JaxUED's
+# src/jaxued/utils.py adapts: positive_value_loss and max_mc with time_average=True). A level
+# with no finished episode in the rollout scores -inf there (JaxUED's incomplete_value
+# default), so it ranks last in the buffer.
+
+
+def positive_value_loss_per_episode(inputs: ScoreInputs) -> chex.Array:
+    """PVL as the papers compute it: per finished episode, the mean over its steps of
+    ``max(GAE advantage, 0)``; the mean over finished episodes; -inf if none finished."""
+    rollout = inputs.rollout
+    adv = jnp.maximum(rollout.advantages.astype(jnp.float32), 0.0)
+    mean, count = per_episode_mean(rollout.dones, adv)
+    return jnp.where(count > 0, mean, -jnp.inf).astype(jnp.float32)
+
+
+def max_mc_per_episode(inputs: ScoreInputs) -> chex.Array:
+    """MaxMC as the papers compute it: per finished episode, the mean over its steps of
+    ``best_return - V(o_t)``; the mean over finished episodes; -inf if none finished.
+    ``best_return`` is as in ``max_mc``."""
+    rollout = inputs.rollout
+    best = jnp.maximum(inputs.best_return.astype(jnp.float32), episode_stats(rollout)["max_return"])
+    gap = jnp.where(jnp.isfinite(best), best, 0.0)[None] - rollout.values.astype(jnp.float32)
+    mean, count = per_episode_mean(rollout.dones, gap)
+    return jnp.where(count > 0, mean, -jnp.inf).astype(jnp.float32)
 
 
 def learnability(inputs: ScoreInputs) -> chex.Array:
@@ -163,6 +215,8 @@ def novelty(inputs: ScoreInputs, k: int = NOVELTY_K) -> chex.Array:
 SCORES: dict[str, ScoreFn] = {
     "positive_value_loss": positive_value_loss,
     "max_mc": max_mc,
+    "positive_value_loss_per_episode": positive_value_loss_per_episode,
+    "max_mc_per_episode": max_mc_per_episode,
     "l1_value_loss": l1_value_loss,
     "learnability": learnability,
     "novelty": novelty,

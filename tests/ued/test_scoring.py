@@ -156,3 +156,27 @@ def test_registry_scores_return_float32_per_level(rollout):
         assert out.shape == (3,), name
         assert out.dtype == jnp.float32, name
         assert not np.isnan(np.asarray(out)).any(), name
+
+
+def test_per_episode_scores_average_each_finished_episode(rollout):
+    # Level 0: episodes [0, 1] and [2, 3]; level 1: none finished (-inf, where the per-step
+    # versions give 0 and 7.5); level 2: one episode of one step, the rest unfinished.
+    inputs = scoring.make_score_inputs(rollout, best_return=jnp.array([-INF, 10.0, 3.0]))
+    np.testing.assert_allclose(scoring.positive_value_loss_per_episode(inputs), [0.75, -INF, 0.5])
+    np.testing.assert_allclose(scoring.max_mc_per_episode(inputs), [1.5, -INF, 3.0])
+    assert float(scoring.max_mc(inputs)[2]) == 2.5  # per step: the unfinished steps count
+
+
+def test_per_episode_weights_episodes_not_steps():
+    # One level: a 1-step episode (advantage 4), then a 4-step one (advantages 1): the mean
+    # of the episodes' averages is (4 + 1) / 2, the per-step mean (4 + 4) / 5.
+    F, T = False, True
+    one = make_rollout(
+        rewards=[[0]] * 5, dones=[[T], [F], [F], [F], [T]], advantages=[[4], [1], [1], [1], [1]]
+    )
+    inputs = scoring.make_score_inputs(one)
+    np.testing.assert_allclose(scoring.positive_value_loss_per_episode(inputs), [2.5])
+    np.testing.assert_allclose(scoring.positive_value_loss(inputs), [1.6])
+    mean, count = scoring.per_episode_mean(one.dones, one.advantages)
+    np.testing.assert_allclose(mean, [2.5])
+    np.testing.assert_array_equal(count, [2])
