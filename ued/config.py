@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ued.options import ConfigError, build, coerce, option, to_dict
+from ued.options import ConfigError, build, coerce, field_types, option, to_dict
 
 __all__ = ["ConfigError", "coerce", "option"]
 
@@ -213,7 +213,7 @@ def _deepcopy(data):
 
 def read_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Reads an experiment file. A top-level ``base: OTHER.yaml`` (relative to the file)
-    is read first and this file's keys are merged over it, section by section."""
+    is read first and this file's keys are merged over it (see ``merge_files``)."""
     path = Path(path)
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: 'base' files include each other in a cycle")
@@ -222,12 +222,71 @@ def read_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
         raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
     data = dict(loaded or {})
     base = data.pop("base", None)
+    data = upgrade_legacy(data)
     if base is None:
-        return data
+        return merge_files({}, data)
     if not isinstance(base, str):
         raise ConfigError(f"{path}: base must be a file name, got {base!r}")
     parent = read_experiment(path.parent / base, (*_seen, path.resolve()))
-    return _merge(parent, data)
+    return merge_files(parent, data)
+
+
+def merge_files(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child`` (an experiment file) over ``parent`` (its ``base``), by the config's types.
+
+    Sections and typed option groups (``curriculum.options.buffer``) merge key by key; a
+    free-form mapping (``curriculum.options.score``, ``...editors``, ``env.options``,
+    ``env.generator_options``) in the child *replaces* the parent's, so that a child's
+    ``score: {positive_value_loss: 1.0}`` means that score alone. Write the key with a
+    trailing ``+`` (``score+: {novelty: 0.1}``) to merge into the parent's mapping instead.
+    A child that names another curriculum keeps only the parent's options it declares.
+    """
+    return _merge_typed(dict(parent), child, Config)
+
+
+def _merge_typed(base: dict[str, Any], new: Mapping[str, Any], cls) -> dict[str, Any]:
+    types_ = field_types(cls) if cls is not None else {}
+    out = dict(base)
+    for key, value in new.items():
+        name = key[:-1] if isinstance(key, str) and key.endswith("+") else key
+        old = out.get(name)
+        kind = types_.get(name)
+        if name != key:  # explicit merge
+            out[name] = _merge(old, value) if isinstance(old, Mapping) else _strip_plus(value)
+        elif cls is Config and name == "curriculum" and isinstance(value, Mapping):
+            out[name] = _merge_curriculum(old if isinstance(old, Mapping) else {}, value)
+        elif dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+            out[name] = _merge_typed(dict(old) if isinstance(old, Mapping) else {}, value, kind)
+        else:
+            out[name] = _strip_plus(value)
+    return out
+
+
+def _strip_plus(value: Any) -> Any:
+    # A "key+" inside a replaced mapping has nothing to merge into: it is the key.
+    if isinstance(value, Mapping):
+        return {
+            (k[:-1] if isinstance(k, str) and k.endswith("+") else k): _strip_plus(v)
+            for k, v in value.items()
+        }
+    return value
+
+
+def _merge_curriculum(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    from ued import curricula  # curricula import this module: import it late
+
+    name = new.get("name", base.get("name", CurriculumConfig.name))
+    entry = curricula.CURRICULA.get(name) if isinstance(name, str) else None
+    options = dict(base.get("options") or {})
+    if entry is None:  # unknown name: reported when the run is built
+        cls = None
+    else:
+        cls = entry.options
+        declared = {f.name for f in dataclasses.fields(cls)}
+        options = {k: v for k, v in options.items() if k in declared}
+    out = {**base, **{k: v for k, v in new.items() if k != "options"}}
+    out["options"] = _merge_typed(options, new.get("options") or {}, cls)
+    return out
 
 
 def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:

@@ -126,3 +126,50 @@ def test_shipped_experiments_use_the_current_shape(recwarn):
     for path in EXPERIMENTS:
         config_lib.load(path)
     assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
+
+
+def test_a_child_mapping_replaces_the_parents(tmp_path):
+    (tmp_path / "parent.yaml").write_text(
+        "curriculum:\n  name: plr\n  options:\n    score: {max_mc: 1.0}\n"
+        "    buffer: {capacity: 64, temperature: 0.5}\n"
+        "env:\n  generator_options: {num_walls: 10, min_walls: 2}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "base: parent.yaml\ncurriculum:\n  name: accel\n  options:\n"
+        "    score: {positive_value_loss: 1.0}\n    buffer: {capacity: 32}\n"
+        "env:\n  generator_options: {num_walls: 5}\n"
+    )
+    cfg = config_lib.load(tmp_path / "child.yaml")
+    # Free-form mappings replace; typed option groups (the buffer) merge key by key.
+    assert cfg.curriculum.options["score"] == {"positive_value_loss": 1.0}
+    assert cfg.curriculum.options["buffer"] == {"capacity": 32, "temperature": 0.5}
+    assert cfg.env.generator_options == {"num_walls": 5}
+    (tmp_path / "merging.yaml").write_text(
+        "base: parent.yaml\ncurriculum:\n  options:\n    score+: {novelty: 0.1}\n"
+    )
+    cfg = config_lib.load(tmp_path / "merging.yaml")
+    assert cfg.curriculum.options["score"] == {"max_mc": 1.0, "novelty": 0.1}
+    # Another curriculum keeps only the parent's options it declares.
+    (tmp_path / "sfl.yaml").write_text("base: parent.yaml\ncurriculum: {name: sfl}\n")
+    assert config_lib.load(tmp_path / "sfl.yaml").curriculum.options == {}
+
+
+# The score each shipped experiment resolves to: one score, never a sum inherited by accident.
+SCORES = {
+    "maze_plr": {"max_mc": 1.0},
+    "maze_robust_plr": {"max_mc": 1.0},
+    "maze_plr_parallel": {"max_mc": 1.0},
+    "maze_accel": {"positive_value_loss": 1.0},
+    "maze_accel_parallel": {"positive_value_loss": 1.0},
+    "quickstart": {"positive_value_loss": 1.0},
+    "cartpole_plr": {"positive_value_loss": 1.0},
+    "cartpole_accel": {"positive_value_loss": 1.0},
+    "pendulum_plr": {"positive_value_loss": 1.0},
+    "pendulum_accel": {"positive_value_loss": 1.0},
+}
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_resolved_scores_of_shipped_experiments(path):
+    cfg = config_lib.load(path)
+    assert cfg.curriculum.options.get("score") == SCORES.get(path.stem), path.stem
