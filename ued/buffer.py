@@ -8,8 +8,10 @@ Replay distribution (Prioritized Level Replay, Jiang et al. 2021)::
 
     P = (1 - staleness_coef) * P_score + staleness_coef * P_staleness
 
-over filled slots only. Staleness is ``clock - last_sampled``: the number of ``sample`` calls
-since the level was last sampled or inserted.
+over filled slots only. Staleness is ``clock - last_sampled``. With ``staleness_clock="batch"``
+the clock counts ``sample`` calls, so it is the number of replay steps since the level was
+last sampled or inserted; with ``"level"`` it counts sampled levels and insertion attempts,
+as dcd and JaxUED do.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ Level = Any  # a flax.struct dataclass with fixed shapes
 
 PRIORITISATIONS = ("rank", "power", "top_k")
 REPLAY_SCHEDULES = ("fixed", "proportionate")
+STALENESS_CLOCKS = ("batch", "level")
 
 
 @struct.dataclass
@@ -52,6 +55,10 @@ class BufferParams:
     prioritisation: str = option("rank", choices=PRIORITISATIONS, static=True)
     replay_schedule: str = option("fixed", choices=REPLAY_SCHEDULES, static=True)
     dedup: bool = option(True, static=True)
+    # What advances the staleness clock: one tick per ``sample`` call ("batch"), or one per
+    # sampled level and per insertion attempt, sampling the batch's levels one after another
+    # ("level": dcd's level_sampler.py and JaxUED's level_sampler.py).
+    staleness_clock: str = option("batch", choices=STALENESS_CLOCKS, static=True)
 
 
 # Annotation -> the concrete type options are coerced to (chex.Numeric is a Union).
@@ -301,8 +308,10 @@ def insert(
        score is strictly greater than the slot's score. Only ``min(B, C)`` pairs exist, so
        at most C levels enter; a rejected pair does not stop later pairs.
     Replay weights used for the eviction order are those after the step-1 updates. Inserted
-    levels get ``last_sampled = clock`` (staleness 0). NaN scores are treated as ``-inf``;
-    a ``-inf`` level enters only an empty slot.
+    levels get ``last_sampled = clock`` (staleness 0). With ``staleness_clock="level"`` the
+    clock first advances by one per level of the batch (an insertion attempt each), and the
+    level at batch index i, inserted or refreshed as a duplicate, gets ``clock_before + i +
+    1``. NaN scores are treated as ``-inf``; a ``-inf`` level enters only an empty slot.
 
     Args:
         buf: the buffer (capacity C).
@@ -326,6 +335,10 @@ def insert(
 
     # Step 1: duplicates of stored levels refresh their slot.
     buf, protected = _refresh_duplicates(buf, update_slot, scores, extras)
+    per_level = params.staleness_clock == "level"
+    if per_level:  # each attempt is one tick; a refreshed duplicate counts as just seen
+        stamps = buf.clock + 1 + jnp.arange(b, dtype=jnp.int32)
+        buf = buf.replace(last_sampled=buf.last_sampled.at[update_slot].set(stamps, mode="drop"))
 
     # Step 2: pair the best fresh levels with the first slots to evict.
     k = min(b, c)
@@ -339,10 +352,13 @@ def insert(
     buf = buf.replace(
         levels=_scatter(buf.levels, target, take(levels)),
         scores=buf.scores.at[target].set(scores[cand], mode="drop"),
-        last_sampled=buf.last_sampled.at[target].set(buf.clock, mode="drop"),
+        last_sampled=buf.last_sampled.at[target].set(
+            stamps[cand] if per_level else buf.clock, mode="drop"
+        ),
         filled=filled,
         size=filled.sum(dtype=jnp.int32),
         extras=_scatter(buf.extras, target, take(extras)),
+        clock=buf.clock + b if per_level else buf.clock,
     )
 
     rep_slot = jnp.where(update_slot < c, update_slot, -1)
@@ -355,8 +371,11 @@ def sample(
 ) -> tuple[LevelBuffer, chex.Array, Level]:
     """Draws n slots with replacement from ``replay_weights`` and marks them sampled.
 
-    The clock advances by one per call; the sampled slots get ``last_sampled`` = the new
-    clock (staleness 0), every other filled slot grows one step staler.
+    ``staleness_clock="batch"``: the n slots are drawn at once from one distribution; the
+    clock advances by one per call, the sampled slots get ``last_sampled`` = the new clock
+    (staleness 0) and every other filled slot grows one step staler. ``"level"``: the n
+    draws are made one after another, each advancing the clock by one and marking its slot,
+    so a later draw sees the staleness left by earlier ones (dcd, JaxUED).
 
     An empty buffer (size 0) must not be replayed (see ``should_replay``); if it is, this
     returns index 0 n times with slot 0's level (the example level given to ``init``) and
@@ -367,11 +386,35 @@ def sample(
     """
     c = buf.capacity
     nonempty = buf.size > 0
+    if params.staleness_clock == "level":
+        return _sample_one_by_one(buf, params, key, n)
     p = jnp.where(nonempty, replay_weights(buf, params), jnp.arange(c) == 0)
     idx = jax.random.choice(key, c, (n,), replace=True, p=p).astype(jnp.int32)
     idx = jnp.where(nonempty, idx, 0)
     clock = buf.clock + nonempty.astype(jnp.int32)
     last_sampled = jnp.where(nonempty, buf.last_sampled.at[idx].set(clock), buf.last_sampled)
+    levels = jax.tree.map(lambda x: x[idx], buf.levels)
+    return buf.replace(clock=clock, last_sampled=last_sampled), idx, levels
+
+
+def _sample_one_by_one(buf: LevelBuffer, params: BufferParams, key: chex.PRNGKey, n: int):
+    c = buf.capacity
+    nonempty = buf.size > 0
+    score_w = score_weights(buf, params)  # scores do not change while sampling
+
+    def draw(carry, key):
+        clock, last_sampled = carry
+        stale = staleness_weights(buf.replace(clock=clock, last_sampled=last_sampled))
+        w = (1.0 - params.staleness_coef) * score_w + params.staleness_coef * stale
+        p = jnp.where(nonempty, w, jnp.arange(c) == 0)
+        idx = jax.random.choice(key, c, (), p=p).astype(jnp.int32)
+        idx = jnp.where(nonempty, idx, 0)
+        clock = clock + nonempty.astype(jnp.int32)
+        last_sampled = jnp.where(nonempty, last_sampled.at[idx].set(clock), last_sampled)
+        return (clock, last_sampled), idx
+
+    carry = (buf.clock, buf.last_sampled)
+    (clock, last_sampled), idx = jax.lax.scan(draw, carry, jax.random.split(key, n))
     levels = jax.tree.map(lambda x: x[idx], buf.levels)
     return buf.replace(clock=clock, last_sampled=last_sampled), idx, levels
 
@@ -405,11 +448,17 @@ def should_replay(buf: LevelBuffer, params: BufferParams, key: chex.PRNGKey) -> 
     """Scalar bool: replay from the buffer this step rather than take new levels.
 
     False while the buffer is empty or ``size < min_fill_ratio * capacity``. Otherwise a coin
-    flip: with probability ``replay_prob`` for the "fixed" schedule, and ``size / capacity``
-    for "proportionate" (PLR's proportionate schedule: replay more as the buffer fills).
+    flip: with probability ``replay_prob`` for the "fixed" schedule, and ``min(size /
+    capacity, replay_prob)`` for "proportionate" (replay more as the buffer fills, up to
+    ``replay_prob``: dcd's level_sampler.py ``_sample_replay_decision``).
     """
     cap = buf.capacity
     min_size = jnp.ceil(params.min_fill_ratio * cap - 1e-3)  # tolerate float rounding
     enough = (buf.size > 0) & (buf.size >= min_size)
-    p = params.replay_prob if params.replay_schedule == "fixed" else buf.size / cap
+    fill = buf.size / cap
+    p = (
+        params.replay_prob
+        if params.replay_schedule == "fixed"
+        else jnp.minimum(fill, params.replay_prob)
+    )
     return enough & jax.random.bernoulli(key, p)

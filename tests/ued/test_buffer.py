@@ -377,5 +377,45 @@ def test_should_replay_respects_min_fill_and_schedules():
     assert _replay_rate(always, 5) == 1.0
     assert abs(_replay_rate(B.make_buffer_params(replay_prob=0.3), 6) - 0.3) < 0.05
     prop = B.make_buffer_params(replay_schedule="proportionate", min_fill_ratio=0.0)
+    assert abs(_replay_rate(prop, 8) - 0.5) < 0.05  # min(fill 0.8, replay_prob 0.5), as dcd
+    prop = B.make_buffer_params(
+        replay_schedule="proportionate", min_fill_ratio=0.0, replay_prob=1.0
+    )
     assert abs(_replay_rate(prop, 8) - 0.8) < 0.05
     assert _replay_rate(prop, 0) == 0.0  # never replay an empty buffer
+
+
+def test_level_clock_samples_one_level_after_another():
+    # Staleness only: slot 0 is the only stale slot, so the first draw takes it; with the
+    # per-level clock the second draw sees it fresh (weight 0) and takes another slot, while
+    # the per-batch clock draws both from the same distribution (slot 0 twice).
+    params = dict(staleness_coef=1.0, prioritisation="rank")
+    buf = filled_buffer([1.0, 2.0, 3.0, 4.0], last_sampled=[0, 5, 5, 5], clock=5)
+    per_batch = B.make_buffer_params(**params)
+    per_level = B.make_buffer_params(staleness_clock="level", **params)
+    for seed in range(5):
+        key = jax.random.key(seed)
+        out, idx, _ = B.sample(buf, per_batch, key, 2)
+        np.testing.assert_array_equal(idx, [0, 0])
+        assert int(out.clock) == 6
+        out, idx, _ = B.sample(buf, per_level, key, 2)
+        assert int(idx[0]) == 0 and int(idx[1]) != 0
+        assert int(out.clock) == 7
+        assert int(out.last_sampled[0]) == 6 and int(out.last_sampled[idx[1]]) == 7
+
+
+def test_level_clock_ticks_per_insertion_attempt():
+    per_level = B.make_buffer_params(staleness_clock="level")
+    buf = B.init(EXAMPLE, 4).replace(clock=jnp.int32(10))
+    buf, slots = B.insert(buf, per_level, levels_from_ids([7, 8, 9]), jnp.array([1.0, 3.0, 2.0]))
+    assert int(buf.clock) == 13  # three attempts
+    # The level at batch index i was attempted at tick 10 + i + 1.
+    np.testing.assert_array_equal(np.asarray(buf.last_sampled)[np.asarray(slots)], [11, 12, 13])
+    # A duplicate is an attempt too, and counts as just seen.
+    buf, slots = B.insert(buf, per_level, levels_from_ids([5, 8]), jnp.array([0.5, 4.0]))
+    assert int(buf.clock) == 15 and int(buf.last_sampled[slots[1]]) == 15
+    per_batch = B.make_buffer_params()
+    buf = B.init(EXAMPLE, 4).replace(clock=jnp.int32(10))
+    buf, slots = B.insert(buf, per_batch, levels_from_ids([7, 8]), jnp.array([1.0, 3.0]))
+    assert int(buf.clock) == 10
+    np.testing.assert_array_equal(np.asarray(buf.last_sampled)[np.asarray(slots)], [10, 10])
