@@ -156,12 +156,12 @@ def test_a_child_mapping_replaces_the_parents(tmp_path):
 
 # The score each shipped experiment resolves to: one score, never a sum inherited by accident.
 SCORES = {
-    "maze_plr": {"max_mc": 1.0},
-    "maze_robust_plr": {"max_mc": 1.0},
-    "maze_plr_parallel": {"max_mc": 1.0},
-    "maze_accel": {"positive_value_loss": 1.0},
-    "maze_accel_parallel": {"positive_value_loss": 1.0},
-    "quickstart": {"positive_value_loss": 1.0},
+    "maze_plr": {"max_mc_per_episode": 1.0},
+    "maze_robust_plr": {"max_mc_per_episode": 1.0},
+    "maze_plr_parallel": {"max_mc_per_episode": 1.0},
+    "maze_accel": {"positive_value_loss_per_episode": 1.0},
+    "maze_accel_parallel": {"positive_value_loss_per_episode": 1.0},
+    "quickstart": {"positive_value_loss_per_episode": 1.0},
     "cartpole_plr": {"positive_value_loss": 1.0},
     "cartpole_accel": {"positive_value_loss": 1.0},
     "pendulum_plr": {"positive_value_loss": 1.0},

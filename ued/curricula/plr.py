@@ -53,9 +53,10 @@ def _editors_ok(entries) -> bool:
 @dataclasses.dataclass(frozen=True)
 class PLROptions:
     # Literature defaults (Jiang et al. 2021, dcd's train.py): buffer 4000, rank
-    # prioritisation, temperature 0.3, staleness 0.3, replay probability 0.5, MaxMC.
+    # prioritisation, temperature 0.3, staleness 0.3, replay probability 0.5; MaxMC averaged
+    # per finished episode (JaxUED examples/maze_plr.py, score_function MaxMC).
     score: dict = option(
-        {"max_mc": 1.0},
+        {"max_mc_per_episode": 1.0},
         check=_scores_ok,
         allowed=f"a mapping of score names from {sorted(scoring.SCORES)} to numbers",
     )
