@@ -268,7 +268,8 @@ class PAIRED:
         adversaries = jax.vmap(
             lambda key: ppo.init_student(key, self.adversary, build_obs, adv_tx)
         )(jax.random.split(adv_key, k))
-        obs, _ = ctx.env.reset_to_level(env_key, ctx.env.example_level(), ctx.env_params)
+        example = ctx.family.example_level(ctx.env)
+        obs, _ = ctx.env.reset_to_level(env_key, example, ctx.env_params)
         ant_tx = ppo.make_optimizer(ctx.cfg.ppo, self.updates_per_pair)
         antagonists = jax.vmap(lambda key: ppo.init_student(key, ctx.network, obs, ant_tx))(
             jax.random.split(ant_key, k)

@@ -74,9 +74,11 @@ class PLR:
 
     # --- the interface ------------------------------------------------------------------
     def init(self, key) -> PLRState:
-        example = self.ctx.env.example_level()
+        example = self.ctx.family.example_level(self.ctx.env)
         capacity = self.cfg.buffer.capacity
-        metrics = jax.eval_shape(self.ctx.env.level_metrics, example)
+        metrics = jax.eval_shape(
+            lambda lv: self.ctx.family.level_metrics(self.ctx.env, lv), example
+        )
         r = self.replay_count
         return PLRState(
             buffer=buf_lib.init(example, capacity),
@@ -170,7 +172,7 @@ class PLR:
 
     def _insert(self, cstate: PLRState, levels, scores, extras) -> PLRState:
         buffer, slots = buf_lib.insert(cstate.buffer, cstate.params, levels, scores, extras)
-        metrics = jax.vmap(self.ctx.env.level_metrics)(levels)
+        metrics = jax.vmap(lambda lv: self.ctx.family.level_metrics(self.ctx.env, lv))(levels)
         target = jnp.where(slots >= 0, slots, buffer.capacity)
         level_stats = {
             k: v.at[target].set(metrics[k].astype(jnp.float32), mode="drop")

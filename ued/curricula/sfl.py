@@ -92,8 +92,10 @@ class SFL:
 
     def init(self, key) -> SFLState:
         k = self.options.buffer_size
-        example = self.ctx.env.example_level()
-        metrics = jax.eval_shape(self.ctx.env.level_metrics, example)
+        example = self.ctx.family.example_level(self.ctx.env)
+        metrics = jax.eval_shape(
+            lambda lv: self.ctx.family.level_metrics(self.ctx.env, lv), example
+        )
         zeros = jnp.zeros((k,), jnp.float32)
         return SFLState(
             levels=jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), example),
@@ -177,7 +179,7 @@ class SFL:
         levels, learn, success = self.sample_and_score(key, params)
         top = top_k(learn, self.options.buffer_size)
         kept = jax.tree.map(lambda x: x[top], levels)
-        stats = jax.vmap(self.ctx.env.level_metrics)(kept)
+        stats = jax.vmap(lambda lv: self.ctx.family.level_metrics(self.ctx.env, lv))(kept)
         return cstate.replace(
             levels=kept,
             learnability=learn[top],
