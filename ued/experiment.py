@@ -205,7 +205,8 @@ def build(cfg: Config) -> Experiment:
         gen_factory, cfg.env.generator_options, "env.generator_options", env
     )
     env_params = env.default_params()
-    network = make_network(cfg.network, env.action_space(env_params))
+    spaces = env.observation_space(env_params), env.action_space(env_params)
+    network = make_network(cfg.network, *spaces)
     holder: dict[str, Experiment] = {}
     ctx = Context(
         cfg=cfg,

@@ -2,8 +2,8 @@
 
 For each family made with default options: generators give valid, well-shaped, key-dependent
 levels under jit + vmap; episodes run under jit with observations inside the observation
-space and fixed info keys with a bool ``success``; editors keep validity; named levels are
-valid; render and the text format (one level and many) work.
+space, a space a student can read, and fixed info keys with a bool ``success``; editors keep
+validity; named levels are valid; render and the text format (one level and many) work.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from gymnax.environments import spaces
 
-from envs.core import SUCCESS, ReplayState, families, get_family
+from envs.core import SUCCESS, ReplayState, families, get_family, observation_parts
+from ued.config import NetworkConfig
+from ued.networks import make_network
 
 NUM_KEYS = 16
 NUM_STEPS = 20
@@ -125,6 +127,24 @@ def test_family_bundle(family_name):
     batch = family.stack([example, example])
     _assert_same_structure(batch, example, (2,))
     _assert_trees_equal(family.unstack(batch)[1], example)
+
+
+@pytest.mark.parametrize("family_name", FAMILIES)
+def test_observation_and_info_contract(family_name):
+    """A student is built from the observation space alone and reads the observations."""
+    family, env, params = _env(family_name)
+    space = env.observation_space(params)
+    parts = observation_parts(space)
+    obs, state = env.reset_to_level(jax.random.key(0), family.example_level(env), params)
+    for part in parts:
+        x = obs if part.key is None else obs[part.key]
+        assert jnp.shape(x) == part.shape
+    network_cfg = NetworkConfig(kind="mlp", mlp_sizes=(8,), head_size=8, conv_channels=2)
+    network = make_network(network_cfg, space, env.action_space(params))
+    batched = jax.tree.map(lambda x: jnp.asarray(x)[None, None], obs)
+    variables = network.init(jax.random.key(1), (), batched, jnp.zeros((1, 1), bool))
+    _, policy, values = network.apply(variables, (), batched, jnp.zeros((1, 1), bool))
+    assert values.shape == (1, 1) and bool(jnp.all(jnp.isfinite(policy)))
 
 
 @pytest.mark.parametrize(("family_name", "gen_name"), GENERATOR_CASES)
