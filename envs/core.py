@@ -3,7 +3,21 @@
 A *level* is a fully specified environment instance with fixed shapes (a ``flax.struct``
 dataclass), so a batch of levels is one stacked pytree. An environment is reset *to a level*
 and, on ``done``, replays the same level by restoring the cached initial state (no reset is
-recomputed inside the step).
+recomputed inside the step). An env plays levels; everything else done with levels
+(validity, metrics, text, pictures, stacking) lives in the family bundle, ``Family``.
+
+What students and evaluation rely on (the contract test checks it for every family):
+
+- **Observations** match ``observation_space(params)``, a gymnax space that does not depend
+  on the level. The student's encoder is chosen from that space (``observation_parts``), not
+  from key names: a ``Box`` of rank 3 ``(H, W, C)`` is an image (a 3x3 conv), a ``Box`` of
+  rank 1 ``(D,)`` a vector (read as float32 as is), a ``Discrete(n)`` an integer (a learned
+  embedding of its one-hot), and a ``Dict`` holds several such entries. By convention the
+  entries are named ``image``, ``direction`` (the maze's facing, ``Discrete(4)``) and
+  ``vector``.
+- **info** is a dict with the same keys on every step (so a rollout can be scanned) holding
+  at least ``SUCCESS`` = ``"success"``: a () bool, True on the step that ends an episode by
+  achieving the task. Solve rates, learnability scores and evaluation read it.
 """
 
 from __future__ import annotations
@@ -12,7 +26,8 @@ import dataclasses
 import importlib
 import numbers
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import chex
@@ -29,12 +44,14 @@ Editor = Callable[[chex.PRNGKey, Level], Level]
 
 TState = TypeVar("TState")
 
+SUCCESS = "success"  # the info key every env provides: () bool, the episode achieved the task
+
 
 class StepOut(NamedTuple):
     """What ``step`` returns; unpacks like the classic 5-tuple.
 
     ``info`` always has the same keys for a given env (so it can be scanned); every env
-    provides at least ``success`` (bool: the episode ended by achieving the task).
+    provides at least ``info[SUCCESS]`` (() bool: the episode ended by achieving the task).
     """
 
     obs: Obs
@@ -42,6 +59,51 @@ class StepOut(NamedTuple):
     reward: chex.Array
     done: chex.Array
     info: dict[str, chex.Array]
+
+
+class ObsPart(NamedTuple):
+    """One input a student reads from the observation, as its observation space says."""
+
+    key: str | None  # the Dict entry; None when the observation is this one array
+    kind: str  # "image" (H, W, C), "vector" (D,) or "discrete" ()
+    shape: tuple[int, ...]  # the entry's shape
+    num_values: int  # discrete: n of Discrete(n); 0 otherwise
+
+
+OBS_KINDS = ("image", "discrete", "vector")  # the order in which a student reads the parts
+
+
+def observation_parts(space: Any) -> tuple[ObsPart, ...]:
+    """The inputs a student reads from observations of ``space`` (a gymnax space).
+
+    A ``Box`` of rank 3 is an image, a ``Box`` of rank 1 a vector, a ``Discrete`` an integer;
+    a ``Dict`` holds several of them (not nested). Parts are ordered by kind (``OBS_KINDS``),
+    then by key.
+
+    Raises:
+        ValueError: naming the entry whose space is none of these.
+    """
+    # Imported here: importing gymnax starts JAX's backends, which must wait until
+    # ued.parallel.configure_host_devices has set the CPU device count.
+    from gymnax.environments import spaces
+
+    entries = space.spaces.items() if isinstance(space, spaces.Dict) else [(None, space)]
+    parts = []
+    for key, sub in entries:
+        where = "the observation" if key is None else f"observation entry {key!r}"
+        if isinstance(sub, spaces.Discrete):
+            parts.append(ObsPart(key, "discrete", (), int(sub.n)))
+        elif isinstance(sub, spaces.Box) and len(sub.shape) in (1, 3):
+            kind = "vector" if len(sub.shape) == 1 else "image"
+            parts.append(ObsPart(key, kind, tuple(int(d) for d in sub.shape), 0))
+        else:
+            raise ValueError(
+                f"{where} has space {sub!r} (shape {getattr(sub, 'shape', None)}); a student "
+                "reads a Box (H, W, C) image, a Box (D,) vector or a Discrete, or a Dict of them"
+            )
+    if not parts:
+        raise ValueError("the observation space is an empty Dict")
+    return tuple(sorted(parts, key=lambda p: (OBS_KINDS.index(p.kind), p.key or "")))
 
 
 @struct.dataclass
@@ -54,11 +116,12 @@ class ReplayState(Generic[TState]):
 
 
 class Environment:
-    """Base class of level-based environments.
+    """Base class of level-based environments: it plays levels.
 
     Subclasses implement ``default_params``, ``reset_env_to_level``, ``step_env``,
-    ``observation_space``, ``action_space``, ``is_valid``, ``level_metrics`` and
-    ``example_level``. The public ``reset_to_level``/``step`` pair adds auto-replay.
+    ``observation_space``, ``action_space`` and ``max_episode_steps``. The public
+    ``reset_to_level``/``step`` pair adds auto-replay. Level operations (validity, metrics,
+    the example level, text, render) are the family's, not the env's: see ``Family``.
     """
 
     # --- implemented by each env ---------------------------------------------------------
@@ -74,21 +137,10 @@ class Environment:
         raise NotImplementedError
 
     def observation_space(self, params: EnvParams):
+        """A gymnax space the student's encoder is chosen from (see ``observation_parts``)."""
         raise NotImplementedError
 
     def action_space(self, params: EnvParams):
-        raise NotImplementedError
-
-    def is_valid(self, level: Level) -> chex.Array:
-        """Scalar bool: the level is playable (jittable)."""
-        raise NotImplementedError
-
-    def level_metrics(self, level: Level) -> dict[str, chex.Array]:
-        """Scalar float32 metrics of one level for analytics (jittable)."""
-        raise NotImplementedError
-
-    def example_level(self) -> Level:
-        """A valid level with the env's shapes (used to size buffers)."""
         raise NotImplementedError
 
     def max_episode_steps(self, params: EnvParams) -> int:
@@ -119,7 +171,10 @@ class EditSpec(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """Everything the framework needs from one environment family, looked up by name.
+    """Everything the framework needs from one environment family, looked up by name: the
+    one home of level operations.
+
+    Every function takes the env first (its options set shapes such as the maze's grid).
 
     Attributes:
         name: registry name used in configs (``env.family``).
@@ -127,11 +182,20 @@ class Family:
         generators: name -> ``make(env, **options) -> Generator`` (vmappable, valid levels).
         editors: name -> ``make(env) -> EditSpec``.
         named_levels: ``env -> {name: Level}``, the held-out evaluation set.
-        render: ``(env, level_or_state) -> uint8 (H, W, 3)``.
-        level_to_text: ``(env, level) -> str``.
-        level_from_text: ``(env, text) -> Level``; raises ``ValueError`` naming the problem.
+        example_level: ``env -> Level``, a valid level with the env's shapes (sizes buffers).
+        is_valid: ``(env, level) -> () bool``, the level is playable (jittable).
+        level_metrics: ``(env, level) -> {name: () float32}``, analytics (jittable).
+        level_to_text: ``(env, level) -> str`` of one level.
+        level_from_text: ``(env, text) -> Level``; surrounding blank lines are ignored and
+            line numbers in errors count from the start of ``text``; raises ``ValueError``
+            naming the problem.
+        render: ``(env, level or state) -> uint8 (H, W, 3)``; a state may be the env's own
+            or a ``ReplayState``.
         make_builder: optional ``(env, **options) -> builder`` for PAIRED's adversary
             (the protocol: ``ued.curricula.paired.LevelBuilder``).
+
+    Provided for every family: ``stack``, ``unstack``, ``levels_from_text``,
+    ``levels_to_text`` and ``levels_from_file`` (several levels separated by blank lines).
     """
 
     name: str
@@ -139,10 +203,66 @@ class Family:
     generators: Mapping[str, Callable[..., Generator]]
     editors: Mapping[str, Callable[[Environment], EditSpec]]
     named_levels: Callable[[Environment], Mapping[str, Level]]
-    render: Callable[[Environment, Any], Any]
+    example_level: Callable[[Environment], Level]
+    is_valid: Callable[[Environment, Level], chex.Array]
+    level_metrics: Callable[[Environment, Level], dict[str, chex.Array]]
     level_to_text: Callable[[Environment, Level], str]
     level_from_text: Callable[[Environment, str], Level]
-    make_builder: Callable[[Environment], Any] | None = None
+    render: Callable[[Environment, Any], Any]
+    make_builder: Callable[..., Any] | None = None
+
+    @staticmethod
+    def stack(levels: Sequence[Level]) -> Level:
+        """Same-shaped levels as one batched level (leading axis ``len(levels)``)."""
+        if not levels:
+            raise ValueError("no levels to stack")
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *levels)
+
+    @staticmethod
+    def unstack(levels: Level) -> list[Level]:
+        """A batched level as a list of single levels (inverse of ``stack``)."""
+        n = len(jax.tree.leaves(levels)[0])
+        return [jax.tree.map(lambda x, i=i: x[i], levels) for i in range(n)]
+
+    def levels_from_text(self, env: Environment, text: str) -> list[Level]:
+        """Parses levels separated by blank lines with ``level_from_text``.
+
+        Each level is parsed with its line numbers in ``text`` kept, so an error names the
+        level and the line: ``level 2 (starting on line 6): line 7, column 3: ...``.
+        """
+        blocks: list[tuple[int, list[str]]] = []  # (0-based first line, rows)
+        previous_blank = True
+        for i, line in enumerate(text.splitlines()):
+            if not line.strip():
+                previous_blank = True
+                continue
+            if previous_blank:
+                blocks.append((i, []))
+            blocks[-1][1].append(line)
+            previous_blank = False
+        if not blocks:
+            raise ValueError("no levels in the text")
+        levels = []
+        for number, (first, rows) in enumerate(blocks, start=1):
+            try:
+                levels.append(self.level_from_text(env, "\n" * first + "\n".join(rows)))
+            except ValueError as err:
+                raise ValueError(f"level {number} (starting on line {first + 1}): {err}") from err
+        return levels
+
+    def levels_to_text(self, env: Environment, levels: Sequence[Level] | Level) -> str:
+        """Writes levels (a list, or one batched level) separated by blank lines."""
+        if not isinstance(levels, Sequence):
+            levels = self.unstack(levels)
+        return "\n\n".join(self.level_to_text(env, level) for level in levels) + "\n"
+
+    def levels_from_file(self, env: Environment, path: str | Path) -> list[Level]:
+        """Reads a text file of levels separated by blank lines; errors name the file."""
+        path = Path(path)
+        try:
+            return self.levels_from_text(env, path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
 
 
 _REGISTRY: dict[str, Family] = {}

@@ -83,7 +83,8 @@ def student_flops(exp, params, batch: int = 64) -> dict:
     import jax.numpy as jnp
 
     net = exp.network
-    obs, _ = exp.env.reset_to_level(jax.random.PRNGKey(0), exp.env.example_level(), exp.env_params)
+    level = exp.family.example_level(exp.env)
+    obs, _ = exp.env.reset_to_level(jax.random.PRNGKey(0), level, exp.env_params)
     obs = jax.tree.map(lambda x: jnp.broadcast_to(x, (1, batch) + jnp.shape(x)), obs)
     resets = jnp.zeros((1, batch), bool)
 

@@ -37,10 +37,8 @@ from ued.config import ConfigError, call_with_options
 from ued.evaluate import (
     LevelEvaluator,
     format_table,
-    levels_from_file,
     random_levels,
     seeds_result,
-    stack,
 )
 from ued.parallel import per_seed
 
@@ -71,11 +69,11 @@ def level_sets(exp, args) -> dict[str, tuple[list[str] | None, object]]:
     if not args.no_named:
         named = dict(exp.family.named_levels(exp.env))
         if named:
-            sets["named"] = (list(named), stack(list(named.values())))
+            sets["named"] = (list(named), exp.family.stack(list(named.values())))
     for path in args.levels:
-        levels = levels_from_file(exp.family, exp.env, path)
+        levels = exp.family.levels_from_file(exp.env, path)
         names = [f"{Path(path).stem}/{i}" for i in range(len(levels))]
-        sets[f"file:{Path(path).name}"] = (names, stack(levels))
+        sets[f"file:{Path(path).name}"] = (names, exp.family.stack(levels))
     for i, spec in enumerate(args.random):
         name, _, count = spec.partition(":")
         if name not in exp.family.generators or not count.isdigit() or int(count) < 1:

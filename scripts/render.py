@@ -28,7 +28,6 @@ from envs import images as images_lib
 from ued import gallery
 from ued.checkpoint import CheckpointError, load_trained
 from ued.config import ConfigError, call_with_options
-from ued.evaluate import levels_from_file
 from ued.parallel import per_seed
 
 
@@ -64,7 +63,7 @@ def render_file(args) -> Path:
     except KeyError as err:
         raise ConfigError(err.args[0]) from None
     env = call_with_options(family.make_env, options, "--option")
-    levels = levels_from_file(family, env, args.source)
+    levels = family.levels_from_file(env, args.source)
     images = [family.render(env, level) for level in levels]
     captions = [str(i) for i in range(len(levels))]
     return images_lib.save_png(args.output, images_lib.tile(images, args.ncols, captions))
@@ -77,7 +76,7 @@ def render_rollout(args) -> tuple[Path, dict]:
     if args.rollout in named:
         level = named[args.rollout]
     elif Path(args.rollout).is_file():
-        levels = levels_from_file(exp.family, exp.env, args.rollout)
+        levels = exp.family.levels_from_file(exp.env, args.rollout)
         if not 0 <= args.index < len(levels):
             raise ConfigError(f"--index {args.index}: {args.rollout} has {len(levels)} levels")
         level = levels[args.index]

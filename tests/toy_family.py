@@ -29,9 +29,8 @@ class CorridorLevel:
 
 @struct.dataclass
 class CorridorState:
-    pos: jnp.ndarray  # () int32
-    goal: jnp.ndarray  # () int32
-    length: jnp.ndarray  # () int32
+    level: CorridorLevel  # the level played
+    pos: jnp.ndarray  # () int32 agent cell now
     time: jnp.ndarray  # () int32
 
 
@@ -55,17 +54,18 @@ class Corridor(Environment):
         return jnp.concatenate([one(pos, self.max_length), one(goal, self.max_length)])
 
     def reset_env_to_level(self, key, level, params):
-        state = CorridorState(level.start, level.goal, level.length, jnp.zeros((), jnp.int32))
+        state = CorridorState(level, level.start, jnp.zeros((), jnp.int32))
         return self._obs(level.start, level.goal), state
 
     def step_env(self, key, state, action, params):
-        pos = jnp.clip(state.pos + jnp.where(action == 1, 1, -1), 0, state.length - 1)
+        level = state.level
+        pos = jnp.clip(state.pos + jnp.where(action == 1, 1, -1), 0, level.length - 1)
         time = state.time + 1
-        success = pos == state.goal
+        success = pos == level.goal
         reward = jnp.where(success, 1.0 - 0.9 * time / self.max_steps, 0.0)
         done = success | (time >= self.max_steps)
         state = state.replace(pos=pos, time=time)
-        return StepOut(self._obs(pos, state.goal), state, reward, done, {"success": success})
+        return StepOut(self._obs(pos, level.goal), state, reward, done, {"success": success})
 
     def observation_space(self, params):
         return spaces.Box(0.0, 1.0, (2 * self.max_length,), jnp.float32)
@@ -73,18 +73,21 @@ class Corridor(Environment):
     def action_space(self, params):
         return spaces.Discrete(2)
 
-    def is_valid(self, level):
-        inside = (level.start < level.length) & (level.goal < level.length)
-        return inside & (level.start != level.goal) & (level.start >= 0) & (level.goal >= 0)
-
-    def level_metrics(self, level):
-        return {"distance": jnp.abs(level.goal - level.start).astype(jnp.float32)}
-
-    def example_level(self):
-        return CorridorLevel(jnp.int32(0), jnp.int32(1), jnp.int32(self.max_length))
-
     def max_episode_steps(self, params):
         return self.max_steps
+
+
+def example_level(env: Corridor):
+    return CorridorLevel(jnp.int32(0), jnp.int32(1), jnp.int32(env.max_length))
+
+
+def is_valid(env: Corridor, level):
+    inside = (level.start < level.length) & (level.goal < level.length)
+    return inside & (level.start != level.goal) & (level.start >= 0) & (level.goal >= 0)
+
+
+def level_metrics(env: Corridor, level):
+    return {"distance": jnp.abs(level.goal - level.start).astype(jnp.float32)}
 
 
 def make_uniform(env: Corridor):
@@ -131,8 +134,10 @@ def named(env):
 
 
 def render(env, level_or_state):
+    level = getattr(level_or_state, "env_state", level_or_state)  # a ReplayState's state
+    level = getattr(level, "level", level)  # a state's level
     image = np.zeros((8, 8 * env.max_length, 3), np.uint8)
-    goal = int(level_or_state.goal)
+    goal = int(level.goal)
     image[:, 8 * goal : 8 * goal + 8, 1] = 255
     return image
 
@@ -144,9 +149,12 @@ FAMILY = register(
         generators={"uniform": make_uniform},
         editors={"move_goal": make_move_goal},
         named_levels=named,
-        render=render,
+        example_level=example_level,
+        is_valid=is_valid,
+        level_metrics=level_metrics,
         level_to_text=to_text,
         level_from_text=from_text,
+        render=render,
     )
 )
 

@@ -3,13 +3,12 @@
 ``evaluate`` is the pure function (vmapped over levels and episodes); ``LevelEvaluator``
 runs any number of levels through it in batches of one fixed size, so a thousand levels
 compile once and never hold more than one batch of episodes in memory. Level sets come from
-a family's named levels, text files (levels separated by blank lines) or a generator.
+a family's named levels, text files (``Family.levels_from_file``) or a generator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import chex
@@ -179,7 +178,7 @@ class NamedEvaluator:
     def __init__(self, exp):
         named = dict(exp.family.named_levels(exp.env)) if exp.cfg.eval.levels == "named" else {}
         self.names = list(named)
-        self.levels = stack(list(named.values())) if named else None
+        self.levels = exp.family.stack(list(named.values())) if named else None
         max_steps = exp.env.max_episode_steps(exp.env_params)
         episodes = exp.cfg.eval.episodes
         self._eval = LevelEvaluator(
@@ -204,49 +203,6 @@ class NamedEvaluator:
 
 
 # --- level sets -------------------------------------------------------------------------------
-
-
-def stack(levels: Sequence[Any]) -> Any:
-    """Stacks same-shaped levels into one batched level."""
-    if not levels:
-        raise ValueError("no levels to stack")
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *levels)
-
-
-def levels_from_text(family, env, text: str) -> list[Any]:
-    """Parses levels separated by blank lines with ``family.level_from_text``.
-
-    Raises:
-        ValueError: naming the level (and its first line) that failed to parse.
-    """
-    blocks: list[tuple[int, list[str]]] = []
-    previous_blank = True
-    for i, line in enumerate(text.splitlines()):
-        if not line.strip():
-            previous_blank = True
-            continue
-        if previous_blank:
-            blocks.append((i + 1, []))
-        blocks[-1][1].append(line)
-        previous_blank = False
-    if not blocks:
-        raise ValueError("no levels in the text")
-    levels = []
-    for number, (line, rows) in enumerate(blocks, start=1):
-        try:
-            levels.append(family.level_from_text(env, "\n".join(rows)))
-        except ValueError as err:
-            raise ValueError(f"level {number} (starting on line {line}): {err}") from err
-    return levels
-
-
-def levels_from_file(family, env, path: str | Path) -> list[Any]:
-    """Reads a text file of levels separated by blank lines."""
-    path = Path(path)
-    try:
-        return levels_from_text(family, env, path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
 
 
 def random_levels(key: chex.PRNGKey, generator, n: int) -> Any:

@@ -107,7 +107,7 @@ class Experiment:
     # --- construction -------------------------------------------------------------------
     def init(self, key: chex.PRNGKey) -> TrainState:
         net_key, cur_key, key = jax.random.split(key, 3)
-        level = self.env.example_level()
+        level = self.family.example_level(self.env)
         obs, _ = self.env.reset_to_level(jax.random.PRNGKey(0), level, self.env_params)
         tx = ppo.make_optimizer(self.cfg.ppo, self.cfg.total_updates)
         student = ppo.init_student(net_key, self.network, obs, tx)
@@ -166,7 +166,7 @@ class Experiment:
         }
 
     def _level_metrics(self, levels) -> dict[str, chex.Array]:
-        per_level = jax.vmap(self.env.level_metrics)(levels)
+        per_level = jax.vmap(lambda level: self.family.level_metrics(self.env, level))(levels)
         return {f"levels/{k}": v.mean() for k, v in per_level.items()}
 
     def run_chunk(self, state: TrainState, num_updates: int, active: chex.Array | None = None):
@@ -203,7 +203,8 @@ def build(cfg: Config, batch_sharding=None) -> Experiment:
         gen_factory, cfg.env.generator_options, "env.generator_options", env
     )
     env_params = env.default_params()
-    network = make_network(cfg.network, env.action_space(env_params))
+    spaces = env.observation_space(env_params), env.action_space(env_params)
+    network = make_network(cfg.network, *spaces)
     deps = Deps(
         env=env,
         env_params=env_params,

@@ -125,26 +125,25 @@ def configure_host_devices(cfg: Config, cores: int | None = None) -> int | None:
     device runs one after another on one core; with one host device per core, each device
     runs its share of the env batch on its own core (measured on a 2-core machine: 8.2k ->
     11.4k env steps/s on the standard maze). Call it first thing (before any JAX
-    computation); it sets ``--xla_force_host_platform_device_count`` unless that flag is
-    already set, JAX's backends are already up, ``run.devices`` is nonzero, or
-    ``JAX_PLATFORMS`` excludes the CPU. Only the host (CPU) platform is affected: on a GPU or
-    TPU machine the accelerators stay the devices. Returns the count set, or None.
+    computation); it sets JAX's ``jax_num_cpu_devices`` unless
+    ``--xla_force_host_platform_device_count`` is already in ``XLA_FLAGS``, JAX's backends
+    are already up (JAX then refuses the setting), ``run.devices`` is nonzero, or
+    ``JAX_PLATFORMS`` excludes the CPU. Only the host (CPU) platform is affected: on a GPU
+    or TPU machine the accelerators stay the devices. Returns the count set, or None.
     """
-    from jax._src import xla_bridge
-
     flags = os.environ.get("XLA_FLAGS", "")
     platforms = os.environ.get("JAX_PLATFORMS", "")
     if (
         cfg.run.devices
         or "xla_force_host_platform_device_count" in flags
         or (platforms and "cpu" not in platforms.split(","))
-        or xla_bridge.backends_are_initialized()
     ):
         return None
     count = host_device_count(cfg.ppo.num_envs * cfg.run.num_seeds, cores)
-    if count > 1:
-        flag = f"--xla_force_host_platform_device_count={count}"
-        os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # backends already initialised: too late to change the count
+        return None
     return count
 
 

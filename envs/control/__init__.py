@@ -3,10 +3,10 @@
 Importing this package registers the families ``cartpole``, ``pendulum``, ``acrobot``,
 ``mountain_car`` and ``mountain_car_continuous`` with ``envs.core``. Each shares the same
 parts: ``ControlEnv`` (gymnax's dynamics with the level's physical parameters), the
-``uniform`` and ``default`` generators, the ``perturb_param`` and ``reset_param`` editors, a
-grid of named evaluation levels at and beyond the training ranges, a renderer and a
-``name=value`` text format. Parameters, ranges and success definitions are in
-``envs.control.tasks``.
+``uniform`` generator, the ``perturb_param`` and ``reset_param`` editors, a grid of named
+evaluation levels at and beyond the training ranges, a renderer and a ``name=value`` text
+format, all reached through the family (``FAMILIES[name]``). Parameters, ranges and success
+definitions are in ``envs.control.tasks``.
 
 Env options (``env.options``): ``max_steps`` (default gymnax's horizon) and ``ranges``
 (name -> [low, high], overriding training ranges).
@@ -33,12 +33,27 @@ from envs.control.tasks import (
 )
 from envs.core import Family, register
 
+# The family's level operations: the task-level helpers of ``spec`` on the env's task.
 
-def level_to_text(env: ControlEnv, level) -> str:
+
+def _example_level(env: ControlEnv):
+    """The standard task (default physics)."""
+    return spec.default_level(env.task)
+
+
+def _is_valid(env: ControlEnv, level):
+    return spec.is_valid(env.task, level)
+
+
+def _level_metrics(env: ControlEnv, level):
+    return spec.level_metrics(env.task, level)
+
+
+def _level_to_text(env: ControlEnv, level) -> str:
     return spec.level_to_text(env.task, level)
 
 
-def level_from_text(env: ControlEnv, text: str):
+def _level_from_text(env: ControlEnv, text: str):
     return spec.level_from_text(env.task, text)
 
 
@@ -62,9 +77,12 @@ def register_task(task: Task) -> Family:
             generators=generators,
             editors=editors,
             named_levels=named_levels,
+            example_level=_example_level,
+            is_valid=_is_valid,
+            level_metrics=_level_metrics,
+            level_to_text=_level_to_text,
+            level_from_text=_level_from_text,
             render=render,
-            level_to_text=level_to_text,
-            level_from_text=level_from_text,
         )
     )
 
@@ -84,14 +102,8 @@ __all__ = [
     "Outcome",
     "Param",
     "Task",
-    "editors",
     "FAMILIES",
-    "generators",
     "gymnax_transition",
-    "level_from_text",
-    "level_to_text",
-    "named_levels",
     "named_values",
     "register_task",
-    "render",
 ]

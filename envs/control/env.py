@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from envs.control import spec
 from envs.control.spec import Level, Outcome, Task
 from envs.core import Environment, StepOut
 
@@ -111,10 +110,11 @@ class ControlEnv(Environment):
 
     Example:
         >>> import jax
-        >>> from envs.control import CARTPOLE
+        >>> from envs.control import CARTPOLE, FAMILIES
         >>> env = ControlEnv(CARTPOLE)
         >>> params = env.default_params()
-        >>> obs, state = env.reset_to_level(jax.random.key(0), env.example_level(), params)
+        >>> level = FAMILIES["cartpole"].example_level(env)
+        >>> obs, state = env.reset_to_level(jax.random.key(0), level, params)
         >>> obs, state, reward, done, info = env.step(jax.random.key(1), state, 1, params)
         >>> obs.shape, float(reward)
         ((4,), 1.0)
@@ -180,16 +180,6 @@ class ControlEnv(Environment):
 
     def action_space(self, params: ControlParams):
         return self.gym.action_space(self.gym.default_params)
-
-    def is_valid(self, level: Level) -> chex.Array:
-        return spec.is_valid(self.task, level)
-
-    def level_metrics(self, level: Level) -> dict[str, chex.Array]:
-        return spec.level_metrics(self.task, level)
-
-    def example_level(self) -> Level:
-        """The standard task (default physics)."""
-        return spec.default_level(self.task)
 
     def max_episode_steps(self, params: ControlParams) -> int:
         return self.max_steps

@@ -7,7 +7,7 @@ and editors use, held-out test values beyond that range (named evaluation levels
 physically valid bounds (``is_valid``, the text format).
 
 Text format: ``gravity=9.8 cart_mass=1.0 ...`` on one line (or spread over several); a
-level file holds several levels separated by blank lines (``ued.evaluate.levels_from_file``).
+level file holds several levels separated by blank lines (``Family.levels_from_file``).
 
 The helpers here are generic over tasks: they read a level's fields in the task's parameter
 order, so a new task only lists its ``Param``s and a level class with the same field names.

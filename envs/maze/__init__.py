@@ -1,28 +1,16 @@
 """The maze family: minigrid-style navigation levels for UED (PAIRED, PLR, ACCEL).
 
-Importing this package registers the family ``"maze"`` with ``envs.core``.
+Importing this package registers the family ``"maze"`` with ``envs.core``; its level
+operations are reached through ``family`` (e.g. ``family.level_from_text(env, text)``).
 """
 
 from envs.core import Family, register
-from envs.images import save_png
-from envs.images import tile as render_grid
+from envs.maze import level as _level
 from envs.maze.builder import BuilderState, MazeBuilder
 from envs.maze.editors import editors
-from envs.maze.env import Maze, MazeParams, MazeState, state_to_level
+from envs.maze.env import Maze, MazeParams, MazeState
 from envs.maze.generators import generators
-from envs.maze.level import (
-    Level,
-    distance_map,
-    is_valid,
-    level_from_text,
-    level_metrics,
-    level_to_text,
-    levels_from_text,
-    levels_from_text_file,
-    levels_to_text,
-    shortest_path_length,
-    stack_levels,
-)
+from envs.maze.level import Level, distance_map, shortest_path_length
 from envs.maze.named import named_levels
 from envs.maze.render import render
 
@@ -33,9 +21,12 @@ family = register(
         generators=generators,
         editors=editors,
         named_levels=named_levels,
+        example_level=_level.example_level,
+        is_valid=_level.is_valid,
+        level_metrics=_level.level_metrics,
+        level_to_text=_level.level_to_text,
+        level_from_text=_level.level_from_text,
         render=render,
-        level_to_text=level_to_text,
-        level_from_text=level_from_text,
         make_builder=MazeBuilder,
     )
 )
@@ -48,21 +39,6 @@ __all__ = [
     "MazeParams",
     "MazeState",
     "distance_map",
-    "editors",
     "family",
-    "generators",
-    "is_valid",
-    "level_from_text",
-    "level_metrics",
-    "level_to_text",
-    "levels_from_text",
-    "levels_from_text_file",
-    "levels_to_text",
-    "named_levels",
-    "render",
-    "render_grid",
-    "save_png",
     "shortest_path_length",
-    "stack_levels",
-    "state_to_level",
 ]

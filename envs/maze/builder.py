@@ -14,7 +14,7 @@ maze builder runs a fixed ``num_steps = num_walls + 2`` steps on the full
    nearest other cell, whose wall is then removed), so the agent never lands on the goal.
 
 Steps after the last one leave the state unchanged. Whatever the action sequence, the
-finished level is valid (``envs.maze.level.is_valid``); it need not be solvable. The agent's
+finished level is valid (the family's ``is_valid``); it need not be solvable. The agent's
 facing is drawn uniformly at ``reset`` (as in PAIRED's original maze adversary).
 """
 
@@ -62,11 +62,12 @@ class MazeBuilder:
 
     Example:
         >>> import jax
+        >>> from envs.maze import family
         >>> builder = MazeBuilder(Maze(max_size=5), num_walls=3, noise_dim=4)
         >>> obs, state = builder.reset(jax.random.key(0))
         >>> for t in range(builder.num_steps):
         ...     obs, state = builder.step(jax.random.key(t), state, 7)
-        >>> bool(builder.env.is_valid(builder.to_level(state)))
+        >>> bool(family.is_valid(builder.env, builder.to_level(state)))
         True
     """
 

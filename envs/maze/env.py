@@ -24,27 +24,16 @@ class MazeParams:
 
 @struct.dataclass
 class MazeState:
-    """The state of one maze episode."""
+    """The state of one maze episode: the level played and the agent's current pose."""
 
-    agent_pos: chex.Array  # (2,) int32, agent (x, y)
-    agent_dir: chex.Array  # () int32, 0 right, 1 down, 2 left, 3 up
-    wall_map: chex.Array  # (max_size, max_size) bool, padding cells are walls
-    goal_pos: chex.Array  # (2,) int32, goal (x, y)
-    width: chex.Array  # () int32, level width
-    height: chex.Array  # () int32, level height
+    level: Level  # the level as reset (its agent_pos/agent_dir are the start pose)
+    agent_pos: chex.Array  # (2,) int32, agent (x, y) now
+    agent_dir: chex.Array  # () int32, facing now: 0 right, 1 down, 2 left, 3 up
     time: chex.Array  # () int32, steps taken in this episode
 
-
-def state_to_level(state: MazeState) -> Level:
-    """The level as it looks now (the agent at its current pose)."""
-    return Level(
-        wall_map=state.wall_map,
-        agent_pos=state.agent_pos,
-        agent_dir=state.agent_dir,
-        goal_pos=state.goal_pos,
-        width=state.width,
-        height=state.height,
-    )
+    def current_level(self) -> Level:
+        """The level as it looks now: the agent at its current pose."""
+        return self.level.replace(agent_pos=self.agent_pos, agent_dir=self.agent_dir)
 
 
 class Maze(Environment):
@@ -69,9 +58,11 @@ class Maze(Environment):
 
     Example:
         >>> import jax
+        >>> from envs.maze import family
         >>> env = Maze(max_size=13)
         >>> params = env.default_params()
-        >>> obs, state = env.reset_to_level(jax.random.key(0), env.example_level(), params)
+        >>> level = family.example_level(env)
+        >>> obs, state = env.reset_to_level(jax.random.key(0), level, params)
         >>> obs, state, reward, done, info = env.step(jax.random.key(1), state, 2, params)
         >>> obs["image"].shape
         (5, 5, 3)
@@ -116,13 +107,18 @@ class Maze(Environment):
 
     def reset_env_to_level(self, key: chex.PRNGKey, level: Level, params: MazeParams):
         """Returns ``(obs, state)`` with the agent at the level's start pose."""
-        state = MazeState(
+        level = Level(
+            wall_map=jnp.asarray(level.wall_map, jnp.bool_),
             agent_pos=jnp.asarray(level.agent_pos, jnp.int32),
             agent_dir=jnp.asarray(level.agent_dir, jnp.int32),
-            wall_map=jnp.asarray(level.wall_map, jnp.bool_),
             goal_pos=jnp.asarray(level.goal_pos, jnp.int32),
             width=jnp.asarray(level.width, jnp.int32),
             height=jnp.asarray(level.height, jnp.int32),
+        )
+        state = MazeState(
+            level=level,
+            agent_pos=level.agent_pos,
+            agent_dir=level.agent_dir,
             time=jnp.zeros((), jnp.int32),
         )
         return self.get_obs(state), state
@@ -137,7 +133,7 @@ class Maze(Environment):
         can_move = (action == FORWARD) & self._is_free(state, target)
         agent_pos = jnp.where(can_move, target, state.agent_pos)
         time = state.time + 1
-        success = jnp.all(agent_pos == state.goal_pos)
+        success = jnp.all(agent_pos == state.level.goal_pos)
         penalty = jnp.asarray(params.time_penalty, jnp.float32)
         reward = jnp.where(success, 1.0 - penalty * time / self.max_steps, 0.0)
         done = success | (time >= self.max_steps)
@@ -158,24 +154,6 @@ class Maze(Environment):
     def action_space(self, params: MazeParams) -> spaces.Discrete:
         return spaces.Discrete(NUM_ACTIONS)
 
-    def is_valid(self, level: Level) -> chex.Array:
-        return lvl.is_valid(level)
-
-    def level_metrics(self, level: Level) -> dict[str, chex.Array]:
-        return lvl.level_metrics(level)
-
-    def example_level(self) -> Level:
-        """An empty ``max_size`` room: agent top-left facing right, goal bottom-right."""
-        n = self.max_size
-        return Level(
-            wall_map=jnp.zeros((n, n), jnp.bool_),
-            agent_pos=jnp.array([0, 0], jnp.int32),
-            agent_dir=jnp.array(0, jnp.int32),
-            goal_pos=jnp.array([n - 1, n - 1], jnp.int32),
-            width=jnp.array(n, jnp.int32),
-            height=jnp.array(n, jnp.int32),
-        )
-
     def max_episode_steps(self, params: MazeParams) -> int:
         return self.max_steps
 
@@ -187,10 +165,10 @@ class Maze(Environment):
 
     def _is_free(self, state: MazeState, pos: chex.Array) -> chex.Array:
         """Bool, broadcast over ``pos[0]``/``pos[1]``: in the level area and not a wall."""
-        x, y = pos[0], pos[1]
-        inside = (x >= 0) & (x < state.width) & (y >= 0) & (y < state.height)
+        x, y, level = pos[0], pos[1], state.level
+        inside = (x >= 0) & (x < level.width) & (y >= 0) & (y < level.height)
         n = self.max_size
-        wall = state.wall_map[jnp.clip(y, 0, n - 1), jnp.clip(x, 0, n - 1)]
+        wall = level.wall_map[jnp.clip(y, 0, n - 1), jnp.clip(x, 0, n - 1)]
         return inside & ~wall
 
     def _view_image(self, state: MazeState) -> chex.Array:
@@ -203,13 +181,13 @@ class Maze(Environment):
         xs = state.agent_pos[0] + forward * fwd_vec[0] + lateral * right_vec[0]
         ys = state.agent_pos[1] + forward * fwd_vec[1] + lateral * right_vec[1]
         wall = ~self._is_free(state, (xs, ys))
-        goal = (xs == state.goal_pos[0]) & (ys == state.goal_pos[1])
+        goal = (xs == state.level.goal_pos[0]) & (ys == state.level.goal_pos[1])
         return jnp.stack([wall, goal, jnp.zeros_like(wall)], axis=-1).astype(jnp.uint8)
 
     def _full_image(self, state: MazeState) -> chex.Array:
-        level = state_to_level(state)
-        shape = state.wall_map.shape
+        level = state.level
+        shape = level.wall_map.shape
         wall = lvl.blocked_map(level)
-        goal = lvl.cell_mask(state.goal_pos, shape)
+        goal = lvl.cell_mask(level.goal_pos, shape)
         agent = lvl.cell_mask(state.agent_pos, shape)
         return jnp.stack([wall, goal, agent], axis=-1).astype(jnp.uint8)

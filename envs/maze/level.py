@@ -1,5 +1,9 @@
 """The maze level: its struct, validity, BFS shortest paths, metrics and text format.
 
+The level operations of the family bundle (``envs.maze.family``) are the functions here that
+take the env first: ``example_level``, ``is_valid``, ``level_metrics``, ``level_to_text`` and
+``level_from_text``.
+
 A level is a grid of walls with an agent (position and facing) and a goal. Levels smaller
 than the env's ``max_size`` are padded: every cell with ``x >= width`` or ``y >= height`` is a
 wall. Positions are ``(x, y) = (column, row)``; directions follow minigrid
@@ -12,8 +16,6 @@ JaxUED's maze ``Level.from_str``; surrounding blank lines and whitespace are ign
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import chex
@@ -40,11 +42,17 @@ class Level:
     height: chex.Array  # () int32, rows in use (1..max_h)
 
 
-def stack_levels(levels: Sequence[Level]) -> Level:
-    """Stacks same-shaped levels into one batched level (leading axis = len(levels))."""
-    if not levels:
-        raise ValueError("stack_levels needs at least one level")
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *levels)
+def example_level(env: Any) -> Level:
+    """An empty ``max_size`` room: agent top-left facing right, goal bottom-right."""
+    n = env.max_size
+    return Level(
+        wall_map=jnp.zeros((n, n), jnp.bool_),
+        agent_pos=jnp.array([0, 0], jnp.int32),
+        agent_dir=jnp.array(0, jnp.int32),
+        goal_pos=jnp.array([n - 1, n - 1], jnp.int32),
+        width=jnp.array(n, jnp.int32),
+        height=jnp.array(n, jnp.int32),
+    )
 
 
 def cell_mask(pos: chex.Array, shape: tuple[int, int]) -> chex.Array:
@@ -80,12 +88,15 @@ def _in_area(pos: chex.Array, level: Level) -> chex.Array:
     return (pos[0] >= 0) & (pos[0] < level.width) & (pos[1] >= 0) & (pos[1] < level.height)
 
 
-def is_valid(level: Level) -> chex.Array:
+def is_valid(env: Any, level: Level) -> chex.Array:
     """Scalar bool: the level is playable and well formed (jittable, vmappable).
 
-    Checks that the size is within the grid, padding cells are walls, agent and goal lie in
-    the level area on free cells and are distinct, and the direction is in 0..3.
+    Checks that the grid is the env's ``max_size`` square, the size is within it, padding
+    cells are walls, agent and goal lie in the level area on free cells and are distinct,
+    and the direction is in 0..3.
     """
+    if level.wall_map.shape != (env.max_size, env.max_size):
+        return jnp.asarray(False)  # a level of another env: shapes are static
     max_h, max_w = level.wall_map.shape
     size_ok = (level.width >= 1) & (level.width <= max_w)
     size_ok &= (level.height >= 1) & (level.height <= max_h)
@@ -145,7 +156,7 @@ def shortest_path_length(level: Level) -> chex.Array:
     return jnp.max(jnp.where(goal, dist, -1)).astype(jnp.int32)
 
 
-def level_metrics(level: Level) -> dict[str, chex.Array]:
+def level_metrics(env: Any, level: Level) -> dict[str, chex.Array]:
     """Scalar float32 analytics: ``shortest_path`` (-1 if unsolvable), ``num_walls``
     (inside the level area only) and ``solvable`` (1.0 / 0.0)."""
     path = shortest_path_length(level)
@@ -277,40 +288,3 @@ def level_to_text(env: Any, level: Level) -> str:
             )
         grid[y, x] = char
     return "\n".join("".join(row) for row in grid)
-
-
-def levels_from_text(env: Any, text: str) -> list[Level]:
-    """Parses several levels separated by one or more blank lines.
-
-    Error messages give line numbers within ``text``.
-    """
-    blocks: list[tuple[int, list[str]]] = []
-    for i, line in enumerate(text.splitlines()):
-        if not line.strip():
-            continue
-        if blocks and blocks[-1][0] + len(blocks[-1][1]) == i:
-            blocks[-1][1].append(line)
-        else:
-            blocks.append((i, [line]))
-    if not blocks:
-        raise ValueError("no levels in the text")
-    return [_parse_rows(_text_rows("\n".join(b), i + 1), int(env.max_size)) for i, b in blocks]
-
-
-def levels_from_text_file(env: Any, path: str | Path) -> list[Level]:
-    """Reads a file of levels separated by blank lines (see ``levels_from_text``)."""
-    path = Path(path)
-    try:
-        return levels_from_text(env, path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
-
-
-def levels_to_text(env: Any, levels: Sequence[Level] | Level) -> str:
-    """Writes levels (a list, or one batched level) separated by blank lines."""
-    if isinstance(levels, Level) and np.ndim(levels.width) == 0:
-        levels = [levels]
-    elif isinstance(levels, Level):
-        n = len(levels.width)
-        levels = [jax.tree.map(lambda a, i=i: a[i], levels) for i in range(n)]
-    return "\n\n".join(level_to_text(env, lv) for lv in levels) + "\n"

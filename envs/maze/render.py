@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from envs.core import ReplayState
-from envs.maze.env import MazeState, state_to_level
+from envs.maze.env import MazeState
 from envs.maze.level import Level
 
 FREE_COLOR = (24, 24, 24)
@@ -21,7 +21,7 @@ def _as_level(obj: Any) -> Level:
     if isinstance(obj, ReplayState):
         obj = obj.env_state
     if isinstance(obj, MazeState):
-        obj = state_to_level(obj)
+        obj = obj.current_level()
     if not isinstance(obj, Level):
         raise TypeError(f"render takes a maze Level, MazeState or ReplayState, got {type(obj)}")
     if np.ndim(obj.wall_map) != 2:

@@ -2,8 +2,8 @@
 
 For each family made with default options: generators give valid, well-shaped, key-dependent
 levels under jit + vmap; episodes run under jit with observations inside the observation
-space and fixed info keys; editors keep validity; named levels are valid; render and the text
-format work.
+space, a space a student can read, and fixed info keys with a bool ``success``; editors keep
+validity; named levels are valid; render and the text format (one level and many) work.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from gymnax.environments import spaces
 
-from envs.core import ReplayState, families, get_family
+from envs.core import SUCCESS, ReplayState, families, get_family, observation_parts
+from ued.config import NetworkConfig
+from ued.networks import make_network
 
 NUM_KEYS = 16
 NUM_STEPS = 20
@@ -114,22 +116,44 @@ def test_family_bundle(family_name):
     family, env, params = _env(family_name)
     assert family.name == family_name
     assert family.generators and family.editors
-    example = env.example_level()
-    assert bool(env.is_valid(example))
+    example = family.example_level(env)
+    assert bool(jax.jit(lambda level: family.is_valid(env, level))(example))
     steps = env.max_episode_steps(params)
     assert isinstance(steps, int) and steps > 0
-    metrics = jax.jit(env.level_metrics)(example)
+    metrics = jax.jit(lambda level: family.level_metrics(env, level))(example)
     assert metrics
     for value in metrics.values():
         assert value.shape == () and value.dtype == jnp.float32
+    batch = family.stack([example, example])
+    _assert_same_structure(batch, example, (2,))
+    _assert_trees_equal(family.unstack(batch)[1], example)
+
+
+@pytest.mark.parametrize("family_name", FAMILIES)
+def test_observation_and_info_contract(family_name):
+    """A student is built from the observation space alone and reads the observations."""
+    family, env, params = _env(family_name)
+    space = env.observation_space(params)
+    parts = observation_parts(space)
+    obs, state = env.reset_to_level(jax.random.key(0), family.example_level(env), params)
+    for part in parts:
+        x = obs if part.key is None else obs[part.key]
+        assert jnp.shape(x) == part.shape
+    network_cfg = NetworkConfig(kind="mlp", mlp_sizes=(8,), head_size=8, conv_channels=2)
+    network = make_network(network_cfg, space, env.action_space(params))
+    batched = jax.tree.map(lambda x: jnp.asarray(x)[None, None], obs)
+    variables = network.init(jax.random.key(1), (), batched, jnp.zeros((1, 1), bool))
+    _, policy, values = network.apply(variables, (), batched, jnp.zeros((1, 1), bool))
+    assert values.shape == (1, 1) and bool(jnp.all(jnp.isfinite(policy)))
 
 
 @pytest.mark.parametrize(("family_name", "gen_name"), GENERATOR_CASES)
 def test_generator_batch_is_valid_and_key_dependent(family_name, gen_name):
     _, env, _ = _env(family_name)
+    family = get_family(family_name)
     generate, keys, levels = _generated(family_name, gen_name)
-    _assert_same_structure(levels, env.example_level(), (NUM_KEYS,))
-    assert bool(jnp.all(jax.vmap(env.is_valid)(levels)))
+    _assert_same_structure(levels, family.example_level(env), (NUM_KEYS,))
+    assert bool(jnp.all(jax.vmap(lambda level: family.is_valid(env, level))(levels)))
     # jit + vmap gives what a plain call gives.
     for i in (0, NUM_KEYS - 1):
         _assert_trees_equal(generate(keys[i]), _take(levels, i))
@@ -150,7 +174,7 @@ def test_rollout_under_jit(family_name):
     assert rewards.shape == (n, NUM_STEPS) and rewards.dtype == jnp.float32
     assert dones.shape == (n, NUM_STEPS) and dones.dtype == jnp.bool_
     assert bool(jnp.all(jnp.isfinite(rewards)))
-    assert "success" in info
+    assert info[SUCCESS].dtype == jnp.bool_  # solve rates and learnability read it
     for value in info.values():
         assert value.shape == (n, NUM_STEPS)
     # info keys are the same as on a single eager step.
@@ -179,8 +203,8 @@ def test_editor_keeps_validity(family_name, edit_name):
         feasible = jax.jit(jax.vmap(spec.feasible))(current)
         assert feasible.shape == (n,) and feasible.dtype == jnp.bool_
         edited = edit_batch(jax.random.key(round_), current)
-        _assert_same_structure(edited, env.example_level(), (n,))
-        assert bool(jnp.all(jax.vmap(env.is_valid)(edited)))
+        _assert_same_structure(edited, family.example_level(env), (n,))
+        assert bool(jnp.all(jax.vmap(lambda level: family.is_valid(env, level))(edited)))
         for i in np.flatnonzero(~np.asarray(feasible)):
             _assert_trees_equal(_take(edited, i), _take(current, i))
         current = edited
@@ -199,17 +223,19 @@ def test_named_levels_are_valid(family_name):
     assert len(named) > 0
     for name, level in named.items():
         assert isinstance(name, str)
-        _assert_same_structure(level, env.example_level())
-        assert bool(env.is_valid(level)), name
+        _assert_same_structure(level, family.example_level(env))
+        assert bool(family.is_valid(env, level)), name
 
 
 @pytest.mark.parametrize("family_name", FAMILIES)
 def test_render_level_and_state(family_name):
     family, env, params = _env(family_name)
-    level = env.example_level()
+    level = family.example_level(env)
     _, state = env.reset_to_level(jax.random.key(0), level, params)
     assert isinstance(state, ReplayState)
-    for image in (family.render(env, level), family.render(env, state.env_state)):
+    pictures = [family.render(env, x) for x in (level, state, state.env_state)]
+    np.testing.assert_array_equal(pictures[1], pictures[2])
+    for image in pictures:
         image = np.asarray(image)
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         assert image.shape[0] > 0 and image.shape[1] > 0
@@ -224,6 +250,13 @@ def test_text_round_trip(family_name, gen_name):
         level = _take(levels, i)
         text = family.level_to_text(env, level)
         back = family.level_from_text(env, text)
-        _assert_same_structure(back, env.example_level())
+        _assert_same_structure(back, family.example_level(env))
         _assert_trees_equal(back, level)
         assert family.level_to_text(env, back) == text
+    # Many levels: a batch written with blank lines between them reads back as a list.
+    batch = jax.tree.map(lambda x: x[:3], levels)
+    many = family.levels_to_text(env, batch)
+    assert many == family.levels_to_text(env, family.unstack(batch))
+    back = family.levels_from_text(env, "\n\n" + many)
+    assert len(back) == 3
+    _assert_trees_equal(family.stack(back), batch)

@@ -11,22 +11,22 @@ import pytest
 
 from envs.control import (
     CARTPOLE,
+    FAMILIES,
     MOUNTAIN_CAR,
     PENDULUM,
     TASKS,
     ControlEnv,
-    editors,
-    generators,
-    level_from_text,
-    level_to_text,
-    named_levels,
-    render,
     spec,
 )
 from envs.core import get_family
 from envs.editing import menu, repeat
 
 PARAMS = None  # ControlEnv ignores its params; every test passes env.default_params()
+
+
+def _family(env: ControlEnv):
+    """The family bundle of the env's task (its level operations)."""
+    return FAMILIES[env.task.name]
 
 
 # --- helpers (compiled once per task / configuration) -----------------------------------
@@ -41,7 +41,7 @@ def _paired_rollout(task_name: str, num_steps: int, max_steps: int):
 
     def run(key):
         reset_key, key = jax.random.split(key)
-        obs, state = env.reset_to_level(reset_key, env.example_level(), params)
+        obs, state = env.reset_to_level(reset_key, _family(env).example_level(env), params)
         gym_obs, gym_state = gym.reset(reset_key, gym_params)
 
         def body(carry, step_key):
@@ -229,7 +229,9 @@ def cartpole_env():
 
 def test_uniform_generator_covers_the_ranges(cartpole_env):
     env = cartpole_env
-    levels = jax.jit(jax.vmap(generators["uniform"](env)))(jax.random.split(jax.random.key(0), 512))
+    levels = jax.jit(jax.vmap(_family(env).generators["uniform"](env)))(
+        jax.random.split(jax.random.key(0), 512)
+    )
     x = np.asarray(spec.to_vector(CARTPOLE, levels))
     low, high = spec.vector_of(CARTPOLE, "train_low"), spec.vector_of(CARTPOLE, "train_high")
     assert (x >= low).all() and (x <= high).all()
@@ -239,12 +241,12 @@ def test_uniform_generator_covers_the_ranges(cartpole_env):
 
 def test_uniform_generator_options():
     env = ControlEnv(CARTPOLE, ranges={"gravity": [20.0, 30.0]})
-    gen = generators["uniform"](env, randomize=["gravity"])
+    gen = _family(env).generators["uniform"](env, randomize=["gravity"])
     levels = jax.vmap(gen)(jax.random.split(jax.random.key(0), 64))
     assert np.all((np.asarray(levels.gravity) >= 20) & (np.asarray(levels.gravity) <= 30))
     np.testing.assert_array_equal(np.asarray(levels.pole_length), np.float32(0.5))
     with pytest.raises(ValueError, match="unknown parameter 'gravty'.*allowed"):
-        generators["uniform"](env, randomize=["gravty"])
+        _family(env).generators["uniform"](env, randomize=["gravty"])
     with pytest.raises(ValueError, match="ranges.gravity"):
         ControlEnv(CARTPOLE, ranges={"gravity": [-1.0, 30.0]})
     with pytest.raises(ValueError, match="max_steps"):
@@ -252,8 +254,8 @@ def test_uniform_generator_options():
 
 
 def test_uniform_generator_randomizing_nothing_is_the_standard_task(cartpole_env):
-    gen = generators["uniform"](cartpole_env, randomize=[])
-    assert level_to_text(cartpole_env, gen(jax.random.key(5))) == (
+    gen = _family(cartpole_env).generators["uniform"](cartpole_env, randomize=[])
+    assert _family(cartpole_env).level_to_text(cartpole_env, gen(jax.random.key(5))) == (
         "gravity=9.8 cart_mass=1.0 pole_mass=0.1 pole_length=0.5 force_mag=10.0"
     )
 
@@ -262,11 +264,13 @@ def test_uniform_generator_randomizing_nothing_is_the_standard_task(cartpole_env
 def edited(cartpole_env):
     """64 uniform levels and their perturb_param / reset_param edits."""
     env = cartpole_env
-    levels = jax.vmap(generators["uniform"](env))(jax.random.split(jax.random.key(0), 64))
+    levels = jax.vmap(_family(env).generators["uniform"](env))(
+        jax.random.split(jax.random.key(0), 64)
+    )
     keys = jax.random.split(jax.random.key(1), 64)
     out = {"base": levels}
     for name in ("perturb_param", "reset_param"):
-        out[name] = jax.jit(jax.vmap(editors[name](env).edit))(keys, levels)
+        out[name] = jax.jit(jax.vmap(_family(env).editors[name](env).edit))(keys, levels)
     return out
 
 
@@ -296,14 +300,16 @@ def test_menu_and_repeat_compose_control_editors(cartpole_env):
     env = cartpole_env
     edit = menu(
         {
-            "perturb_param": (editors["perturb_param"](env), 3.0),
-            "reset_param": (editors["reset_param"](env), 1.0),
+            "perturb_param": (_family(env).editors["perturb_param"](env), 3.0),
+            "reset_param": (_family(env).editors["reset_param"](env), 1.0),
         }
     )
     edit_n = jax.jit(jax.vmap(repeat(edit, 4)))
-    base = jax.vmap(lambda k: env.example_level())(jax.random.split(jax.random.key(0), 32))
+    base = jax.vmap(lambda k: _family(env).example_level(env))(
+        jax.random.split(jax.random.key(0), 32)
+    )
     out = edit_n(jax.random.split(jax.random.key(1), 32), base, jnp.full((32,), 4))
-    assert bool(jax.vmap(env.is_valid)(out).all())
+    assert bool(jax.vmap(lambda lv: _family(env).is_valid(env, lv))(out).all())
     moved = np.asarray(spec.to_vector(CARTPOLE, out)) != spec.vector_of(CARTPOLE, "default")
     assert moved.any(1).mean() > 0.5
     same = edit_n(jax.random.split(jax.random.key(1), 32), base, jnp.zeros((32,), jnp.int32))
@@ -311,7 +317,7 @@ def test_menu_and_repeat_compose_control_editors(cartpole_env):
 
 
 def test_named_levels_reach_beyond_the_training_ranges(cartpole_env):
-    named = named_levels(cartpole_env)
+    named = _family(cartpole_env).named_levels(cartpole_env)
     assert {"default", "pole_length_very_high", "force_mag_very_low", "long_heavy_pole"} <= set(
         named
     )
@@ -320,7 +326,7 @@ def test_named_levels_reach_beyond_the_training_ranges(cartpole_env):
     assert float(named["force_mag_very_low"].force_mag) < train["force_mag"][0]
     assert len(named) == 1 + 4 * 5 + len(CARTPOLE.named)
     for task in TASKS.values():
-        levels = named_levels(ControlEnv(task)).values()
+        levels = FAMILIES[task.name].named_levels(ControlEnv(task)).values()
         assert all(bool(spec.is_valid(task, level)) for level in levels), task.name
 
 
@@ -335,12 +341,13 @@ def test_is_valid_checks_physical_bounds():
 
 
 def test_text_format(cartpole_env):
-    env = cartpole_env
-    level = level_from_text(env, "gravity=20 pole_length=0.75  # a long pole\nforce_mag=5")
-    assert level_to_text(env, level) == (
+    env, family = cartpole_env, FAMILIES["cartpole"]
+    level = family.level_from_text(env, "gravity=20 pole_length=0.75  # a long pole\nforce_mag=5")
+    assert family.level_to_text(env, level) == (
         "gravity=20.0 cart_mass=1.0 pole_mass=0.1 pole_length=0.75 force_mag=5.0"
     )
-    assert level_to_text(env, level_from_text(env, "")) == level_to_text(env, env.example_level())
+    default = family.level_to_text(env, family.example_level(env))
+    assert family.level_to_text(env, family.level_from_text(env, "")) == default
     errors = {
         "gravty=9.8": "unknown parameter 'gravty' of cartpole; allowed: .*'gravity'",
         "gravity": "'gravity' must look like name=value",
@@ -351,15 +358,15 @@ def test_text_format(cartpole_env):
     }
     for text, message in errors.items():
         with pytest.raises(ValueError, match=message):
-            level_from_text(env, text)
+            family.level_from_text(env, text)
 
 
 def test_text_accepts_values_at_the_bounds():
     # Regression: bounds were compared as Python floats, and float32("0.05") > 0.05.
     env = ControlEnv(MOUNTAIN_CAR)
-    level = level_from_text(env, "force=0.05 gravity=0.00001")
-    assert bool(env.is_valid(level))
-    assert level_to_text(env, level) == "force=0.05 gravity=0.00001"
+    level = _family(env).level_from_text(env, "force=0.05 gravity=0.00001")
+    assert bool(_family(env).is_valid(env, level))
+    assert _family(env).level_to_text(env, level) == "force=0.05 gravity=0.00001"
 
 
 def test_family_text_round_trip_is_exact_for_small_values():
@@ -373,12 +380,13 @@ def test_family_text_round_trip_is_exact_for_small_values():
 
 
 def test_render_shows_parameters_and_state(cartpole_env):
-    env = cartpole_env
-    base = render(env, env.example_level())
-    heavy = render(env, _level(CARTPOLE, pole_mass=1.0))
+    env, family = cartpole_env, FAMILIES["cartpole"]
+    base = family.render(env, family.example_level(env))
+    heavy = family.render(env, _level(CARTPOLE, pole_mass=1.0))
     assert base.dtype == np.uint8 and base.shape == heavy.shape
     assert (base != heavy).any()
-    _, state = env.reset_to_level(jax.random.key(0), env.example_level(), env.default_params())
-    assert render(env, state).shape == base.shape  # a ReplayState draws its current pose
+    params = env.default_params()
+    _, state = env.reset_to_level(jax.random.key(0), family.example_level(env), params)
+    assert family.render(env, state).shape == base.shape  # a ReplayState draws its current pose
     with pytest.raises(TypeError, match="CartPoleLevel"):
-        render(env, "gravity=9.8")
+        family.render(env, "gravity=9.8")

@@ -8,19 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from envs.maze import (
-    Maze,
-    distance_map,
-    is_valid,
-    level_from_text,
-    level_metrics,
-    level_to_text,
-    levels_from_text,
-    levels_from_text_file,
-    levels_to_text,
-    shortest_path_length,
-    stack_levels,
-)
+from envs.maze import Maze, distance_map, family, shortest_path_length
 
 # Agent (0, 0) facing right, goal (3, 2). Shortest path by hand:
 # (0,0) -> (1,0) -> (2,0) -> (2,1) -> (2,2) -> (3,2): 5 moves.
@@ -77,7 +65,7 @@ def _run(fns, params, level, actions):
 
 
 def test_text_fields_padding_and_round_trip(env):
-    level = level_from_text(env, HOOK)
+    level = family.level_from_text(env, HOOK)
     assert (int(level.width), int(level.height)) == (4, 3)
     assert level.agent_pos.tolist() == [0, 0] and int(level.agent_dir) == 0
     assert level.goal_pos.tolist() == [3, 2]
@@ -85,20 +73,20 @@ def test_text_fields_padding_and_round_trip(env):
     walls[:3, :4] = [[0, 0, 0, 1], [1, 1, 0, 1], [0, 0, 0, 0]]
     np.testing.assert_array_equal(np.asarray(level.wall_map), walls)
     assert level.wall_map.dtype == jnp.bool_ and level.agent_pos.dtype == jnp.int32
-    assert level_to_text(env, level) == HOOK.strip()
+    assert family.level_to_text(env, level) == HOOK.strip()
 
 
 def test_jaxued_convention_loads(env, bfs):
     # Triple-quoted with surrounding newlines, as JaxUED's prefabs are written; each
     # direction character maps to the minigrid direction index.
     for char, direction in zip(">v<^", range(4), strict=True):
-        level = level_from_text(env, f"\n..#..\n.{char}#G.\n.....\n")
+        level = family.level_from_text(env, f"\n..#..\n.{char}#G.\n.....\n")
         assert int(level.agent_dir) == direction
         assert level.agent_pos.tolist() == [1, 1] and level.goal_pos.tolist() == [3, 1]
         assert int(bfs(level)) == 4
     # Indentation and Windows line ends are tolerated too.
-    indented = level_from_text(env, "    ..#..\r\n    .^#G.\r\n    .....\r\n")
-    assert _equal(indented, level_from_text(env, "..#..\n.^#G.\n....."))
+    indented = family.level_from_text(env, "    ..#..\r\n    .^#G.\r\n    .....\r\n")
+    assert _equal(indented, family.level_from_text(env, "..#..\n.^#G.\n....."))
 
 
 @pytest.mark.parametrize(
@@ -119,7 +107,7 @@ def test_jaxued_convention_loads(env, bfs):
 )
 def test_text_errors_name_line_and_column(env, text, fragments):
     with pytest.raises(ValueError) as err:
-        level_from_text(env, text)
+        family.level_from_text(env, text)
     for fragment in fragments:
         assert fragment in str(err.value)
 
@@ -127,49 +115,53 @@ def test_text_errors_name_line_and_column(env, text, fragments):
 def test_multi_level_file(env, tmp_path):
     path = tmp_path / "levels.txt"
     path.write_text(HOOK + "\n\n" + WALLED_OFF)
-    levels = levels_from_text_file(env, path)
+    levels = family.levels_from_file(env, path)
     assert len(levels) == 2
-    assert _equal(levels[0], level_from_text(env, HOOK))
-    assert _equal(levels[1], level_from_text(env, WALLED_OFF))
-    text = levels_to_text(env, stack_levels(levels))
+    assert _equal(levels[0], family.level_from_text(env, HOOK))
+    assert _equal(levels[1], family.level_from_text(env, WALLED_OFF))
+    text = family.levels_to_text(env, family.stack(levels))
     assert text == HOOK.strip() + "\n\n" + WALLED_OFF.strip() + "\n"
-    assert all(_equal(a, b) for a, b in zip(levels_from_text(env, text), levels, strict=True))
+    assert all(
+        _equal(a, b) for a, b in zip(family.levels_from_text(env, text), levels, strict=True)
+    )
     path.write_text(HOOK + "\n\n>.x\n..G\n")
-    with pytest.raises(ValueError, match=r"levels\.txt: line 7, column 3"):
-        levels_from_text_file(env, path)
+    with pytest.raises(
+        ValueError, match=r"levels\.txt: level 2 \(starting on line 7\): line 7, column 3"
+    ):
+        family.levels_from_file(env, path)
 
 
 # --- validity, BFS, metrics -----------------------------------------------------------
 
 
 def test_shortest_path_known_answers(env, bfs):
-    hook, walled = level_from_text(env, HOOK), level_from_text(env, WALLED_OFF)
+    hook, walled = family.level_from_text(env, HOOK), family.level_from_text(env, WALLED_OFF)
     assert int(bfs(hook)) == 5
     assert int(bfs(walled)) == -1
-    batch = jax.jit(jax.vmap(shortest_path_length))(stack_levels([hook, walled]))
+    batch = jax.jit(jax.vmap(shortest_path_length))(family.stack([hook, walled]))
     assert batch.tolist() == [5, -1]
     dist = np.asarray(distance_map(~hook.wall_map, hook.agent_pos))
     assert dist[2, 3] == 5 and dist[1, 0] == -1 and dist[0, 0] == 0
-    m = jax.jit(level_metrics)(hook)
+    m = jax.jit(lambda level: family.level_metrics(env, level))(hook)
     assert {k: float(v) for k, v in m.items()} == {
         "shortest_path": 5.0,
         "num_walls": 4.0,
         "solvable": 1.0,
     }
-    assert float(level_metrics(walled)["solvable"]) == 0.0
+    assert float(family.level_metrics(env, walled)["solvable"]) == 0.0
 
 
 def test_bfs_never_uses_padding(env, bfs):
     # If the padding row below were free, the agent could walk round the wall.
-    level = level_from_text(env, ">#G\n.#.")
+    level = family.level_from_text(env, ">#G\n.#.")
     assert int(bfs(level)) == -1
     unpadded = level.replace(wall_map=level.wall_map.at[2:, :].set(False))
     assert int(bfs(unpadded)) == -1
 
 
 def test_is_valid_cases(env):
-    level = level_from_text(env, HOOK)
-    assert bool(is_valid(level))
+    level = family.level_from_text(env, HOOK)
+    assert bool(family.is_valid(env, level))
     bad = {
         "agent on wall": level.replace(agent_pos=jnp.array([0, 1], jnp.int32)),
         "goal on agent": level.replace(goal_pos=level.agent_pos),
@@ -180,14 +172,15 @@ def test_is_valid_cases(env):
         "zero width": level.replace(width=jnp.array(0, jnp.int32)),
     }
     for name, lv in bad.items():
-        assert not bool(is_valid(lv)), name
+        assert not bool(family.is_valid(env, lv)), name
+    assert not bool(family.is_valid(Maze(max_size=9), level))  # another env's grid size
 
 
 # --- dynamics ---------------------------------------------------------------------------
 
 
 def test_reward_at_goal_after_known_actions(env, params, fns):
-    level = level_from_text(env, HOOK)
+    level = family.level_from_text(env, HOOK)
     # forward, forward, right (face down), forward, forward, left (face right), forward
     _, outs = _run(fns, params, level, [2, 2, 1, 2, 2, 0, 2])
     poses = [(o.state.env_state.agent_pos.tolist(), int(o.state.env_state.agent_dir)) for o in outs]
@@ -206,7 +199,7 @@ def test_reward_at_goal_after_known_actions(env, params, fns):
 
 
 def test_turning_and_walls_block(env, params, fns):
-    level = level_from_text(env, HOOK)
+    level = family.level_from_text(env, HOOK)
     _, outs = _run(fns, params, level, [0, 0, 0, 0, 1, 2, 1, 2])
     dirs = [int(o.state.env_state.agent_dir) for o in outs]
     assert dirs == [3, 2, 1, 0, 1, 1, 2, 2]
@@ -215,8 +208,18 @@ def test_turning_and_walls_block(env, params, fns):
     assert [int(o.state.env_state.time) for o in outs] == list(range(1, 9))
 
 
+def test_state_holds_the_level_and_the_current_pose(env, params, fns):
+    level = family.level_from_text(env, HOOK)
+    _, outs = _run(fns, params, level, [2, 1])
+    state = outs[-1].state.env_state
+    assert _equal(state.level, level)  # the level played, start pose included
+    now = state.current_level()
+    assert now.agent_pos.tolist() == [1, 0] and int(now.agent_dir) == 1
+    assert _equal(now.replace(agent_pos=level.agent_pos, agent_dir=level.agent_dir), level)
+
+
 def test_padding_blocks_even_if_not_marked_wall(env, params, fns):
-    level = level_from_text(env, "..>\nG..")
+    level = family.level_from_text(env, "..>\nG..")
     _, outs = _run(fns, params, level, [2])
     assert outs[0].state.env_state.agent_pos.tolist() == [2, 0]
     unpadded = level.replace(wall_map=jnp.zeros_like(level.wall_map))
@@ -231,14 +234,14 @@ def test_step_compiles_once_for_all_level_sizes(env, params):
         return env.step(jax.random.key(0), state, action, params)
 
     for text in (HOOK, WALLED_OFF, ">G", "\n".join(["." * 13] * 12 + ["G" + "." * 11 + "<"])):
-        _, state = env.reset_to_level(jax.random.key(0), level_from_text(env, text), params)
+        _, state = env.reset_to_level(jax.random.key(0), family.level_from_text(env, text), params)
         assert step(state, jnp.int32(0)).state.env_state.time.tolist() == 1
 
 
 def test_time_limit_ends_with_zero_reward(params):
     env = Maze(max_steps=5)
     reset, step = jax.jit(env.reset_to_level), jax.jit(env.step)
-    level = level_from_text(env, HOOK)
+    level = family.level_from_text(env, HOOK)
     _, outs = _run((reset, step), params, level, [0] * 5)
     assert [bool(o.done) for o in outs] == [False] * 4 + [True]
     assert all(float(o.reward) == 0.0 for o in outs)
@@ -248,7 +251,7 @@ def test_time_limit_ends_with_zero_reward(params):
 
 
 def test_auto_replay_restores_initial_state_and_obs(env, params, fns):
-    level = level_from_text(env, HOOK)
+    level = family.level_from_text(env, HOOK)
     (obs0, state0), outs = _run(fns, params, level, [2, 2, 1, 2, 2, 0, 2])
     last = outs[-1]
     assert bool(last.done)
@@ -262,7 +265,7 @@ def test_auto_replay_restores_initial_state_and_obs(env, params, fns):
 
 
 def test_egocentric_view_known_answers(env, params, fns):
-    level = level_from_text(env, HOOK)
+    level = family.level_from_text(env, HOOK)
     (obs, _), outs = _run(fns, params, level, [1])
     # Facing right from (0, 0): rows are distance ahead 4..0, columns left..right.
     wall_right = [
@@ -289,7 +292,7 @@ def test_egocentric_view_known_answers(env, params, fns):
 
 def test_fully_observed(params):
     env = Maze(fully_observed=True)
-    level = level_from_text(env, HOOK)
+    level = family.level_from_text(env, HOOK)
     obs, _ = env.reset_to_level(jax.random.key(0), level, params)
     image = np.asarray(obs["image"])
     assert image.shape == (13, 13, 3) and image.dtype == np.uint8

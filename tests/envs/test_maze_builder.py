@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from envs.core import get_family
-from envs.maze import Maze, MazeBuilder, is_valid
+from envs.maze import Maze, MazeBuilder, family
 
 
 class Runner:
@@ -38,8 +38,8 @@ class Runner:
         return first(self._level(state)), seq, np.asarray(state.time)[:b]
 
 
-def _valid(levels) -> np.ndarray:
-    return np.asarray(jax.jit(jax.vmap(is_valid))(levels))
+def _valid(env, levels) -> np.ndarray:
+    return np.asarray(jax.jit(jax.vmap(lambda level: family.is_valid(env, level)))(levels))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_random_action_sequences_give_valid_levels(builder6):
     actions = jax.random.randint(jax.random.key(1), (n, builder.num_steps), -3, 40)
     levels, _, time = build(jax.random.key(0), actions)
     assert builder.num_steps == 12
-    assert np.all(np.asarray(_valid(levels)))
+    assert np.all(np.asarray(_valid(builder.env, levels)))
     walls = np.asarray(levels.wall_map).sum(axis=(1, 2))
     assert walls.max() <= builder.num_walls
     assert np.all(np.asarray(time) == builder.num_steps)
@@ -72,7 +72,7 @@ def test_every_action_sequence_on_a_tiny_grid_is_valid():
     builder = MazeBuilder(Maze(max_size=3), num_walls=2, noise_dim=0)
     actions = jnp.asarray(list(itertools.product(range(9), repeat=4)), jnp.int32)
     levels, _, _ = Runner(builder, actions.shape[0])(jax.random.key(0), actions)
-    assert np.all(np.asarray(_valid(levels)))
+    assert np.all(np.asarray(_valid(builder.env, levels)))
 
 
 def test_all_actions_on_one_cell(builder6):
@@ -80,7 +80,7 @@ def test_all_actions_on_one_cell(builder6):
     cells = jnp.asarray([0, 7, 14, 35], jnp.int32)  # corners and the middle
     actions = jnp.repeat(cells[:, None], builder.num_steps, axis=1)
     levels, _, _ = build(jax.random.key(2), actions)
-    assert np.all(np.asarray(_valid(levels)))
+    assert np.all(np.asarray(_valid(builder.env, levels)))
     for i, c in enumerate(np.asarray(cells)):
         goal, agent = _cell(levels, i, "goal_pos"), _cell(levels, i, "agent_pos")
         # The repeated wall is one wall (a no-op after the first), cleared by the goal.
@@ -97,7 +97,7 @@ def test_goal_and_agent_on_walls_clear_them(builder6):
     actions = jnp.asarray([[*range(10), 3, 5]], jnp.int32)
     levels, _, _ = build(jax.random.key(3), actions)
     walls = np.asarray(levels.wall_map)[0]
-    assert bool(_valid(levels)[0])
+    assert bool(_valid(builder.env, levels)[0])
     assert _cell(levels, 0, "goal_pos") == (3, 0) and _cell(levels, 0, "agent_pos") == (5, 0)
     assert walls.sum() == 8 and not walls[0, 3] and not walls[0, 5]
 
@@ -107,7 +107,7 @@ def test_full_budget_with_agent_on_goal():
     builder = MazeBuilder(Maze(max_size=3), num_walls=7, noise_dim=2)
     actions = jnp.asarray([[*range(7), 0, 0]], jnp.int32)
     levels, _, _ = Runner(builder, 1)(jax.random.key(4), actions)
-    assert bool(_valid(levels)[0])
+    assert bool(_valid(builder.env, levels)[0])
     # Free cells left: 7 = (1, 2) at distance 3 from the goal (0, 0), 8 = (2, 2) at 4.
     assert _cell(levels, 0, "goal_pos") == (0, 0)
     assert _cell(levels, 0, "agent_pos") == (1, 2)

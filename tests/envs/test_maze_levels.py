@@ -8,16 +8,7 @@ import numpy as np
 import pytest
 
 from envs.editing import menu, repeat
-from envs.maze import (
-    Maze,
-    editors,
-    generators,
-    is_valid,
-    level_from_text,
-    named_levels,
-    shortest_path_length,
-    stack_levels,
-)
+from envs.maze import Maze, family, shortest_path_length
 from envs.maze.named import HAND_MADE, SHORTEST_PATHS
 
 NUM_KEYS = 8
@@ -28,6 +19,11 @@ FULL = "\n".join([">G" + "#" * 11] + ["#" * 13] * 12)
 @pytest.fixture(scope="module")
 def env():
     return Maze()
+
+
+def _valid(env, levels):
+    """(N,) bool: the family's validity of each level of a batch."""
+    return jax.vmap(lambda level: family.is_valid(env, level))(levels)
 
 
 def _keys(n=NUM_KEYS, seed=0):
@@ -71,8 +67,8 @@ def _assert_spanning_tree(free: np.ndarray) -> None:
 
 @pytest.mark.parametrize("size", [3, 7, 13])
 def test_perfect_maze_is_a_spanning_tree(env, size):
-    levels = jax.jit(jax.vmap(generators["perfect_maze"](env, size=size)))(_keys())
-    assert bool(jnp.all(jax.vmap(is_valid)(levels)))
+    levels = jax.jit(jax.vmap(family.generators["perfect_maze"](env, size=size)))(_keys())
+    assert bool(jnp.all(_valid(env, levels)))
     assert bool(jnp.all(levels.width == size)) and bool(jnp.all(levels.height == size))
     assert bool(jnp.all(jax.vmap(shortest_path_length)(levels) >= 0))
     walls = np.asarray(levels.wall_map)
@@ -83,9 +79,9 @@ def test_perfect_maze_is_a_spanning_tree(env, size):
 
 
 def test_random_walls_counts(env):
-    fixed = jax.jit(jax.vmap(generators["random_walls"](env, num_walls=30)))(_keys())
+    fixed = jax.jit(jax.vmap(family.generators["random_walls"](env, num_walls=30)))(_keys())
     assert np.asarray(fixed.wall_map).sum(axis=(1, 2)).tolist() == [30] * NUM_KEYS
-    ranged = generators["random_walls"](env, num_walls=10, min_walls=5)
+    ranged = family.generators["random_walls"](env, num_walls=10, min_walls=5)
     counts = np.asarray(jax.jit(jax.vmap(ranged))(_keys(32)).wall_map).sum(axis=(1, 2))
     assert counts.min() >= 5 and counts.max() <= 10 and len(set(counts.tolist())) > 1
 
@@ -104,15 +100,15 @@ def test_random_walls_counts(env):
 )
 def test_generator_option_errors(env, name, options, fragment):
     with pytest.raises(ValueError, match=fragment):
-        generators[name](env, **options)
+        family.generators[name](env, **options)
 
 
 # --- editors ---------------------------------------------------------------------------
 
 
 def test_add_wall_on_full_level_is_a_noop(env):
-    level = level_from_text(env, FULL)
-    spec = editors["add_wall"](env)
+    level = family.level_from_text(env, FULL)
+    spec = family.editors["add_wall"](env)
     assert not bool(spec.feasible(level))
     edited = _batch_edit(spec)(jax.random.key(0), level)
     assert all(_equal(jax.tree.map(lambda x, i=i: x[i], edited), level) for i in range(32))
@@ -120,8 +116,8 @@ def test_add_wall_on_full_level_is_a_noop(env):
 
 def test_flip_wall_never_touches_agent_or_goal(env):
     # The only flippable cell is the middle one.
-    level = level_from_text(env, ">.G")
-    edited = _batch_edit(editors["flip_wall"](env))(jax.random.key(1), level)
+    level = family.level_from_text(env, ">.G")
+    edited = _batch_edit(family.editors["flip_wall"](env))(jax.random.key(1), level)
     walls = np.asarray(edited.wall_map)
     assert not walls[:, 0, 0].any() and not walls[:, 0, 2].any()
     assert walls[:, 0, 1].all()
@@ -131,55 +127,55 @@ def test_flip_wall_never_touches_agent_or_goal(env):
 
 
 def test_move_editors_change_position_to_free_cells(env):
-    level = level_from_text(env, ">..\n.#.\n..G")
+    level = family.level_from_text(env, ">..\n.#.\n..G")
     for name, field, other in (
         ("move_goal", "goal_pos", "agent_pos"),
         ("move_agent", "agent_pos", "goal_pos"),
     ):
-        edited = _batch_edit(editors[name](env))(jax.random.key(2), level)
+        edited = _batch_edit(family.editors[name](env))(jax.random.key(2), level)
         moved = np.asarray(getattr(edited, field))
         assert not (moved == np.asarray(getattr(level, field))).all(axis=1).any()
         assert not (moved == np.asarray(getattr(level, other))).all(axis=1).any()
         assert not (moved == [1, 1]).all(axis=1).any()  # the wall
         assert len({tuple(p) for p in moved.tolist()}) > 1
-        assert bool(jnp.all(jax.vmap(is_valid)(edited)))
-        full = level_from_text(env, FULL)
-        assert not bool(editors[name](env).feasible(full))
-        assert _equal(editors[name](env).edit(jax.random.key(0), full), full)
+        assert bool(jnp.all(_valid(env, edited)))
+        full = family.level_from_text(env, FULL)
+        assert not bool(family.editors[name](env).feasible(full))
+        assert _equal(family.editors[name](env).edit(jax.random.key(0), full), full)
 
 
 def test_menu_picks_only_feasible_editors(env):
     entries = {
-        "add": (editors["add_wall"](env), 1.0),
-        "remove": (editors["remove_wall"](env), 1.0),
+        "add": (family.editors["add_wall"](env), 1.0),
+        "remove": (family.editors["remove_wall"](env), 1.0),
     }
     run = jax.jit(jax.vmap(menu(entries), in_axes=(0, None)))
-    empty, full = env.example_level(), level_from_text(env, FULL)
+    empty, full = family.example_level(env), family.level_from_text(env, FULL)
     added = run(_keys(32), empty)  # nothing to remove: every pick adds a wall
     assert np.asarray(added.wall_map).sum(axis=(1, 2)).tolist() == [1] * 32
     removed = run(_keys(32), full)  # nothing to add: every pick removes one
     full_count = int(np.asarray(full.wall_map).sum())
     assert np.asarray(removed.wall_map).sum(axis=(1, 2)).tolist() == [full_count - 1] * 32
-    stuck = level_from_text(env, ">G")  # no edit is possible at all
+    stuck = family.level_from_text(env, ">G")  # no edit is possible at all
     assert _equal(jax.jit(menu(entries))(jax.random.key(0), stuck), stuck)
 
 
 def test_repeat_counts_edits(env):
-    edit_n = jax.jit(repeat(editors["add_wall"](env).edit, max_edits=4))
-    level = env.example_level()
+    edit_n = jax.jit(repeat(family.editors["add_wall"](env).edit, max_edits=4))
+    level = family.example_level(env)
     assert _equal(edit_n(jax.random.key(0), level, jnp.int32(0)), level)
     for n in (1, 3, 4):
         out = edit_n(jax.random.key(n), level, jnp.int32(n))
         assert int(np.asarray(out.wall_map).sum()) == n
-        assert bool(is_valid(out))
+        assert bool(family.is_valid(env, out))
 
 
 def test_full_menu_with_repeat_keeps_validity(env):
-    entries = {name: (make(env), 1.0) for name, make in editors.items()}
+    entries = {name: (make(env), 1.0) for name, make in family.editors.items()}
     edit_n = repeat(menu(entries), max_edits=5)
-    levels = jax.jit(jax.vmap(generators["random_walls"](env)))(_keys(16, seed=3))
+    levels = jax.jit(jax.vmap(family.generators["random_walls"](env)))(_keys(16, seed=3))
     out = jax.jit(jax.vmap(edit_n))(_keys(16, seed=4), levels, jnp.arange(16) % 6)
-    assert bool(jnp.all(jax.vmap(is_valid)(out)))
+    assert bool(jnp.all(_valid(env, out)))
     assert _equal(jax.tree.map(lambda x: x[0], out), jax.tree.map(lambda x: x[0], levels))
     assert not _equal(out, levels)
 
@@ -188,12 +184,12 @@ def test_full_menu_with_repeat_keeps_validity(env):
 
 
 def test_named_levels_fit_the_env_and_match_recorded_paths():
-    small, large = named_levels(Maze()), named_levels(Maze(max_size=25))
+    small, large = family.named_levels(Maze()), family.named_levels(Maze(max_size=25))
     assert set(small) == set(HAND_MADE) and len(HAND_MADE) >= 10
     assert set(large) == set(SHORTEST_PATHS) and set(small) < set(large)
     names = sorted(large)
-    batch = stack_levels([large[n] for n in names])
-    assert bool(jnp.all(jax.vmap(is_valid)(batch)))
+    batch = family.stack([large[n] for n in names])
+    assert bool(jnp.all(_valid(Maze(max_size=25), batch)))
     paths = jax.jit(jax.vmap(shortest_path_length))(batch)
     assert dict(zip(names, paths.tolist(), strict=True)) == {n: SHORTEST_PATHS[n] for n in names}
     for name in ("perfect_maze_15", "perfect_maze_19", "perfect_maze_25"):

@@ -12,9 +12,7 @@ from ued.evaluate import (
     LevelEvaluator,
     cvar,
     format_table,
-    levels_from_text,
     set_result,
-    stack,
     summarize,
 )
 from ued.experiment import build
@@ -46,17 +44,17 @@ def test_cvar_on_hand_made_solve_rates():
 
 
 def test_levels_from_text_splits_on_blank_lines(exp):
-    levels = levels_from_text(exp.family, exp.env, "\nAG....\n\n\n....GA\n  \nA....G\n")
+    levels = exp.family.levels_from_text(exp.env, "\nAG....\n\n\n....GA\n  \nA....G\n")
     assert [int(lv.goal) for lv in levels] == [1, 4, 5]
     with pytest.raises(ValueError, match="level 2 \\(starting on line 3\\)"):
-        levels_from_text(exp.family, exp.env, "AG....\n\nA.....\n")
+        exp.family.levels_from_text(exp.env, "AG....\n\nA.....\n")
     with pytest.raises(ValueError, match="no levels"):
-        levels_from_text(exp.family, exp.env, "\n \n")
+        exp.family.levels_from_text(exp.env, "\n \n")
 
 
 def test_batched_evaluation_compiles_once_with_known_outcomes(exp, params, evaluator):
     texts = ["AG....", "A....G", "....GA", "A.G...", "GA...."]
-    levels = stack([exp.family.level_from_text(exp.env, t) for t in texts])
+    levels = exp.family.stack([exp.family.level_from_text(exp.env, t) for t in texts])
     result = evaluator(jax.random.PRNGKey(1), params, levels)  # 3 batches of 2, the last padded
     assert {k: v.shape for k, v in result.items()} == {
         "solve_rate": (5,),
@@ -67,7 +65,9 @@ def test_batched_evaluation_compiles_once_with_known_outcomes(exp, params, evalu
     assert result["solve_rate"][0] > 0.9 and result["mean_length"][0] < 6
     assert np.all((result["solve_rate"] >= 0) & (result["solve_rate"] <= 1))
     assert np.all(result["mean_length"] <= 12)
-    evaluator(jax.random.PRNGKey(2), params, stack([levels_of(levels, 0)]))  # a 1-level set
+    evaluator(
+        jax.random.PRNGKey(2), params, exp.family.stack([levels_of(levels, 0)])
+    )  # a 1-level set
     assert evaluator._fn._cache_size() == 1
 
 
@@ -118,7 +118,7 @@ class FakeCurriculum:
 
 def test_galleries_pick_top_scores_and_failures(exp):
     texts = ["AG....", "A....G", "....GA", "A.G..."]
-    levels = stack([exp.family.level_from_text(exp.env, t) for t in texts])
+    levels = exp.family.stack([exp.family.level_from_text(exp.env, t) for t in texts])
     buffer = FakeBuffer(levels, np.array([0.1, 0.9, 5.0, -np.inf]), np.array([1, 1, 0, 1], bool))
     image = gallery.buffer_gallery(exp, FakeCurriculum(buffer), k=16)
     assert image.shape == (8 + 8 + 14, 3 * (48 + 8), 3)  # 3 filled slots, one row

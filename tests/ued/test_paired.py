@@ -187,7 +187,7 @@ def proposed(paired_run):
 def test_proposed_levels_are_valid_and_come_from_the_adversary(paired_run, proposed):
     exp, _, state, _ = paired_run
     cstate, levels, plan = proposed
-    assert np.all(np.asarray(jax.vmap(exp.env.is_valid)(levels)))
+    assert np.all(np.asarray(jax.vmap(lambda lv: exp.family.is_valid(exp.env, lv))(levels)))
     assert np.all(np.asarray(plan.train_mask))
     assert int(cstate.pair) == STEPS % 2
     # The pending building rollout has one step per build action and a done at the end.

@@ -102,6 +102,23 @@ def test_configure_host_devices_is_a_no_op_once_jax_runs(monkeypatch):
     assert "XLA_FLAGS" not in os.environ
 
 
+def test_configure_host_devices_splits_the_cpu_before_jax_starts():
+    # A fresh process: importing ued must not start JAX, so that 3 usable cores and 6 envs
+    # give 3 CPU devices.
+    code = (
+        "import jax; from ued import config, parallel; "
+        "cfg = config.from_dict({'ppo': {'num_envs': 6}, 'run': {'compile_cache': ''}}); "
+        "print(parallel.configure_host_devices(cfg, cores=3), len(jax.devices('cpu')))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.split()[-2:] == ["3", "3"]
+
+
 def test_single_device_runner_is_the_plain_step():
     import jax
     import jax.numpy as jnp

@@ -161,7 +161,8 @@ def test_batch_mixes_buffer_and_generated_levels_by_the_fraction(sfl_run, refres
     for leaf, buf in zip(jax.tree.leaves(levels), jax.tree.leaves(cstate.levels), strict=True):
         np.testing.assert_array_equal(np.asarray(leaf)[:, :3], np.asarray(buf)[idx[:, :3]])
     flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), levels)
-    assert np.all(np.asarray(jax.jit(jax.vmap(exp.env.is_valid))(flat)))
+    valid = jax.jit(jax.vmap(lambda level: exp.family.is_valid(exp.env, level)))
+    assert np.all(np.asarray(valid(flat)))
     # Fresh levels differ from draw to draw.
     walls = np.asarray(levels.wall_map)[:, 3:]
     assert len({w.tobytes() for w in walls.reshape(-1, 25)}) > draws

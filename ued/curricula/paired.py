@@ -273,7 +273,8 @@ class PAIRED:
         adversaries = jax.vmap(
             lambda key: ppo.init_student(key, self.adversary, build_obs, adv_tx)
         )(jax.random.split(adv_key, k))
-        obs, _ = deps.env.reset_to_level(env_key, deps.env.example_level(), deps.env_params)
+        example = deps.family.example_level(deps.env)
+        obs, _ = deps.env.reset_to_level(env_key, example, deps.env_params)
         ant_tx = ppo.make_optimizer(deps.ppo, self.updates_per_pair)
         antagonists = jax.vmap(lambda key: ppo.init_student(key, deps.network, obs, ant_tx))(
             jax.random.split(ant_key, k)

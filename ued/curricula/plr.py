@@ -111,10 +111,10 @@ class PLR:
 
     # --- the interface ------------------------------------------------------------------
     def init(self, key) -> PLRState:
-        env = self.deps.env
-        example = env.example_level()
+        deps = self.deps
+        example = deps.family.example_level(deps.env)
         capacity = self.buffer_params.capacity
-        metrics = jax.eval_shape(env.level_metrics, example)
+        metrics = jax.eval_shape(lambda lv: deps.family.level_metrics(deps.env, lv), example)
         r = self.schedule.replay_count(self)
         return PLRState(
             buffer=buf_lib.init(example, capacity),
@@ -184,7 +184,7 @@ class PLR:
 
     def insert(self, cstate: PLRState, levels, scores, extras) -> PLRState:
         buffer, slots = buf_lib.insert(cstate.buffer, cstate.params, levels, scores, extras)
-        metrics = jax.vmap(self.deps.env.level_metrics)(levels)
+        metrics = jax.vmap(lambda lv: self.deps.family.level_metrics(self.deps.env, lv))(levels)
         target = jnp.where(slots >= 0, slots, buffer.capacity)
         level_stats = {
             k: v.at[target].set(metrics[k].astype(jnp.float32), mode="drop")

@@ -93,8 +93,9 @@ class SFL:
 
     def init(self, key) -> SFLState:
         k = self.options.buffer_size
-        example = self.deps.env.example_level()
-        metrics = jax.eval_shape(self.deps.env.level_metrics, example)
+        deps = self.deps
+        example = deps.family.example_level(deps.env)
+        metrics = jax.eval_shape(lambda lv: deps.family.level_metrics(deps.env, lv), example)
         zeros = jnp.zeros((k,), jnp.float32)
         return SFLState(
             levels=jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), example),
@@ -178,7 +179,7 @@ class SFL:
         levels, learn, success = self.sample_and_score(key, params)
         top = top_k(learn, self.options.buffer_size)
         kept = jax.tree.map(lambda x: x[top], levels)
-        stats = jax.vmap(self.deps.env.level_metrics)(kept)
+        stats = jax.vmap(lambda lv: self.deps.family.level_metrics(self.deps.env, lv))(kept)
         return cstate.replace(
             levels=kept,
             learnability=learn[top],

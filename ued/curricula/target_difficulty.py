@@ -35,8 +35,9 @@ class TargetDifficulty:
 
     def propose(self, key, count, student):
         n, k = self.deps.num_envs, self.options.candidates
+        family, env = self.deps.family, self.deps.env
         levels = generate(self.deps.generator, key, n * k)
-        value = jax.vmap(self.deps.env.level_metrics)(levels)[self.options.metric]
+        value = jax.vmap(lambda lv: family.level_metrics(env, lv))(levels)[self.options.metric]
         gap = jnp.abs(value.reshape(n, k).astype(jnp.float32) - self.target(count))
         keep = jnp.arange(n) * k + jnp.argmin(gap, axis=1)
         return count, jax.tree.map(lambda x: x[keep], levels), full_plan(n)
@@ -47,7 +48,8 @@ class TargetDifficulty:
 
 @register("target_difficulty", TargetOptions)
 def make_target_difficulty(options: TargetOptions, deps: Deps) -> TargetDifficulty:
-    known = jax.eval_shape(deps.env.level_metrics, deps.env.example_level())
+    example = deps.family.example_level(deps.env)
+    known = jax.eval_shape(lambda lv: deps.family.level_metrics(deps.env, lv), example)
     if options.metric not in known:
         raise ConfigError(
             f"curriculum.options.metric={options.metric!r}; must be one of {sorted(known)}"
