@@ -69,7 +69,7 @@ def make_rollout(
     (a ``jax.sharding.Sharding`` of the levels' leading axis, or None for wherever XLA puts
     it) constrains the env batch axis; see ``ued.parallel``."""
 
-    def rollout(key: chex.PRNGKey, params, levels, num_steps: int | None = None):
+    def rollout(key: chex.PRNGKey, params, levels, num_steps: int | None = None, next_level=None):
         reset_key, roll_key = jax.random.split(key)
         n = jax.tree.leaves(levels)[0].shape[0]
         if batch_sharding is not None:
@@ -77,7 +77,9 @@ def make_rollout(
         reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
         obs, env_state = reset(jax.random.split(reset_key, n), levels, env_params)
         steps = num_steps or ppo_cfg.num_steps
-        out, _ = ppo.collect(roll_key, env, env_params, network, params, obs, env_state, steps)
+        out, _ = ppo.collect(
+            roll_key, env, env_params, network, params, obs, env_state, steps, next_level
+        )
         return ppo.with_gae(out, ppo_cfg.gamma, ppo_cfg.gae_lambda)
 
     return rollout
@@ -122,7 +124,9 @@ class Experiment:
     def step(self, state: TrainState) -> tuple[TrainState, dict[str, chex.Array]]:
         key, k_propose, k_roll, k_update, k_ppo = jax.random.split(state.key, 5)
         cstate, levels, plan = self.curriculum.propose(k_propose, state.curriculum, state.student)
-        rollout = self.rollout(k_roll, state.student.params, levels)
+        # A curriculum may reset finished episodes to fresh levels (DR) instead of replaying.
+        next_level = getattr(self.curriculum, "next_level", None)
+        rollout = self.rollout(k_roll, state.student.params, levels, next_level=next_level)
         cstate, cmetrics = self.curriculum.update(
             k_update, cstate, plan, levels, rollout, state.student
         )

@@ -39,8 +39,13 @@ def collect(
     obs,
     env_state,
     num_steps: int,
+    next_level=None,
 ) -> tuple[Rollout, Any]:
     """Rolls the student out for ``num_steps`` from ``(obs, env_state)`` (leaves (N, ...)).
+
+    An env whose episode ends replays its level, or, with ``next_level`` (a generator,
+    ``key -> level``), is reset to a fresh level from it: domain randomisation as dcd,
+    minimax and JaxUED run it (a new level every episode).
 
     Returns the rollout (advantages and targets still zero; see ``with_gae``) and the final
     env state. The recurrent state starts at zero, as every rollout starts an episode.
@@ -48,16 +53,34 @@ def collect(
     num_envs = jax.tree.leaves(obs)[0].shape[0]
     init_carry = network.initial_carry(num_envs)
     step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
+
+    def resample(key, out):
+        gen_key, reset_key = jax.random.split(key)
+        levels = jax.vmap(next_level)(jax.random.split(gen_key, num_envs))
+        fresh_obs, fresh = reset(jax.random.split(reset_key, num_envs), levels, env_params)
+
+        def pick(new, old):
+            done = out.done.reshape(out.done.shape + (1,) * (new.ndim - 1))
+            return jnp.where(done, new, old)
+
+        return jax.tree.map(pick, fresh_obs, out.obs), jax.tree.map(pick, fresh, out.state)
 
     def step(carry, step_key):
         obs, env_state, rnn, prev_done = carry
-        act_key, env_key = jax.random.split(step_key)
+        if next_level is None:
+            act_key, env_key = jax.random.split(step_key)
+        else:
+            act_key, env_key, level_key = jax.random.split(step_key, 3)
         batched = jax.tree.map(lambda x: x[None], obs)
         rnn, policy, value = network.apply(params, rnn, batched, prev_done[None])
         action, log_prob = sample_and_log_prob(act_key, policy[0], network.continuous)
         out = step_env(jax.random.split(env_key, num_envs), env_state, action, env_params)
+        next_obs, next_state = out.obs, out.state
+        if next_level is not None:
+            next_obs, next_state = resample(level_key, out)
         transition = (obs, action, log_prob, value[0], out.reward, out.done, out.info["success"])
-        return (out.obs, out.state, rnn, out.done), transition
+        return (next_obs, next_state, rnn, out.done), transition
 
     start = (obs, env_state, init_carry, jnp.ones((num_envs,), bool))
     (last_obs, env_state, rnn, last_done), traj = jax.lax.scan(

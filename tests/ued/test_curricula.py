@@ -137,3 +137,25 @@ def test_accel_edits_every_level_of_the_batch():
     assert changed.sum() >= 40, changed.sum()
     offsets = (np.asarray(edited.goal) - np.asarray(parents.start)) % 8
     assert len(set(offsets.tolist())) > 3
+
+
+@pytest.mark.parametrize(("resample", "fresh_goals"), [("episode", True), ("rollout", False)])
+def test_dr_resamples_a_level_at_every_episode_end(resample, fresh_goals):
+    """The papers' DR resets a finished episode to a new level; per-rollout DR replays."""
+    exp = make("dr", resample=resample)
+    state = exp.init(jax.random.PRNGKey(0))
+    levels = exp.deps.generator  # the toy corridor's uniform generator
+    start = jax.vmap(levels)(jax.random.split(jax.random.PRNGKey(1), 7))
+    rollout = jax.jit(exp.rollout, static_argnames="next_level")(
+        jax.random.PRNGKey(2), state.student.params, start, next_level=exp.curriculum.next_level
+    )
+    goals = np.asarray(rollout.obs)[..., 8:].argmax(-1)  # one-hot goal cell, (T, N)
+    dones = np.asarray(rollout.dones)
+    assert dones[:-1].sum() >= 7  # episodes end inside the rollout (12-step horizon, T=16)
+    changed = goals[1:] != goals[:-1]
+    # A goal changes only right after an episode end, and (for the papers' DR) usually does.
+    assert not changed[~dones[:-1]].any()
+    if fresh_goals:
+        assert changed[dones[:-1]].mean() > 0.5
+    else:
+        assert not changed.any()

@@ -50,6 +50,8 @@ class Curriculum(Protocol):
 
     ``groups`` names the kinds of env a plan may contain (e.g. ``("new", "replay",
     "edit")``); the step logs the fraction of envs in each as ``curriculum/<name>``.
+    Optionally, ``next_level`` (a generator, ``key -> level``) resets an env whose episode
+    ends inside the student's rollout to a fresh level instead of replaying its level (DR).
     ``update`` must return the same metric keys on every step (NaN where a metric does not
     apply to this step) so the step can be scanned.
     """
