@@ -132,6 +132,8 @@ class Family:
         level_from_text: ``(env, text) -> Level``; raises ``ValueError`` naming the problem.
         make_builder: optional ``(env, **options) -> builder`` for PAIRED's adversary
             (the protocol: ``ued.curricula.paired.LevelBuilder``).
+        level_sets: further evaluation sets by name, each ``env -> {name: Level}`` (e.g.
+            the maze's ``standard`` mazes of the literature); selected by ``eval.levels``.
     """
 
     name: str
@@ -143,6 +145,9 @@ class Family:
     level_to_text: Callable[[Environment, Level], str]
     level_from_text: Callable[[Environment, str], Level]
     make_builder: Callable[[Environment], Any] | None = None
+    level_sets: Mapping[str, Callable[[Environment], Mapping[str, Level]]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 _REGISTRY: dict[str, Family] = {}

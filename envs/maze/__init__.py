@@ -25,6 +25,7 @@ from envs.maze.level import (
 )
 from envs.maze.named import named_levels
 from envs.maze.render import render
+from envs.maze.standard import level_sets
 
 family = register(
     Family(
@@ -37,6 +38,7 @@ family = register(
         level_to_text=level_to_text,
         level_from_text=level_from_text,
         make_builder=MazeBuilder,
+        level_sets=level_sets,
     )
 )
 
