@@ -40,7 +40,7 @@ import jax
 
 from ued.checkpoint import CheckpointError, load_trained
 from ued.config import ConfigError, call_with_options
-from ued.eval_setup import SET_NAMES, eval_env, load_level_sets
+from ued.eval_setup import eval_env, is_set_name, load_level_sets
 from ued.evaluate import (
     LevelEvaluator,
     format_table,
@@ -87,7 +87,7 @@ def level_sets(exp, args, env=None) -> dict[str, tuple[list[str] | None, object]
         if named:
             sets["named"] = (list(named), stack(list(named.values())))
     for spec in args.levels:
-        if spec in SET_NAMES:
+        if is_set_name(spec):
             for label, levels in load_level_sets(exp.family, env, spec).items():
                 if levels and label not in sets:
                     sets[label] = (list(levels), stack(list(levels.values())))

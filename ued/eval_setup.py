@@ -21,18 +21,26 @@ import jax
 
 from ued.options import ConfigError
 
-SET_NAMES = ("named", "standard", "standard_large", "both", "none")
 ALIASES = {"both": ("named", "standard"), "none": ()}
 ALLOWED = (
-    "a level set (named, standard, standard_large, both, none) or a .txt level file, "
-    "or several joined with commas"
+    "a level set (named, both, none, or one a family offers: the maze's standard and "
+    "standard_large) or a .txt level file, or several joined with commas"
 )
+
+
+def is_set_name(name: str) -> bool:
+    """Whether ``name`` is ``named``, an alias, or a level set of a registered family."""
+    if name == "named" or name in ALIASES:
+        return True
+    from envs.core import families  # the protocol's registry; imports every family once
+
+    return any(name in family.level_sets for family in families().values())
 
 
 def check_levels_spec(value: str) -> bool:
     """Whether ``value`` names level sets or ``.txt`` files (for ``eval.levels``)."""
     parts = [p.strip() for p in value.split(",")]
-    return all(p in SET_NAMES or p.endswith(".txt") for p in parts) and all(parts)
+    return all(parts) and all(is_set_name(p) or p.endswith(".txt") for p in parts)
 
 
 def expand(spec: str) -> list[str]:
@@ -61,7 +69,7 @@ def load_level_sets(family, env, spec: str) -> dict[str, dict[str, Any]]:
         try:
             if item == "named":
                 sets["named"] = dict(family.named_levels(env))
-            elif item in SET_NAMES:
+            elif is_set_name(item):
                 if item not in family.level_sets:
                     have = ["named", *sorted(family.level_sets)]
                     raise ConfigError(
