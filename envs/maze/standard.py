@@ -4,7 +4,8 @@
 on (SixteenRooms ... StandardMaze3); ``levels/standard_large.txt`` holds dcd's and minimax's
 further levels (crossing, four rooms, corridors, perfect mazes up to 99x99). Both are in the
 maze text format; lines starting with ``;`` carry each level's name, size, BFS shortest path,
-source (repository and file) and how its start direction maps from each source.
+the horizon each peer evaluates it at, its source (repository and file) and how its start
+direction maps from each source.
 
 A level larger than the env's ``max_size`` is refused, never cropped.
 """
@@ -28,7 +29,7 @@ class Entry:
 
     name: str
     text: str  # the level in the maze text format
-    meta: dict  # the ``; key: value`` lines above it (size, shortest_path, source, start)
+    meta: dict  # its ``; key: value`` lines: size, shortest_path, horizon, source, start
     line: int  # 1-based line of its first row in the file
 
     @property

@@ -56,7 +56,7 @@ def check_entries(env, entries, metrics):
         path = bfs(entry.text)
         assert path > 0 and int(entry.meta["shortest_path"]) == path, entry.name
         assert int(metrics(level)["shortest_path"]) == path, entry.name  # ued's own BFS agrees
-        assert entry.meta["source"] and entry.meta["start"], entry.name
+        assert entry.meta["source"] and entry.meta["start"] and entry.meta["horizon"], entry.name
         char = next(c for c in entry.text if c in JAXUED_DIRS)
         assert int(level.agent_dir) == JAXUED_DIRS[char]
 
