@@ -91,7 +91,8 @@ def check_fits(env: Any, entries: list[Entry], set_name: str) -> None:
         listed = ", ".join(f"{e.name} ({e.size[0]}x{e.size[1]})" for e in too_big)
         raise ValueError(
             f"level set {set_name!r}: {listed} larger than the env's max_size {env.max_size}; "
-            f"raise env.options.max_size to at least {need} (levels are never cropped)"
+            f"raise env.options.max_size to at least {need} (scripts/evaluate.py: --max-size "
+            f"{need}); levels are never cropped"
         )
 
 
