@@ -193,6 +193,8 @@ class Family:
             or a ``ReplayState``.
         make_builder: optional ``(env, **options) -> builder`` for PAIRED's adversary
             (the protocol: ``ued.curricula.paired.LevelBuilder``).
+        level_sets: further evaluation sets by name, each ``env -> {name: Level}`` (e.g.
+            the maze's ``standard`` mazes of the literature); selected by ``eval.levels``.
 
     Provided for every family: ``stack``, ``unstack``, ``levels_from_text``,
     ``levels_to_text`` and ``levels_from_file`` (several levels separated by blank lines).
@@ -210,6 +212,9 @@ class Family:
     level_from_text: Callable[[Environment, str], Level]
     render: Callable[[Environment, Any], Any]
     make_builder: Callable[..., Any] | None = None
+    level_sets: Mapping[str, Callable[[Environment], Mapping[str, Level]]] = dataclasses.field(
+        default_factory=dict
+    )
 
     @staticmethod
     def stack(levels: Sequence[Level]) -> Level:

@@ -1,18 +1,24 @@
 """Evaluate a trained student from a checkpoint.
 
-    python scripts/evaluate.py OUT [--checkpoint PATH] [--levels FILE.txt ...]
+    python scripts/evaluate.py OUT [--checkpoint PATH] [--levels SET|FILE.txt ...]
         [--random GENERATOR:N ...] [--no-named] [--episodes 10] [--max-steps T]
-        [--batch-envs 1024] [--seed 0] [-o FILE.json]
+        [--max-size N] [--batch-envs 1024] [--seed 0] [-o FILE.json]
 
 OUT is a run folder; its newest usable checkpoint is evaluated (or ``--checkpoint
 OUT/checkpoints/<updates>``). Level sets: the family's named levels (unless ``--no-named``),
-each ``--levels`` text file (levels separated by blank lines) and each ``--random
+each ``--levels`` set (``standard``: the literature's mazes; ``standard_large``: dcd's
+and minimax's larger ones, which need ``--max-size 99``; ``both``: named and standard; or a
+text file of levels separated by blank lines) and each ``--random
 GENERATOR:N`` held-out set of N generated levels (the run's generator options apply when
 GENERATOR is the run's generator; ``--seed`` picks the set). Prints a table and writes JSON
 (``OUT/eval.json`` by default): for each set ``num_levels``, a ``summary`` (mean solve rate,
 return and episode length, and ``cvar_1``/``cvar_10``: the mean solve rate of the worst 1%
 and 10% of levels) and per-level values (``levels: {name: ...}`` for named and file sets,
 ``per_level: {metric: [...]}`` for random sets).
+
+``--max-steps T`` evaluates with the episode horizon T (the env is rebuilt with
+``max_steps=T``, so episodes run up to T steps and the maze's reward is ``1 - 0.9 t / T``),
+whatever the training horizon was; ``--max-size N`` rebuilds it with a larger grid.
 
 A run trained with ``run.num_seeds = S > 1`` is evaluated seed by seed on the same levels and
 episodes' keys: each set's ``summary`` is then the mean over seeds of the per-seed summaries,
@@ -34,6 +40,7 @@ import jax
 
 from ued.checkpoint import CheckpointError, load_trained
 from ued.config import ConfigError, call_with_options
+from ued.eval_setup import eval_env, is_set_name, load_level_sets
 from ued.evaluate import (
     LevelEvaluator,
     format_table,
@@ -47,11 +54,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="run folder (or a checkpoint folder)")
     parser.add_argument("--checkpoint", help="a step folder OUT/checkpoints/<updates>")
-    parser.add_argument("--levels", action="append", default=[], metavar="FILE.txt")
+    parser.add_argument(
+        "--levels", action="append", default=[], metavar="SET|FILE.txt",
+        help="standard, standard_large, both, named, or a level file",
+    )  # fmt: skip
     parser.add_argument("--random", action="append", default=[], metavar="GENERATOR:N")
     parser.add_argument("--no-named", action="store_true", help="skip the named levels")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--max-steps", type=int, default=None, help="default: the env's")
+    parser.add_argument("--max-size", type=int, default=None, help="default: the env's")
     parser.add_argument(
         "--batch-envs", type=int, default=1024, help="about this many episodes run at once"
     )
@@ -60,20 +71,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.episodes < 1 or (args.max_steps is not None and args.max_steps < 1):
         parser.error("--episodes and --max-steps must be >= 1")
+    if args.max_size is not None and args.max_size < 1:
+        parser.error("--max-size must be >= 1")
     return args
 
 
-def level_sets(exp, args) -> dict[str, tuple[list[str] | None, object]]:
-    """Set name -> (level names or None, batched levels)."""
+def level_sets(exp, args, env=None) -> dict[str, tuple[list[str] | None, object]]:
+    """Set name -> (level names or None, batched levels), on ``env`` (default the run's)."""
+    env = env or exp.env
     sets = {}
     if not args.no_named:
-        named = dict(exp.family.named_levels(exp.env))
+        named = dict(exp.family.named_levels(env))
         if named:
             sets["named"] = (list(named), exp.family.stack(list(named.values())))
-    for path in args.levels:
-        levels = exp.family.levels_from_file(exp.env, path)
-        names = [f"{Path(path).stem}/{i}" for i in range(len(levels))]
-        sets[f"file:{Path(path).name}"] = (names, exp.family.stack(levels))
+    for spec in args.levels:
+        if is_set_name(spec):
+            for label, levels in load_level_sets(exp.family, env, spec).items():
+                if levels and label not in sets:
+                    sets[label] = (list(levels), exp.family.stack(list(levels.values())))
+            continue
+        levels = exp.family.levels_from_file(env, spec)
+        names = [f"{Path(spec).stem}/{i}" for i in range(len(levels))]
+        sets[f"file:{Path(spec).name}"] = (names, exp.family.stack(levels))
     for i, spec in enumerate(args.random):
         name, _, count = spec.partition(":")
         if name not in exp.family.generators or not count.isdigit() or int(count) < 1:
@@ -83,7 +102,7 @@ def level_sets(exp, args) -> dict[str, tuple[list[str] | None, object]]:
             )
         options = exp.cfg.env.generator_options if name == exp.cfg.env.generator else {}
         generator = call_with_options(
-            exp.family.generators[name], options, "generator_options", exp.env
+            exp.family.generators[name], options, "generator_options", env
         )
         key = jax.random.fold_in(jax.random.PRNGKey(args.seed), i)
         sets[f"random:{name}"] = (None, random_levels(key, generator, int(count)))
@@ -94,19 +113,20 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         exp, state, snapshot = load_trained(args.checkpoint or args.run)
-        sets = level_sets(exp, args)
+        env, env_params = eval_env(exp, max_steps=args.max_steps, max_size=args.max_size)
+        sets = level_sets(exp, args, env)
     except (CheckpointError, ConfigError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not sets:
         print("error: no levels to evaluate", file=sys.stderr)
         return 2
-    max_steps = args.max_steps or exp.env.max_episode_steps(exp.env_params)
+    max_steps = env.max_episode_steps(env_params)
     # One batch size for every set, so evaluation compiles once.
     largest = max(len(jax.tree.leaves(levels)[0]) for _, levels in sets.values())
     batch = max(1, min(args.batch_envs // args.episodes, largest))
     evaluator = LevelEvaluator(
-        exp.env, exp.env_params, exp.network, args.episodes, max_steps, batch_levels=batch
+        env, env_params, exp.network, args.episodes, max_steps, batch_levels=batch
     )
     results, key = {}, jax.random.PRNGKey(args.seed + 1)
     t0 = time.perf_counter()

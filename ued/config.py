@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from ued.eval_setup import ALLOWED as LEVELS_ALLOWED
+from ued.eval_setup import check_levels_spec
 from ued.options import ConfigError, build, coerce, field_types, option, to_dict
 
 __all__ = ["ConfigError", "coerce", "option"]
@@ -80,7 +82,11 @@ class NetworkConfig:
 class EvalConfig:
     interval: int = option(0, ge=0, resume="free")  # updates between evaluations; 0 = at the end
     episodes: int = option(10, gt=0, resume="free")
-    levels: str = option("named", choices=("named", "none"), resume="free")
+    # named | standard | standard_large | both | none | FILE.txt, or several joined by commas
+    # (ued.eval_setup); the literature's mazes are ``standard``.
+    levels: str = option("named", check=check_levels_spec, allowed=LEVELS_ALLOWED, resume="free")
+    # Evaluation horizon T; 0 = the env's (training) horizon. minimax evaluates mazes at 450.
+    max_steps: int = option(0, ge=0, resume="free")
 
 
 @dataclasses.dataclass(frozen=True)

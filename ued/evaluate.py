@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ued.eval_setup import eval_env, load_level_sets
 from ued.networks import ActorCritic, distribution
 
 METRICS = ("solve_rate", "mean_return", "mean_length")
@@ -173,16 +174,26 @@ class LevelEvaluator:
 
 
 class NamedEvaluator:
-    """Jitted evaluation of the student on the family's named levels (one seed's params)."""
+    """Jitted evaluation of the student on the sets of ``eval.levels`` (one seed's params),
+    at the horizon ``eval.max_steps`` (0: the env's)."""
 
     def __init__(self, exp):
-        named = dict(exp.family.named_levels(exp.env)) if exp.cfg.eval.levels == "named" else {}
+        env, env_params = eval_env(exp, max_steps=exp.cfg.eval.max_steps or None)
+        sets = load_level_sets(exp.family, env, exp.cfg.eval.levels)
+        named, members = {}, {}
+        for label, levels in sets.items():
+            for name, level in levels.items():
+                name = f"{label}/{name}" if name in named else name  # the same name twice
+                named[name] = level
+                members.setdefault(label, []).append(name)
         self.names = list(named)
+        # Set means beside the overall mean only when there are several sets.
+        self.sets = members if len(members) > 1 else {}
         self.levels = exp.family.stack(list(named.values())) if named else None
-        max_steps = exp.env.max_episode_steps(exp.env_params)
+        max_steps = env.max_episode_steps(env_params)
         episodes = exp.cfg.eval.episodes
         self._eval = LevelEvaluator(
-            exp.env, exp.env_params, exp.network, episodes, max_steps, len(self.names)
+            env, env_params, exp.network, episodes, max_steps, max(1, len(self.names))
         )
 
     def __call__(self, key, params) -> dict[str, np.ndarray]:
@@ -199,6 +210,11 @@ class NamedEvaluator:
                 out[f"eval/{name}/{metric}"] = float(values[i])
         for metric, values in per_level.items():
             out[f"eval/{metric}"] = float(np.mean(values))
+        index = {name: i for i, name in enumerate(self.names)}
+        for label, names in self.sets.items():
+            rows = [index[name] for name in names]
+            for metric, values in per_level.items():
+                out[f"eval/set:{label}/{metric}"] = float(np.mean(np.asarray(values)[rows]))
         return out
 
 

@@ -312,7 +312,8 @@ class _Driver:
 
     def named_result(self) -> dict[str, Any]:
         """The last evaluation as a table section (levels averaged over seeds)."""
-        label = f"named, mean of {len(self.seeds)} seeds" if self.runner.seeded else "named"
+        levels = self.cfg.eval.levels  # "named", "standard", ...: what the table shows
+        label = f"{levels}, mean of {len(self.seeds)} seeds" if self.runner.seeded else levels
         return {label: seeds_result(self.per_level, self.evaluator.names)}
 
     def chunk_step(self, run_chunk, state: TrainState, updates: int, stop: StopSignal):

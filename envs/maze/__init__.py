@@ -13,6 +13,7 @@ from envs.maze.generators import generators
 from envs.maze.level import Level, distance_map, shortest_path_length
 from envs.maze.named import named_levels
 from envs.maze.render import render
+from envs.maze.standard import level_sets
 
 family = register(
     Family(
@@ -28,6 +29,7 @@ family = register(
         level_from_text=_level.level_from_text,
         render=render,
         make_builder=MazeBuilder,
+        level_sets=level_sets,
     )
 )
 

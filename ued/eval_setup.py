@@ -1,0 +1,123 @@
+"""What an evaluation runs on: its level sets (``eval.levels``) and its env (horizon, size).
+
+Level sets are named (``named``: the family's own held-out set; ``standard``: the mazes the
+literature reports on; ``both``: the two; ``none``), a family's further sets (the maze's
+``standard_large``), or text files of levels; several are joined with commas.
+
+The evaluation env is the training env rebuilt with other options: the episode horizon
+``max_steps`` (the papers evaluate the maze at T = 2 (h + 2) (w + 2) = 450, minimax
+``maze_ood.py``, while training at 250) and ``max_size`` (for levels larger than the
+training grid). The horizon is a static option of the env (its ``done`` and the reward
+``1 - 0.9 t / T`` read it), so capping the evaluation loop alone cannot lengthen episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from ued.options import ConfigError
+
+ALIASES = {"both": ("named", "standard"), "none": ()}
+ALLOWED = (
+    "a level set (named, both, none, or one a family offers: the maze's standard and "
+    "standard_large) or a .txt level file, or several joined with commas"
+)
+
+
+def is_set_name(name: str) -> bool:
+    """Whether ``name`` is ``named``, an alias, or a level set of a registered family."""
+    if name == "named" or name in ALIASES:
+        return True
+    from envs.core import families  # the protocol's registry; imports every family once
+
+    return any(name in family.level_sets for family in families().values())
+
+
+def check_levels_spec(value: str) -> bool:
+    """Whether ``value`` names level sets or ``.txt`` files (for ``eval.levels``)."""
+    parts = [p.strip() for p in value.split(",")]
+    return all(parts) and all(is_set_name(p) or p.endswith(".txt") for p in parts)
+
+
+def expand(spec: str) -> list[str]:
+    """Set names and paths of ``spec``, aliases expanded, duplicates dropped, in order."""
+    out: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        for item in ALIASES.get(part, (part,)):
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def load_level_sets(family, env, spec: str) -> dict[str, dict[str, Any]]:
+    """``{set label: {level name: Level}}`` for ``spec`` on ``env`` (see the module doc).
+
+    Files are labelled ``file:<name>`` and their levels ``<stem>/<i>``.
+
+    Raises:
+        ConfigError: a set the family does not have, a missing file, a bad level, or a
+            level larger than the env's ``max_size`` (the message says what to raise).
+    """
+    sets: dict[str, dict[str, Any]] = {}
+    for item in expand(spec):
+        try:
+            if item == "named":
+                sets["named"] = dict(family.named_levels(env))
+            elif is_set_name(item):
+                if item not in family.level_sets:
+                    have = ["named", *sorted(family.level_sets)]
+                    raise ConfigError(
+                        f"eval.levels: env family {family.name!r} has no level set {item!r}; "
+                        f"it has {have}"
+                    )
+                sets[item] = dict(family.level_sets[item](env))
+            else:
+                levels = family.levels_from_file(env, item)
+                stem = Path(item).stem
+                sets[f"file:{Path(item).name}"] = {f"{stem}/{i}": lv for i, lv in enumerate(levels)}
+        except (ValueError, OSError) as err:
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"eval.levels {item!r}: {err}") from err
+    return sets
+
+
+def eval_env(exp, max_steps: int | None = None, max_size: int | None = None):
+    """``(env, env_params)``: the experiment's env rebuilt with ``max_steps`` and/or
+    ``max_size`` in its options (None keeps the training value).
+
+    Raises:
+        ConfigError: the family's env takes no such option, or the new env's observations
+            differ in shape from the training env's (the trained network could not read them,
+            e.g. a fully observed maze with another ``max_size``).
+    """
+    from ued.config import call_with_options  # ued.config imports this module
+
+    overrides = {"max_steps": max_steps, "max_size": max_size}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not overrides:
+        return exp.env, exp.env_params
+    options = {**exp.cfg.env.options, **overrides}
+    env = call_with_options(exp.family.make_env, options, "env.options")
+    env_params = env.default_params()
+    if max_steps is not None and env.max_episode_steps(env_params) != max_steps:
+        raise ConfigError(f"env.options.max_steps={max_steps} did not set the env's horizon")
+    family = exp.family
+    if _obs_shapes(family, env, env_params) != _obs_shapes(family, exp.env, exp.env_params):
+        raise ConfigError(
+            f"env.options {overrides} change the observation's shape, so the trained network "
+            "cannot read it"
+        )
+    return env, env_params
+
+
+def _obs_shapes(family, env, env_params) -> Mapping:
+    def reset(key):
+        return env.reset_to_level(key, family.example_level(env), env_params)[0]
+
+    obs = jax.eval_shape(reset, jax.random.PRNGKey(0))
+    return jax.tree.map(lambda s: (s.shape, s.dtype), obs)
