@@ -13,6 +13,9 @@ from envs.maze.level import Level
 
 TURN_LEFT, TURN_RIGHT, FORWARD = 0, 1, 2
 NUM_ACTIONS = 3
+# MiniGrid's full action set (left, right, forward, pickup, drop, toggle, done), as dcd,
+# minimax and JaxUED's Maze use it: the last four take a step and change nothing here.
+MINIGRID_ACTIONS = 7
 
 
 @struct.dataclass
@@ -74,6 +77,7 @@ class Maze(Environment):
         view_size: int = 5,
         max_steps: int = 250,
         fully_observed: bool = False,
+        num_actions: int = NUM_ACTIONS,
     ):
         """Builds the env.
 
@@ -82,6 +86,8 @@ class Maze(Environment):
             view_size: side of the egocentric view, odd and >= 1.
             max_steps: episode horizon T (>= 1).
             fully_observed: observe the whole grid instead of the egocentric view.
+            num_actions: 3 (turn left, turn right, forward) or 7 (MiniGrid's set, as dcd,
+                minimax and JaxUED: pickup, drop, toggle and done use a step and do nothing).
 
         Raises:
             ValueError: naming the bad option.
@@ -94,11 +100,15 @@ class Maze(Environment):
         if not isinstance(fully_observed, bool):
             raise ValueError(f"Maze option fully_observed must be a bool, got {fully_observed!r}")
         self.fully_observed = fully_observed
+        if num_actions not in (NUM_ACTIONS, MINIGRID_ACTIONS) or isinstance(num_actions, bool):
+            raise ValueError(f"Maze option num_actions must be 3 or 7, got {num_actions!r}")
+        self.num_actions = num_actions
 
     def __repr__(self) -> str:
         return (
             f"Maze(max_size={self.max_size}, view_size={self.view_size}, "
-            f"max_steps={self.max_steps}, fully_observed={self.fully_observed})"
+            f"max_steps={self.max_steps}, fully_observed={self.fully_observed}, "
+            f"num_actions={self.num_actions})"
         )
 
     # --- protocol ---------------------------------------------------------------------
@@ -152,7 +162,7 @@ class Maze(Environment):
         )
 
     def action_space(self, params: MazeParams) -> spaces.Discrete:
-        return spaces.Discrete(NUM_ACTIONS)
+        return spaces.Discrete(self.num_actions)
 
     def max_episode_steps(self, params: MazeParams) -> int:
         return self.max_steps
