@@ -10,11 +10,15 @@ each ``--levels`` set (``standard``: the literature's mazes; ``standard_large``:
 and minimax's larger ones, which need ``--max-size 99``; ``both``: named and standard; or a
 text file of levels separated by blank lines) and each ``--random
 GENERATOR:N`` held-out set of N generated levels (the run's generator options apply when
-GENERATOR is the run's generator; ``--seed`` picks the set). Prints a table and writes JSON
-(``OUT/eval.json`` by default): for each set ``num_levels``, a ``summary`` (mean solve rate,
-return and episode length, and ``cvar_1``/``cvar_10``: the mean solve rate of the worst 1%
-and 10% of levels) and per-level values (``levels: {name: ...}`` for named and file sets,
-``per_level: {metric: [...]}`` for random sets).
+GENERATOR is the run's generator; ``--seed`` picks the set), solvable ones only where the
+family reports a ``solvable`` level metric (the maze's BFS; ``--include-unsolvable`` keeps
+all). Prints a table and writes JSON (``OUT/eval.json`` by default): for each set
+``num_levels``, a ``summary`` (mean solve rate, return and episode length, and
+``cvar_1``/``cvar_10``: the mean solve rate of the worst 1% and 10% of levels, ranked and
+measured on the same episodes) and per-level values (``levels: {name: ...}`` for named and
+file sets, ``per_level: {metric: [...]}`` for random sets). Random sets are played twice
+with independent keys, and their summary adds ``cvar_1_unbiased``/``cvar_10_unbiased`` as
+SFL reports CVaR: the worst levels by the first episodes, measured on the second.
 
 ``--max-steps T`` evaluates with the episode horizon T (the env is rebuilt with
 ``max_steps=T``, so episodes run up to T steps and the maze's reward is ``1 - 0.9 t / T``),
@@ -42,6 +46,7 @@ from ued.checkpoint import CheckpointError, load_trained
 from ued.config import ConfigError, call_with_options
 from ued.eval_setup import eval_env, is_set_name, load_level_sets
 from ued.evaluate import (
+    INDEPENDENT,
     LevelEvaluator,
     format_table,
     random_levels,
@@ -60,6 +65,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--random", action="append", default=[], metavar="GENERATOR:N")
     parser.add_argument("--no-named", action="store_true", help="skip the named levels")
+    parser.add_argument(
+        "--include-unsolvable", action="store_true", help="keep unsolvable random levels"
+    )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--max-steps", type=int, default=None, help="default: the env's")
     parser.add_argument("--max-size", type=int, default=None, help="default: the env's")
@@ -74,6 +82,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.max_size is not None and args.max_size < 1:
         parser.error("--max-size must be >= 1")
     return args
+
+
+def solvable_check(family, env):
+    """``level -> () bool`` from the family's ``solvable`` level metric; None without one."""
+    example = family.example_level(env)
+    if "solvable" not in jax.eval_shape(lambda lv: family.level_metrics(env, lv), example):
+        return None
+    return lambda level: family.level_metrics(env, level)["solvable"] > 0
 
 
 def level_sets(exp, args, env=None) -> dict[str, tuple[list[str] | None, object]]:
@@ -105,7 +121,8 @@ def level_sets(exp, args, env=None) -> dict[str, tuple[list[str] | None, object]
             exp.family.generators[name], options, "generator_options", env
         )
         key = jax.random.fold_in(jax.random.PRNGKey(args.seed), i)
-        sets[f"random:{name}"] = (None, random_levels(key, generator, int(count)))
+        accept = None if args.include_unsolvable else solvable_check(exp.family, env)
+        sets[f"random:{name}"] = (None, random_levels(key, generator, int(count), accept))
     return sets
 
 
@@ -134,7 +151,14 @@ def main(argv: list[str]) -> int:
     params = per_seed(state.student.params, num_seeds)
     for i, (name, (names, levels)) in enumerate(sets.items()):
         set_key = jax.random.fold_in(key, i)
-        results[name] = seeds_result([evaluator(set_key, p, levels) for p in params], names)
+        per_seed_results = [evaluator(set_key, p, levels) for p in params]
+        if name.startswith("random:"):  # a second, independent play for the unbiased CVaR
+            again = jax.random.fold_in(set_key, 1_000_003)
+            per_seed_results = [
+                {**r, INDEPENDENT: evaluator(again, p, levels)["solve_rate"]}
+                for r, p in zip(per_seed_results, params, strict=True)
+            ]
+        results[name] = seeds_result(per_seed_results, names)
     seconds = time.perf_counter() - t0
     seeds = f", mean of {num_seeds} seeds" if num_seeds > 1 else ""
     print(

@@ -141,3 +141,34 @@ def test_record_episode_stops_at_done(exp, params, tmp_path):
     assert info["solved"] == (info["return"] > 0)
     path = images_lib.save_gif(tmp_path / "episode.gif", frames)
     assert path.read_bytes()[:6] == b"GIF89a"
+
+
+def test_unbiased_cvar_ranks_on_one_play_and_measures_on_another():
+    from ued.evaluate import cvar, summarize, unbiased_cvar
+
+    first = np.array([0.0, 0.5, 1.0, 0.2])  # level 0 looked worst in the first play...
+    second = np.array([1.0, 0.0, 0.0, 0.0])  # ...and was solved every time in the second
+    assert unbiased_cvar(first, second, 0.25) == 1.0
+    assert float(cvar(first, 0.25)) == 0.0  # the same-episode CVaR: biased low
+    assert unbiased_cvar(first, second, 0.5) == 0.5  # levels 0 and 3
+    result = {m: first for m in ("solve_rate", "mean_return", "mean_length")}
+    summary = summarize({**result, "solve_rate_independent": second})
+    assert summary["cvar_1_unbiased"] == 1.0 and summary["cvar_1"] == 0.0
+
+
+def test_random_levels_keep_only_accepted_ones():
+    from envs.core import get_family
+    from ued.evaluate import random_levels
+
+    maze = get_family("maze")
+    env = maze.make_env(max_size=7)
+    generator = maze.generators["random_walls"](env, num_walls=20)
+    solvable = lambda lv: maze.level_metrics(env, lv)["solvable"] > 0  # noqa: E731
+    key = jax.random.PRNGKey(0)
+    every = random_levels(key, generator, 200)
+    assert not np.asarray(jax.vmap(solvable)(every)).all()  # 20 walls on 7x7 block some
+    kept = random_levels(key, generator, 200, accept=solvable)
+    assert np.asarray(kept.wall_map).shape[0] == 200
+    assert np.asarray(jax.vmap(solvable)(kept)).all()
+    with pytest.raises(ValueError, match="accepted"):
+        random_levels(key, generator, 5, accept=lambda lv: lv.width < 0, max_rounds=2)
