@@ -44,8 +44,8 @@ def collect(
     """Rolls the student out for ``num_steps`` from ``(obs, env_state)`` (leaves (N, ...)).
 
     An env whose episode ends replays its level, or, with ``next_level`` (a generator,
-    ``key -> level``), is reset to a fresh level from it: domain randomisation as dcd,
-    minimax and JaxUED run it (a new level every episode).
+    ``key -> level``), is reset to a fresh level from it: domain randomisation as minimax
+    and JaxUED run it (a new level every episode).
 
     Returns the rollout (advantages and targets still zero; see ``with_gae``) and the final
     env state. The recurrent state starts at zero, as every rollout starts an episode.

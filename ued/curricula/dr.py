@@ -1,9 +1,10 @@
 """Domain randomisation: every step trains on fresh levels from the generator.
 
 By default (``resample: episode``) an env whose episode ends inside the rollout is reset to
-a new level from the generator, as dcd, minimax and JaxUED run DR (JaxUED examples/
-maze_dr.py resets with its level generator inside the rollout); ``resample: rollout`` keeps
-one level per env for the whole rollout, replaying it. The ``levels/*`` metrics describe the
+a new level from the generator, as minimax and JaxUED run DR (JaxUED examples/maze_dr.py
+resets with its level generator inside the rollout); ``resample: rollout`` keeps one level
+per env for the whole rollout, replaying it, as dcd's 25-block DR config does (it runs PLR
+with replay probability 0, whose episodes replay their level). The ``levels/*`` metrics describe the
 levels each rollout started on.
 """
 
