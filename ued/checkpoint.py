@@ -23,9 +23,9 @@ Resuming with a different config (``check_compatible``):
   ``ppo.num_envs``, ``ppo.anneal_lr``, ``network.*``, ``run.seed``, ``run.num_seeds``, and
   ``run.total_env_steps`` when ``ppo.anneal_lr`` is on (it sets the learning-rate schedule).
 - ``HARMLESS`` keys only steer the host loop: ``run.total_env_steps``, ``run.dir``,
-  ``run.resume``, ``run.progress``, ``run.chunk_updates``, ``run.checkpoint_every``,
-  ``run.keep_checkpoints``, ``run.devices``, ``run.compile_cache``, ``run.loggers`` and
-  ``eval.*``; they may change freely.
+  ``run.resume``, ``run.overwrite``, ``run.progress``, ``run.chunk_updates``,
+  ``run.checkpoint_every``, ``run.keep_checkpoints``, ``run.devices``,
+  ``run.compile_cache``, ``run.loggers`` and ``eval.*``; they may change freely.
 - Any other change (learning rate, entropy coefficient, generator options, buffer
   temperature, ...) is allowed with a warning listing old and new values: the run goes on,
   but it is no longer an exact continuation.
@@ -67,6 +67,7 @@ HARMLESS = (
     "run.total_env_steps",
     "run.dir",
     "run.resume",
+    "run.overwrite",
     "run.progress",
     "run.chunk_updates",
     "run.checkpoint_every",
@@ -282,6 +283,15 @@ class Checkpointer:
         if digest(leaves) != meta.get("digest"):
             raise CheckpointError(f"{path}: the data do not match the recorded digest")
         return Snapshot(step=int(step), leaves=leaves, meta=meta, path=path)
+
+    def config_of(self, step: int) -> dict[str, Any] | None:
+        """The config (as a dict) that step ``step`` was saved with; None if unreadable."""
+        args = self._ocp.args
+        try:
+            meta = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))
+            return meta["meta"]["config"]
+        except Exception:  # a damaged step: the caller keeps what it has
+            return None
 
     def load_latest(self, move_aside: bool = True) -> Snapshot | None:
         """The newest usable checkpoint, or None when there is none.

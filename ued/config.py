@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -107,6 +108,8 @@ class RunConfig:
     checkpoint_every: int = 0  # updates; 0 = only at the end
     keep_checkpoints: int = 3
     resume: bool = False
+    # A fresh run into a folder with earlier results moves them aside (never deletes them).
+    overwrite: bool = False
     num_seeds: int = 1
     devices: int = 0  # 0 = all local devices
     compile_cache: str = "~/.cache/ued/jax"  # "" disables the persistent compilation cache
@@ -155,7 +158,11 @@ POSITIVE = {
     "run.total_env_steps",
     "run.num_seeds",
     "eval.episodes",
+    "ppo.lr",
+    "ppo.clip_eps",
+    "ppo.max_grad_norm",
 }
+NON_NEGATIVE = {"run.checkpoint_every", "eval.interval", "ppo.ent_coef", "ppo.vf_coef"}
 UNIT_INTERVAL = {
     "ppo.gamma",
     "ppo.gae_lambda",
@@ -257,6 +264,17 @@ def validate(cfg: Config) -> Config:
     for key in POSITIVE:
         if not flat[key] > 0:
             raise ConfigError(f"{key} must be > 0, got {flat[key]!r}")
+    for key in NON_NEGATIVE:
+        if not flat[key] >= 0:
+            raise ConfigError(f"{key} must be >= 0, got {flat[key]!r}")
+    for key, value in flat.items():  # inf passes the range checks above
+        checked = key.split(".")[0] in ("ppo", "network", "eval", "run")
+        if checked and isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    for size in cfg.network.mlp_sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            sizes = list(cfg.network.mlp_sizes)
+            raise ConfigError(f"network.mlp_sizes must be a list of integers >= 1, got {sizes}")
     for key in UNIT_INTERVAL:
         if not 0.0 <= flat[key] <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {flat[key]!r}")
@@ -302,7 +320,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key")
-    return key.split("."), yaml.safe_load(raw) if raw else ""
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"override {text!r}: the value is not valid YAML: {problem}") from None
+    return key.split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -331,7 +354,7 @@ def read_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
     path = Path(path)
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: 'base' files include each other in a cycle")
-    loaded = yaml.safe_load(path.read_text())
+    loaded = _read_yaml(path)
     if loaded is not None and not isinstance(loaded, Mapping):
         raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
     data = dict(loaded or {})
@@ -342,6 +365,31 @@ def read_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
         raise ConfigError(f"{path}: base must be a file name, got {base!r}")
     parent = read_experiment(path.parent / base, (*_seen, path.resolve()))
     return _merge(parent, data)
+
+
+USAGE = "[EXPERIMENT.yaml] [section.key=value ...] (each override one word: key=value)"
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; a ConfigError naming the file (and line) otherwise."""
+    if not path.exists():
+        hint = f"; the command line is {USAGE}" if path.suffix not in (".yaml", ".yml") else ""
+        raise ConfigError(f"no experiment file {str(path)!r}{hint}")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not an experiment file (.yaml)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (not UTF-8); expected YAML") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
 
 
 def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
