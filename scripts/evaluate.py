@@ -2,7 +2,7 @@
 
     python scripts/evaluate.py OUT [--checkpoint PATH] [--levels FILE.txt ...]
         [--random GENERATOR:N ...] [--no-named] [--episodes 10] [--max-steps T]
-        [--batch-envs 1024] [--seed 0] [-o FILE.json]
+        [--batch-envs 1024] [--seed 0] [--max-levels 100000] [-o FILE.json]
 
 OUT is a run folder; its newest usable checkpoint is evaluated (or ``--checkpoint
 OUT/checkpoints/<updates>``). Level sets: the family's named levels (unless ``--no-named``),
@@ -12,7 +12,8 @@ GENERATOR is the run's generator; ``--seed`` picks the set). Prints a table and 
 (``OUT/eval.json`` by default): for each set ``num_levels``, a ``summary`` (mean solve rate,
 return and episode length, and ``cvar_1``/``cvar_10``: the mean solve rate of the worst 1%
 and 10% of levels) and per-level values (``levels: {name: ...}`` for named and file sets,
-``per_level: {metric: [...]}`` for random sets).
+``per_level: {metric: [...]}`` for random sets). A level file is read in a stream and may
+hold at most ``--max-levels`` levels (and 64 MiB); so may a ``--random`` set.
 
 A run trained with ``run.num_seeds = S > 1`` is evaluated seed by seed on the same levels and
 episodes' keys: each set's ``summary`` is then the mean over seeds of the per-seed summaries,
@@ -35,10 +36,11 @@ import jax
 from ued.checkpoint import CheckpointError, load_trained
 from ued.config import ConfigError, call_with_options
 from ued.evaluate import (
+    MAX_FILE_LEVELS,
     LevelEvaluator,
     format_table,
-    levels_from_file,
     random_levels,
+    read_levels,
     seeds_result,
     stack,
 )
@@ -58,10 +60,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--batch-envs", type=int, default=1024, help="about this many episodes run at once"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-levels", type=int, default=MAX_FILE_LEVELS, help="per set")
     parser.add_argument("-o", "--output", help="JSON path (default OUT/eval.json)")
     args = parser.parse_args(argv)
-    if args.episodes < 1 or (args.max_steps is not None and args.max_steps < 1):
-        parser.error("--episodes and --max-steps must be >= 1")
+    for name in ("episodes", "max_steps", "batch_envs", "max_levels"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     return args
 
 
@@ -73,9 +78,9 @@ def level_sets(exp, args) -> dict[str, tuple[list[str] | None, object]]:
         if named:
             sets["named"] = (list(named), stack(list(named.values())))
     for path in args.levels:
-        levels = levels_from_file(exp.family, exp.env, path)
-        names = [f"{Path(path).stem}/{i}" for i in range(len(levels))]
-        sets[f"file:{Path(path).name}"] = (names, stack(levels))
+        levels = read_levels(exp.family, exp.env, path, args.max_levels)
+        names = [f"{Path(path).stem}/{i}" for i in range(len(jax.tree.leaves(levels)[0]))]
+        sets[f"file:{Path(path).name}"] = (names, levels)
     for i, spec in enumerate(args.random):
         name, _, count = spec.partition(":")
         if name not in exp.family.generators or not count.isdigit() or int(count) < 1:
@@ -83,6 +88,8 @@ def level_sets(exp, args) -> dict[str, tuple[list[str] | None, object]]:
                 f"--random {spec!r}: expected GENERATOR:N with N >= 1 and GENERATOR one of "
                 f"{sorted(exp.family.generators)}"
             )
+        if int(count) > args.max_levels:
+            raise ConfigError(f"--random {spec!r}: N is over --max-levels {args.max_levels}")
         options = exp.cfg.env.generator_options if name == exp.cfg.env.generator else {}
         generator = call_with_options(
             exp.family.generators[name], options, "generator_options", exp.env

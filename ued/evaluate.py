@@ -213,40 +213,104 @@ def stack(levels: Sequence[Any]) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *levels)
 
 
+MAX_FILE_LEVELS = 100_000  # levels one file may hold (raise with --max-levels)
+MAX_FILE_BYTES = 64 * 2**20  # checked before the file is read
+
+
+def _blocks(lines):
+    """``(first line number, rows)`` of each run of non-blank lines."""
+    rows: list[str] = []
+    first = 0
+    for i, line in enumerate(lines, start=1):
+        line = line.rstrip("\n")
+        if line.strip():
+            if not rows:
+                first = i
+            rows.append(line)
+        elif rows:
+            yield first, rows
+            rows = []
+    if rows:
+        yield first, rows
+
+
+def _parse(family, env, number: int, line: int, rows: list[str]):
+    try:
+        return family.level_from_text(env, "\n".join(rows))
+    except ValueError as err:
+        raise ValueError(f"level {number} (starting on line {line}): {err}") from err
+
+
 def levels_from_text(family, env, text: str) -> list[Any]:
     """Parses levels separated by blank lines with ``family.level_from_text``.
 
     Raises:
         ValueError: naming the level (and its first line) that failed to parse.
     """
-    blocks: list[tuple[int, list[str]]] = []
-    previous_blank = True
-    for i, line in enumerate(text.splitlines()):
-        if not line.strip():
-            previous_blank = True
-            continue
-        if previous_blank:
-            blocks.append((i + 1, []))
-        blocks[-1][1].append(line)
-        previous_blank = False
-    if not blocks:
+    levels = [
+        _parse(family, env, n, line, rows)
+        for n, (line, rows) in enumerate(_blocks(text.splitlines()), start=1)
+    ]
+    if not levels:
         raise ValueError("no levels in the text")
-    levels = []
-    for number, (line, rows) in enumerate(blocks, start=1):
-        try:
-            levels.append(family.level_from_text(env, "\n".join(rows)))
-        except ValueError as err:
-            raise ValueError(f"level {number} (starting on line {line}): {err}") from err
     return levels
 
 
-def levels_from_file(family, env, path: str | Path) -> list[Any]:
-    """Reads a text file of levels separated by blank lines."""
+def read_levels(family, env, path: str | Path, max_levels: int = MAX_FILE_LEVELS) -> Any:
+    """Reads a text file of levels separated by blank lines, streamed, as one batched level
+    of host (numpy) arrays; refuses a file over ``MAX_FILE_BYTES`` before reading it and
+    stops at the first level past ``max_levels``. A progress bar shows for large files.
+
+    Raises:
+        ValueError: naming the file, and the level that failed or the limit.
+    """
+    from tqdm import tqdm
+
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a level file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(
+            f"{path}: {size / 2**20:.0f} MiB is over the {MAX_FILE_BYTES // 2**20} MiB limit "
+            "for a level file; split it"
+        )
+    batches, batch = [], []
+    bar = tqdm(total=size, unit="B", unit_scale=True, disable=size < 2**20, desc=path.name)
+
+    def lines(f):
+        for text in f:
+            bar.update(len(text))
+            yield text
+
     try:
-        return levels_from_text(family, env, path.read_text())
+        with path.open(encoding="utf-8") as f, bar:
+            count = 0
+            for count, (line, rows) in enumerate(_blocks(lines(f)), start=1):
+                if count > max_levels:
+                    raise ValueError(
+                        f"more than {max_levels} levels (the limit; --max-levels raises it)"
+                    )
+                batch.append(jax.device_get(_parse(family, env, count, line, rows)))
+                if len(batch) == 1024:  # stack as we go: no object per level is kept
+                    batches.append(jax.tree.map(lambda *xs: np.stack(xs), *batch))
+                    batch = []
+            if not count:
+                raise ValueError("no levels in the file")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (not UTF-8)") from None
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
+    if batch:
+        batches.append(jax.tree.map(lambda *xs: np.stack(xs), *batch))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *batches)
+
+
+def levels_from_file(family, env, path: str | Path, max_levels: int = MAX_FILE_LEVELS):
+    """``read_levels`` as a list of single levels (for pictures and picking one)."""
+    levels = read_levels(family, env, path, max_levels)
+    n = len(jax.tree.leaves(levels)[0])
+    return [jax.tree.map(lambda x, i=i: x[i], levels) for i in range(n)]
 
 
 def random_levels(key: chex.PRNGKey, generator, n: int) -> Any:

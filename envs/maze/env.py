@@ -15,6 +15,9 @@ TURN_LEFT, TURN_RIGHT, FORWARD = 0, 1, 2
 NUM_ACTIONS = 3
 
 
+MAX_SIZE = 64  # the largest max_size: refused above, before anything is allocated
+
+
 @struct.dataclass
 class MazeParams:
     """Numeric env parameters (pytree leaves, so they can be vmapped in sweeps)."""
@@ -87,16 +90,18 @@ class Maze(Environment):
         """Builds the env.
 
         Args:
-            max_size: side of the square grid every level is padded to (>= 2).
-            view_size: side of the egocentric view, odd and >= 1.
+            max_size: side of the square grid every level is padded to, in [2, 64] (memory
+                and time grow with its square; 64 is far past the 13 of the papers).
+            view_size: side of the egocentric view, odd, in [1, 2 * max_size + 1] (a view
+                of 2 * max_size - 1 already sees the whole grid from any cell).
             max_steps: episode horizon T (>= 1).
             fully_observed: observe the whole grid instead of the egocentric view.
 
         Raises:
             ValueError: naming the bad option.
         """
-        self.max_size = check_int("Maze option max_size", max_size, 2)
-        self.view_size = check_int("Maze option view_size", view_size, 1)
+        self.max_size = check_int("Maze option max_size", max_size, 2, MAX_SIZE)
+        self.view_size = check_int("Maze option view_size", view_size, 1, 2 * self.max_size + 1)
         if self.view_size % 2 == 0:
             raise ValueError(f"Maze option view_size must be odd, got {view_size}")
         self.max_steps = check_int("Maze option max_steps", max_steps, 1)
