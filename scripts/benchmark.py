@@ -287,7 +287,8 @@ def split_list(text: str | None, cast=str, name: str = "") -> list:
         try:
             out.append(cast(x))
         except ValueError:
-            raise ValueError(f"--{name} {text!r}: {x!r} is not a {cast.__name__}") from None
+            kind = "an integer" if cast is int else f"a {cast.__name__}"
+            raise ValueError(f"--{name} {text!r}: {x!r} is not {kind}") from None
         if cast is int and out[-1] < 1:
             raise ValueError(f"--{name} {text!r}: every entry must be >= 1")
     return out

@@ -9,6 +9,9 @@
   holds results (metrics, a summary, checkpoints, galleries) is refused unless
   ``run.overwrite=true``, which moves the old contents aside to ``RUN.old-<time>/`` (a
   complete run folder that evaluate/plot still read) instead of deleting them.
+- ``open_run``: the checkpointer and the checkpoint to resume of a locked folder.
+- ``restore_checkpoint_config``: after a non-finite stop, ``config.yaml`` is set back to the
+  config of the last good checkpoint, so each checkpoint's config is the one beside it.
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ import os
 import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from ued.config import ConfigError
+import yaml
+
+from ued import config as config_lib
+from ued.checkpoint import Checkpointer
+from ued.config import Config, ConfigError
 
 LOCK_NAME = ".lock"
 # What a run writes; a folder holding any of them holds someone's results.
@@ -144,16 +152,17 @@ def move_aside(run_dir: Path) -> Path:
     return target
 
 
-def prepare(run_dir: Path, resume: bool, overwrite: bool, has_checkpoint: bool) -> Path | None:
-    """Makes ``run_dir`` ready for this run (the caller holds its lock); returns where old
-    contents were moved with ``overwrite``, else None.
+def prepare(run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Makes ``run_dir`` ready for a run that starts afresh (``resume``: because no usable
+    checkpoint is left); the caller holds its lock. Returns where old contents were moved
+    with ``overwrite``, else None.
 
     Raises:
         RunFolderError: the folder holds results this run would clobber; the message names
             them and the ways to continue.
     """
     found = results_in(run_dir)
-    if not found or (resume and has_checkpoint):
+    if not found:
         return None
     if overwrite:
         target = move_aside(run_dir)
@@ -166,4 +175,42 @@ def prepare(run_dir: Path, resume: bool, overwrite: bool, has_checkpoint: bool) 
         "Nothing was changed. Continue that run with run.resume=true (it needs a checkpoint), "
         "pass run.overwrite=true to move the old contents aside to a "
         f"{run_dir.name}.old-<time> folder, or choose another run.dir"
+    )
+
+
+def open_run(cfg: Config, run_dir: Path):
+    """The checkpointer and the snapshot to resume (or None) of a locked run folder, after
+    refusing to clobber earlier results (``ued.run_dir.prepare``)."""
+    if not cfg.run.resume:
+        prepare(run_dir, False, cfg.run.overwrite)
+    ckpt = Checkpointer(run_dir / "checkpoints", cfg.run.keep_checkpoints)
+    if not cfg.run.resume:
+        return ckpt, None
+    snapshot = ckpt.load_latest()
+    if snapshot is None:
+        ckpt.close()
+        prepare(run_dir, True, cfg.run.overwrite)
+        message = f"run.resume: no checkpoint in {ckpt.directory}; starting afresh"
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        ckpt = Checkpointer(run_dir / "checkpoints", cfg.run.keep_checkpoints)
+    return ckpt, snapshot
+
+
+def restore_checkpoint_config(ckpt: Checkpointer | None, cfg: Config, run_dir) -> str:
+    """After a non-finite stop: ``config.yaml`` goes back to the config that trained the
+    last good checkpoint (the failed settings go to ``config.failed.yaml``); returns where
+    that checkpoint is, for the message."""
+    if ckpt is None:
+        return "no checkpoint was written"
+    ckpt.wait()
+    steps = ckpt.steps
+    if not steps:
+        return f"no checkpoint in {ckpt.directory}"
+    config_lib.dump(cfg, run_dir / "config.failed.yaml")
+    saved = ckpt.config_of(steps[-1])
+    if saved is not None:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    return (
+        f"the last good checkpoint is {ckpt.directory / str(steps[-1])} (its config is "
+        f"config.yaml; this run's is config.failed.yaml)"
     )

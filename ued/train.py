@@ -11,11 +11,17 @@ Host code only drives chunks of jitted steps; nothing here runs per env step. A 
 - ``run.resume=true`` continues from the newest usable checkpoint (see ``ued.checkpoint``
   for which config changes are allowed); rows of ``metrics.jsonl``/``.csv`` logged after
   that checkpoint are dropped, and the resumed run appends its own.
-- The first SIGINT/SIGTERM finishes the current chunk, writes a checkpoint and returns with
-  ``status="interrupted"``; a second one aborts at once (the default signal action).
+- The run folder is locked for the whole call and is never cleaned: earlier results make a
+  fresh run refuse, or with ``run.overwrite=true`` move aside (``ued.run_dir``). Nothing is
+  written to it until the chunk program is compiled.
+- The signal handler is installed first. The first SIGINT/SIGTERM finishes the current chunk,
+  writes a checkpoint and returns with ``status="interrupted"``; one that arrives before
+  training begins raises ``Interrupted`` once the current phase (build, init, compile) ends,
+  with nothing written; a second one aborts at once (the default signal action).
 - A non-finite parameter, loss or gradient norm (the step's ``nonfinite`` metric) raises
   ``NonFiniteError`` naming the update and the quantity; nothing of that chunk is saved, so
-  the newest checkpoint is the last good state.
+  the newest checkpoint is the last good state, and ``config.yaml`` is set back to that
+  checkpoint's config (this call's goes to ``config.failed.yaml``).
 - ``run.num_seeds = S > 1`` trains S seeds (``run.seed``, ``run.seed + 1``, ...) in one
   compiled program (``ued.parallel``). Each chunk logs one row per seed, with a ``seed``
   column; seed ``run.seed + i`` logs and evaluates exactly what a single-seed run with that
@@ -38,12 +44,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import yaml
 
 from ued import config as config_lib
 from ued import gallery, limits, parallel
 from ued import run_dir as run_dir_lib
-from ued.checkpoint import Checkpointer, check_compatible, into_state
+from ued.checkpoint import check_compatible, into_state
 from ued.config import Config, ConfigError
 from ued.evaluate import NamedEvaluator, format_table, seeds_result
 from ued.experiment import NONFINITE, TrainState, build
@@ -149,24 +154,6 @@ class Interrupted(Exception):
     """SIGINT/SIGTERM before training began: nothing was written (exit 130 in the CLI)."""
 
 
-def _open_folder(cfg: Config, run_dir: Path):
-    """The checkpointer and the snapshot to resume (or None) of a locked run folder, after
-    refusing to clobber earlier results (``ued.run_dir.prepare``)."""
-    if not cfg.run.resume:
-        run_dir_lib.prepare(run_dir, False, cfg.run.overwrite, has_checkpoint=False)
-    ckpt = Checkpointer(run_dir / "checkpoints", cfg.run.keep_checkpoints)
-    if not cfg.run.resume:
-        return ckpt, None
-    snapshot = ckpt.load_latest()
-    if snapshot is None:
-        ckpt.close()
-        run_dir_lib.prepare(run_dir, True, cfg.run.overwrite, has_checkpoint=False)
-        message = f"run.resume: no checkpoint in {ckpt.directory}; starting afresh"
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-        ckpt = Checkpointer(run_dir / "checkpoints", cfg.run.keep_checkpoints)
-    return ckpt, snapshot
-
-
 def _restore(runner: Runner, snapshot, verbose: bool):
     """The initial state: the snapshot's when there is one, else a fresh one."""
     cfg = runner.exp.cfg
@@ -214,10 +201,13 @@ def _check_stop(stop: StopSignal, where: str) -> None:
 
 
 def _train(cfg, run_dir, logger, verbose, stop) -> dict[str, Any]:
+    if verbose:
+        where = f" in {run_dir}" if run_dir is not None else ""
+        print(f"[ued] building {cfg.curriculum.name} on {cfg.env.family}{where}", flush=True)
     parallel.initialize_distributed()
     parallel.configure_host_devices(cfg)
     enable_compile_cache(cfg.run.compile_cache)
-    ckpt, snapshot = _open_folder(cfg, run_dir) if run_dir is not None else (None, None)
+    ckpt, snapshot = run_dir_lib.open_run(cfg, run_dir) if run_dir is not None else (None, None)
     try:
         runner = parallel.make_runner(build(cfg))
         _check_stop(stop, "while building")
@@ -237,7 +227,7 @@ def _train(cfg, run_dir, logger, verbose, stop) -> dict[str, Any]:
         result = driver.run(state, stop, run_chunk)
         result.update(init_seconds=init_seconds, resumed_from=start)
     except NonFiniteError as err:
-        where = _keep_checkpoint_config(ckpt, cfg, run_dir)
+        where = run_dir_lib.restore_checkpoint_config(ckpt, cfg, run_dir)
         raise NonFiniteError(f"{err}; stopped, {where}") from None
     finally:
         if logger is not None:
@@ -250,26 +240,6 @@ def _train(cfg, run_dir, logger, verbose, stop) -> dict[str, Any]:
         summary = {k: result[k] for k in keep}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return result
-
-
-def _keep_checkpoint_config(ckpt: Checkpointer | None, cfg: Config, run_dir) -> str:
-    """After a non-finite stop: ``config.yaml`` goes back to the config that trained the
-    last good checkpoint (the failed settings go to ``config.failed.yaml``); returns where
-    that checkpoint is, for the message."""
-    if ckpt is None:
-        return "no checkpoint was written"
-    ckpt.wait()
-    steps = ckpt.steps
-    if not steps:
-        return f"no checkpoint in {ckpt.directory}"
-    config_lib.dump(cfg, run_dir / "config.failed.yaml")
-    saved = ckpt.config_of(steps[-1])
-    if saved is not None:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
-    return (
-        f"the last good checkpoint is {ckpt.directory / str(steps[-1])} (its config is "
-        f"config.yaml; this run's is config.failed.yaml)"
-    )
 
 
 class _Driver:
