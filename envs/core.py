@@ -26,13 +26,14 @@ import dataclasses
 import importlib
 import numbers
 import pkgutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 Level = Any  # a flax.struct dataclass with fixed shapes
@@ -162,6 +163,10 @@ class Environment:
         return StepOut(obs, state.replace(env_state=env_state), reward, done, info)
 
 
+MAX_FILE_LEVELS = 100_000  # levels one file may hold (raise with --max-levels)
+MAX_FILE_BYTES = 64 * 2**20  # checked before a level file is read
+
+
 class EditSpec(NamedTuple):
     """An editor and the predicate telling whether it can change a level right now."""
 
@@ -235,24 +240,9 @@ class Family:
         Each level is parsed with its line numbers in ``text`` kept, so an error names the
         level and the line: ``level 2 (starting on line 6): line 7, column 3: ...``.
         """
-        blocks: list[tuple[int, list[str]]] = []  # (0-based first line, rows)
-        previous_blank = True
-        for i, line in enumerate(text.splitlines()):
-            if not line.strip():
-                previous_blank = True
-                continue
-            if previous_blank:
-                blocks.append((i, []))
-            blocks[-1][1].append(line)
-            previous_blank = False
-        if not blocks:
+        levels = [self._parse(env, n, *block) for n, block in enumerate(_blocks(text), 1)]
+        if not levels:
             raise ValueError("no levels in the text")
-        levels = []
-        for number, (first, rows) in enumerate(blocks, start=1):
-            try:
-                levels.append(self.level_from_text(env, "\n" * first + "\n".join(rows)))
-            except ValueError as err:
-                raise ValueError(f"level {number} (starting on line {first + 1}): {err}") from err
         return levels
 
     def levels_to_text(self, env: Environment, levels: Sequence[Level] | Level) -> str:
@@ -261,13 +251,88 @@ class Family:
             levels = self.unstack(levels)
         return "\n\n".join(self.level_to_text(env, level) for level in levels) + "\n"
 
-    def levels_from_file(self, env: Environment, path: str | Path) -> list[Level]:
-        """Reads a text file of levels separated by blank lines; errors name the file."""
+    def read_levels(
+        self, env: Environment, path: str | Path, max_levels: int = MAX_FILE_LEVELS
+    ) -> Level:
+        """A text file of levels separated by blank lines as one batched level of host
+        (numpy) arrays, read as a stream: a file over ``MAX_FILE_BYTES`` is refused before
+        it is read, and reading stops at the first level past ``max_levels``. A progress bar
+        shows for large files.
+
+        Raises:
+            ValueError: naming the file, and the level that failed or the limit.
+        """
+        from tqdm import tqdm  # only file reading needs it
+
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not a level file")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ValueError(
+                f"{path}: {size / 2**20:.0f} MiB is over the {MAX_FILE_BYTES // 2**20} MiB "
+                "limit for a level file; split it"
+            )
+        batches, batch, count = [], [], 0
+        bar = tqdm(total=size, unit="B", unit_scale=True, disable=size < 2**20, desc=path.name)
+
+        def lines(f):
+            for text in f:
+                bar.update(len(text))
+                yield text
+
         try:
-            return self.levels_from_text(env, path.read_text())
+            with path.open(encoding="utf-8") as f, bar:
+                for count, block in enumerate(_blocks(lines(f)), start=1):
+                    if count > max_levels:
+                        raise ValueError(
+                            f"more than {max_levels} levels (the limit; --max-levels raises it)"
+                        )
+                    batch.append(jax.device_get(self._parse(env, count, *block)))
+                    if len(batch) == 1024:  # stack as we go: no object per level is kept
+                        batches.append(jax.tree.map(lambda *xs: np.stack(xs), *batch))
+                        batch = []
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a text file (not UTF-8)") from None
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
+        if not count:
+            raise ValueError(f"{path}: no levels in the file")
+        if batch:
+            batches.append(jax.tree.map(lambda *xs: np.stack(xs), *batch))
+        return jax.tree.map(lambda *xs: np.concatenate(xs), *batches)
+
+    def levels_from_file(
+        self, env: Environment, path: str | Path, max_levels: int = MAX_FILE_LEVELS
+    ) -> list[Level]:
+        """``read_levels`` as a list of single levels."""
+        return self.unstack(self.read_levels(env, path, max_levels))
+
+    def _parse(self, env: Environment, number: int, first: int, rows: list[str]) -> Level:
+        # Blank lines ahead of the rows keep the file's line numbers in the parser's errors.
+        try:
+            return self.level_from_text(env, "\n" * first + "\n".join(rows))
+        except ValueError as err:
+            raise ValueError(f"level {number} (starting on line {first + 1}): {err}") from err
+
+
+def _blocks(lines: str | Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """``(0-based first line, rows)`` of each run of non-blank lines."""
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    rows: list[str] = []
+    first = 0
+    for i, line in enumerate(lines):
+        line = line.rstrip("\n")
+        if line.strip():
+            if not rows:
+                first = i
+            rows.append(line)
+        elif rows:
+            yield first, rows
+            rows = []
+    if rows:
+        yield first, rows
 
 
 _REGISTRY: dict[str, Family] = {}

@@ -23,6 +23,9 @@ per configuration) and prints one JSON line to ``--output``:
   them, and the process's peak RSS.
 - ``env``: env-only steps per second, random actions, jitted, vmapped, auto-replay, per batch.
 
+Exit codes: 0 every measurement done; 1 some measurement failed (its whole message is
+printed); 2 bad arguments or config.
+
 Sweeps (comma-separated lists; the product is measured): ``--curricula dr,plr,robust_plr,accel``
 (default: every registered curriculum; an entry ending in ``.yaml`` is an experiment file used
 instead of the main one), ``--num-envs 32,256,1024,4096``, ``--capacity 1000,4000`` (buffer
@@ -274,10 +277,20 @@ def run_worker(spec: dict, timeout: float) -> dict:
     return {"error": " | ".join(tail) or f"exit status {proc.returncode}"}
 
 
-def split_list(text: str | None, cast=str) -> list:
+def split_list(text: str | None, cast=str, name: str = "") -> list:
+    """A comma-separated option as a list; a ValueError naming the option for a bad entry."""
     if text is None or text.lower() == "none":
         return []
-    return [cast(x) for x in text.split(",") if x]
+    out = []
+    for x in (x for x in text.split(",") if x):
+        try:
+            out.append(cast(x))
+        except ValueError:
+            kind = "an integer" if cast is int else f"a {cast.__name__}"
+            raise ValueError(f"--{name} {text!r}: {x!r} is not {kind}") from None
+        if cast is int and out[-1] < 1:
+            raise ValueError(f"--{name} {text!r}: every entry must be >= 1")
+    return out
 
 
 def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
@@ -285,10 +298,16 @@ def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
     from ued.curricula import CURRICULA, parse_options
 
     curricula = split_list(args.curricula) or sorted(CURRICULA)
-    envs = split_list(args.num_envs, int) or [None]
-    caps = split_list(args.capacity, int) or [None]
-    devs = split_list(args.devices, int) or [1]
-    seeds = split_list(args.num_seeds, int) or [None]
+    unknown = [c for c in curricula if not c.endswith(".yaml") and c not in CURRICULA]
+    if unknown:
+        raise config_lib.ConfigError(
+            f"--curricula: unknown curriculum {unknown[0]!r}; one of {sorted(CURRICULA)} or "
+            "an experiment .yaml file"
+        )
+    envs = split_list(args.num_envs, int, "num-envs") or [None]
+    caps = split_list(args.capacity, int, "capacity") or [None]
+    devs = split_list(args.devices, int, "devices") or [1]
+    seeds = split_list(args.num_seeds, int, "num-seeds") or [None]
     specs, seen = [], set()
     for cur, n, cap, dev, s in itertools.product(curricula, envs, caps, devs, seeds):
         path = cur if cur.endswith(".yaml") else experiment
@@ -394,15 +413,18 @@ def main(argv: list[str]) -> int:
     if rest and not rest[0].startswith("-"):
         experiment = rest.pop(0)
     args = parser.parse_args(rest)
+    if args.updates < 1 or args.warmup < 0 or args.env_steps < 1 or args.timeout <= 0:
+        parser.error("--updates, --env-steps and --timeout must be >= 1 and --warmup >= 0")
     from ued import config as config_lib
 
     try:
         specs = train_specs(args, experiment, positional)
-    except (config_lib.ConfigError, FileNotFoundError) as err:
+        env_batches = split_list(args.env_envs, int, "env-envs")
+    except (config_lib.ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = open(args.output, "a") if args.output else None  # noqa: SIM115
-    rows = []
+    rows, failed_env = [], []
 
     def emit(record: dict) -> None:
         record["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -422,7 +444,7 @@ def main(argv: list[str]) -> int:
         emit(record)
         rows.append({"summary": spec["summary"], "result": result})
         print_table(rows[-1:], header=False)
-    for n in split_list(args.env_envs, int):
+    for n in env_batches:
         spec = {
             "kind": "env",
             "experiment": experiment,
@@ -432,12 +454,21 @@ def main(argv: list[str]) -> int:
         }
         result = run_worker(spec, args.timeout)
         emit({"kind": "env", "env_envs": n, "env_steps": args.env_steps, "result": result})
+        if "error" in result:
+            failed_env.append((n, result["error"]))
         sps = result.get("env_sps")
         print(f"env only, {n} envs: {fmt(sps)} steps/s {result.get('error', '')}", flush=True)
     if out:
         out.close()
     print_table(rows)
-    return 0
+    # A failed measurement is a failure of the command, with its whole message.
+    failed = [r["summary"] for r in rows if "error" in r["result"]] + failed_env
+    for r in rows:
+        if "error" in r["result"]:
+            print(f"error: {r['summary']}: {r['result']['error']}", file=sys.stderr)
+    for n, error in failed_env:
+        print(f"error: env only, {n} envs: {error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

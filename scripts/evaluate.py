@@ -2,7 +2,7 @@
 
     python scripts/evaluate.py OUT [--checkpoint PATH] [--levels SET|FILE.txt ...]
         [--random GENERATOR:N ...] [--no-named] [--episodes 10] [--max-steps T]
-        [--max-size N] [--batch-envs 1024] [--seed 0] [-o FILE.json]
+        [--max-size N] [--batch-envs 1024] [--seed 0] [--max-levels 100000] [-o FILE.json]
 
 OUT is a run folder; its newest usable checkpoint is evaluated (or ``--checkpoint
 OUT/checkpoints/<updates>``). Level sets: the family's named levels (unless ``--no-named``),
@@ -10,19 +10,7 @@ each ``--levels`` set (``standard``: the literature's mazes; ``standard_large``:
 and minimax's larger ones, which need ``--max-size 99``; ``both``: named and standard; or a
 text file of levels separated by blank lines) and each ``--random
 GENERATOR:N`` held-out set of N generated levels (the run's generator options apply when
-GENERATOR is the run's generator; ``--seed`` picks the set), solvable ones only where the
-family reports a ``solvable`` level metric (the maze's BFS; ``--include-unsolvable`` keeps
-all). Prints a table and writes JSON (``OUT/eval.json`` by default): for each set
-``num_levels``, a ``summary`` (mean solve rate, return and episode length, and
-``cvar_1``/``cvar_10``: the mean solve rate of the worst 1% and 10% of levels, ranked and
-measured on the same episodes) and per-level values (``levels: {name: ...}`` for named and
-file sets, ``per_level: {metric: [...]}`` for random sets). Random sets are played twice
-with independent keys, and their summary adds ``cvar_1_unbiased``/``cvar_10_unbiased`` as
-SFL reports CVaR: the worst levels by the first episodes, measured on the second.
-
-``--max-steps T`` evaluates with the episode horizon T (the env is rebuilt with
-``max_steps=T``, so episodes run up to T steps and the maze's reward is ``1 - 0.9 t / T``),
-whatever the training horizon was; ``--max-size N`` rebuilds it with a larger grid.
+        [--max-size N] [--batch-envs 1024] [--seed 0] [--max-levels 100000] [-o FILE.json]
 
 A run trained with ``run.num_seeds = S > 1`` is evaluated seed by seed on the same levels and
 episodes' keys: each set's ``summary`` is then the mean over seeds of the per-seed summaries,
@@ -42,6 +30,7 @@ from pathlib import Path
 
 import jax
 
+from envs.core import MAX_FILE_LEVELS
 from ued.checkpoint import CheckpointError, load_trained
 from ued.config import ConfigError, call_with_options
 from ued.eval_setup import eval_env, is_set_name, load_level_sets
@@ -75,12 +64,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--batch-envs", type=int, default=1024, help="about this many episodes run at once"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-levels", type=int, default=MAX_FILE_LEVELS, help="per set")
     parser.add_argument("-o", "--output", help="JSON path (default OUT/eval.json)")
     args = parser.parse_args(argv)
-    if args.episodes < 1 or (args.max_steps is not None and args.max_steps < 1):
-        parser.error("--episodes and --max-steps must be >= 1")
-    if args.max_size is not None and args.max_size < 1:
-        parser.error("--max-size must be >= 1")
+    for name in ("episodes", "max_steps", "max_size", "batch_envs", "max_levels"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     return args
 
 
@@ -106,7 +96,7 @@ def level_sets(exp, args, env=None) -> dict[str, tuple[list[str] | None, object]
                 if levels and label not in sets:
                     sets[label] = (list(levels), exp.family.stack(list(levels.values())))
             continue
-        levels = exp.family.levels_from_file(env, spec)
+        levels = exp.family.levels_from_file(env, spec, args.max_levels)
         names = [f"{Path(spec).stem}/{i}" for i in range(len(levels))]
         sets[f"file:{Path(spec).name}"] = (names, exp.family.stack(levels))
     for i, spec in enumerate(args.random):
@@ -116,6 +106,8 @@ def level_sets(exp, args, env=None) -> dict[str, tuple[list[str] | None, object]
                 f"--random {spec!r}: expected GENERATOR:N with N >= 1 and GENERATOR one of "
                 f"{sorted(exp.family.generators)}"
             )
+        if int(count) > args.max_levels:
+            raise ConfigError(f"--random {spec!r}: N is over --max-levels {args.max_levels}")
         options = exp.cfg.env.generator_options if name == exp.cfg.env.generator else {}
         generator = call_with_options(
             exp.family.generators[name], options, "generator_options", env

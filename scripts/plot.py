@@ -49,8 +49,19 @@ def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
     if not metrics.exists():
         raise FileNotFoundError(f"{metrics}: no such file (is {run_dir} a run folder?)")
     config_path = run_dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    try:
+        config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{config_path}: not a readable config ({err})") from None
+    if not isinstance(config or {}, dict):
+        raise ValueError(f"{config_path}: not a config (a mapping of sections)")
+    rows = []
+    for number, line in enumerate(metrics.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise ValueError(f"{metrics}: line {number} is not JSON") from None
     return config or {}, rows
 
 

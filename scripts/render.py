@@ -3,6 +3,7 @@
 Render a level file (one or more levels separated by blank lines) as a PNG grid:
 
     python scripts/render.py FILE.txt -o OUT.png [--family maze] [--option max_size=15]
+        [--max-levels 1024]
 
 Record an episode of a trained student on a level as a GIF:
 
@@ -45,7 +46,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--family", default="maze", help="family of a level file")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--ncols", type=int, default=8, help="pictures per row")
-    return parser.parse_args(argv)
+    parser.add_argument("--max-levels", type=int, default=1024, help="levels one file may hold")
+    args = parser.parse_args(argv)
+    if not 0 < args.fps <= 100:
+        parser.error(f"--fps must be in (0, 100], got {args.fps}")
+    for name in ("ncols", "max_levels", "max_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    return args
 
 
 def render_file(args) -> Path:
@@ -63,7 +72,7 @@ def render_file(args) -> Path:
     except KeyError as err:
         raise ConfigError(err.args[0]) from None
     env = call_with_options(family.make_env, options, "--option")
-    levels = family.levels_from_file(env, args.source)
+    levels = family.levels_from_file(env, args.source, args.max_levels)
     images = [family.render(env, level) for level in levels]
     captions = [str(i) for i in range(len(levels))]
     return images_lib.save_png(args.output, images_lib.tile(images, args.ncols, captions))
@@ -76,7 +85,7 @@ def render_rollout(args) -> tuple[Path, dict]:
     if args.rollout in named:
         level = named[args.rollout]
     elif Path(args.rollout).is_file():
-        levels = exp.family.levels_from_file(exp.env, args.rollout)
+        levels = exp.family.levels_from_file(exp.env, args.rollout, args.max_levels)
         if not 0 <= args.index < len(levels):
             raise ConfigError(f"--index {args.index}: {args.rollout} has {len(levels)} levels")
         level = levels[args.index]

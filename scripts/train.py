@@ -13,9 +13,15 @@ The first Ctrl-C (SIGINT) or SIGTERM finishes the current chunk, writes a checkp
 exits; a second one aborts at once (the process dies by that signal, e.g. exit status 130
 in a shell, and the newest checkpoint is the last one written).
 
-Exit codes: 0 finished; 2 bad config, or a checkpoint this config cannot resume; 3 stopped
-on a non-finite parameter, loss or gradient norm (the last good checkpoint is kept);
-4 interrupted by SIGINT/SIGTERM after writing a checkpoint (resume with run.resume=true).
+A run folder is locked while a process trains in it (a second one is refused), and a fresh
+run never deletes earlier results: into a folder that holds some it is refused unless
+run.overwrite=true, which moves them aside to OUT.old-<time>/.
+
+Exit codes: 0 finished; 2 bad config or command line, a run folder in use or holding earlier
+results, or a checkpoint this config cannot resume; 3 stopped on a non-finite parameter,
+loss or gradient norm (the last good checkpoint is kept); 4 interrupted by SIGINT/SIGTERM
+after writing a checkpoint (resume with run.resume=true); 130 interrupted before training
+began (nothing written).
 """
 
 from __future__ import annotations
@@ -24,10 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from ued import config as config_lib
-from ued.train import NonFiniteError, train
-
-EXIT_CONFIG, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 4
+EXIT_CONFIG, EXIT_NONFINITE, EXIT_INTERRUPTED, EXIT_EARLY_INTERRUPT = 2, 3, 4, 130
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "experiments" / "quickstart.yaml"
 
@@ -36,14 +39,25 @@ def main(argv: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in argv):
         print(__doc__)
         return 0
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before ued.train's own handler is in place (imports, config)
+        print("[ued] interrupted before training began; nothing written", file=sys.stderr)
+        return EXIT_EARLY_INTERRUPT
+
+
+def _main(argv: list[str]) -> int:
+    from ued import config as config_lib
+    from ued.train import Interrupted, NonFiniteError, train
+
     path, overrides = QUICKSTART, list(argv)
     if overrides and "=" not in overrides[0]:
         path = Path(overrides.pop(0))
     try:
         cfg = config_lib.load(path, overrides)
-    except (config_lib.ConfigError, FileNotFoundError) as err:
+    except config_lib.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     if path == QUICKSTART and not cfg.run.dir:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         cfg = config_lib.replace(cfg, run={"dir": f"runs/quickstart-{stamp}"})
@@ -55,6 +69,9 @@ def main(argv: list[str]) -> int:
     except NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
+    except Interrupted as err:
+        print(f"[ued] {err}", file=sys.stderr)
+        return EXIT_EARLY_INTERRUPT
     final = result["final"]
     if result["status"] == "interrupted":
         print(

@@ -36,9 +36,14 @@ config builds; a mismatch is refused too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import os
 import shutil
+import sys
+import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -226,6 +231,45 @@ def host_specs(like: Any) -> list[list]:
 
 # --- the manager ----------------------------------------------------------------------------
 
+# Printed by tensorstore's reader threads when orbax's event loop has closed after a failed
+# read: one traceback per pending read (dozens), all saying the same thing as our one line.
+_NOISE = ("Traceback (most recent call last)", "Event loop is closed", "_check_closed", "call_soon")
+
+
+@contextlib.contextmanager
+def _quiet_reader_threads():
+    """Captures what is written to file descriptor 2 (C++ threads bypass ``sys.stderr``)
+    and writes it back without the reader threads' "Event loop is closed" tracebacks."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            # The failed read's siblings finish (and complain) a little later: wait until
+            # the capture has been quiet for a moment (at most a few seconds).
+            deadline, last, quiet = time.monotonic() + 5.0, -1, 0
+            while quiet < 4 and time.monotonic() < deadline:
+                size = os.fstat(tmp.fileno()).st_size
+                quiet = quiet + 1 if size == last else 0
+                last = size
+                time.sleep(0.1)
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines = tmp.read().decode(errors="replace").splitlines(keepends=True)
+            kept = [
+                line
+                for line in lines
+                if line.strip() and not line[0].isspace() and not any(n in line for n in _NOISE)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+
 
 class Checkpointer:
     """Saves and restores train states under one folder, keeping the newest ``keep``."""
@@ -269,20 +313,32 @@ class Checkpointer:
         args = self._ocp.args
         path = self.directory / str(step)
         try:
-            meta = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))["meta"]
-            target = {
-                f"leaf_{i:05d}": np.zeros(shape, np.dtype(dtype))
-                for i, (_, shape, dtype, *_) in enumerate(meta["leaves"])
-            }
-            tree = self._manager.restore(
-                step, args=args.Composite(state=args.StandardRestore(target))
-            )["state"]
+            with _quiet_reader_threads():
+                restored = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))
+                meta = restored["meta"]
+                target = {
+                    f"leaf_{i:05d}": np.zeros(shape, np.dtype(dtype))
+                    for i, (_, shape, dtype, *_) in enumerate(meta["leaves"])
+                }
+                tree = self._manager.restore(
+                    step, args=args.Composite(state=args.StandardRestore(target))
+                )["state"]
         except Exception as err:  # orbax raises many kinds on a damaged folder
-            raise CheckpointError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
+            why = str(err).split(" [tensorstore_spec")[0]  # not the reader's whole spec
+            raise CheckpointError(f"{path}: unreadable ({type(err).__name__}: {why})") from err
         leaves = [np.asarray(tree[f"leaf_{i:05d}"]) for i in range(len(target))]
         if digest(leaves) != meta.get("digest"):
             raise CheckpointError(f"{path}: the data do not match the recorded digest")
         return Snapshot(step=int(step), leaves=leaves, meta=meta, path=path)
+
+    def config_of(self, step: int) -> dict[str, Any] | None:
+        """The config (as a dict) that step ``step`` was saved with; None if unreadable."""
+        args = self._ocp.args
+        try:
+            meta = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))
+            return meta["meta"]["config"]
+        except Exception:  # a damaged step: the caller keeps what it has
+            return None
 
     def load_latest(self, move_aside: bool = True) -> Snapshot | None:
         """The newest usable checkpoint, or None when there is none.

@@ -99,6 +99,8 @@ class RunConfig:
     checkpoint_every: int = option(0, ge=0, resume="free")  # updates; 0 = only at the end
     keep_checkpoints: int = option(3, gt=0, resume="free")
     resume: bool = option(False, resume="free")
+    # A fresh run into a folder with earlier results moves them aside (never deletes them).
+    overwrite: bool = option(False, resume="free")
     num_seeds: int = option(1, gt=0, resume="refuse")
     devices: int = option(0, ge=0, resume="free")  # 0 = all local devices
     # "" disables the persistent compilation cache.
@@ -194,7 +196,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key")
-    return key.split("."), yaml.safe_load(raw) if raw else ""
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"override {text!r}: the value is not valid YAML: {problem}") from None
+    return key.split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -223,7 +230,7 @@ def read_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
     path = Path(path)
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: 'base' files include each other in a cycle")
-    loaded = yaml.safe_load(path.read_text())
+    loaded = _read_yaml(path)
     if loaded is not None and not isinstance(loaded, Mapping):
         raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
     data = dict(loaded or {})
@@ -293,6 +300,31 @@ def _merge_curriculum(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
     out = {**base, **{k: v for k, v in new.items() if k != "options"}}
     out["options"] = _merge_typed(options, new.get("options") or {}, cls)
     return out
+
+
+USAGE = "[EXPERIMENT.yaml] [section.key=value ...] (each override one word: key=value)"
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; a ConfigError naming the file (and line) otherwise."""
+    if not path.exists():
+        hint = f"; the command line is {USAGE}" if path.suffix not in (".yaml", ".yml") else ""
+        raise ConfigError(f"no experiment file {str(path)!r}{hint}")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not an experiment file (.yaml)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (not UTF-8); expected YAML") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
 
 
 def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -145,15 +144,13 @@ def make_logger(cfg: Config, run_dir: Path | None) -> Logger:
     return MultiLogger(loggers)
 
 
-def prune_metrics(run_dir: Path, updates: int | None) -> None:
-    """Drops metric rows logged after ``updates`` (all of them with None)."""
+def prune_metrics(run_dir: Path, updates: int) -> None:
+    """Drops metric rows logged after ``updates``, the checkpoint a resumed run starts from
+    (they describe training that the checkpoint does not hold). Never removes a file: a
+    fresh run never gets here with earlier results (``ued.run_dir.prepare``)."""
     for name in ("metrics.jsonl", "metrics.csv"):
         path = run_dir / name
         if not path.exists():
-            continue
-        if updates is None:
-            warnings.warn(f"starting afresh: removing {path} of an earlier run", stacklevel=2)
-            path.unlink()
             continue
         if name.endswith(".jsonl"):
             lines = [ln for ln in path.read_text().splitlines() if ln.strip()]

@@ -11,11 +11,17 @@ Host code only drives chunks of jitted steps; nothing here runs per env step. A 
 - ``run.resume=true`` continues from the newest usable checkpoint (see ``ued.checkpoint``
   for which config changes are allowed); rows of ``metrics.jsonl``/``.csv`` logged after
   that checkpoint are dropped, and the resumed run appends its own.
-- The first SIGINT/SIGTERM finishes the current chunk, writes a checkpoint and returns with
-  ``status="interrupted"``; a second one aborts at once (the default signal action).
+- The run folder is locked for the whole call and is never cleaned: earlier results make a
+  fresh run refuse, or with ``run.overwrite=true`` move aside (``ued.run_dir``). Nothing is
+  written to it until the chunk program is compiled.
+- The signal handler is installed first. The first SIGINT/SIGTERM finishes the current chunk,
+  writes a checkpoint and returns with ``status="interrupted"``; one that arrives before
+  training begins raises ``Interrupted`` once the current phase (build, init, compile) ends,
+  with nothing written; a second one aborts at once (the default signal action).
 - A non-finite parameter, loss or gradient norm (the step's ``nonfinite`` metric) raises
   ``NonFiniteError`` naming the update and the quantity; nothing of that chunk is saved, so
-  the newest checkpoint is the last good state.
+  the newest checkpoint is the last good state, and ``config.yaml`` is set back to that
+  checkpoint's config (this call's goes to ``config.failed.yaml``).
 - ``run.num_seeds = S > 1`` trains S seeds (``run.seed``, ``run.seed + 1``, ...) in one
   compiled program (``ued.parallel``). Each chunk logs one row per seed, with a ``seed``
   column; seed ``run.seed + i`` logs and evaluates exactly what a single-seed run with that
@@ -40,8 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ued import config as config_lib
-from ued import gallery, parallel
-from ued.checkpoint import Checkpointer, check_compatible, into_state
+from ued import gallery, limits, parallel
+from ued import run_dir as run_dir_lib
+from ued.checkpoint import check_compatible, into_state
 from ued.config import Config, ConfigError
 from ued.evaluate import NamedEvaluator, format_table, seeds_result
 from ued.experiment import NONFINITE, TrainState, build
@@ -127,8 +134,8 @@ class StopSignal:
             signal.signal(sig, signal.SIG_DFL)
         if self.verbose:
             print(
-                f"\n[ued] {self.requested}: finishing this chunk and writing a checkpoint; "
-                "send it again to abort at once",
+                f"\n[ued] {self.requested}: stopping at the end of this chunk (with a "
+                "checkpoint) or before training begins; send it again to abort at once",
                 file=sys.stderr,
                 flush=True,
             )
@@ -143,30 +150,19 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
-def _start(runner: Runner, ckpt: Checkpointer | None, run_dir: Path | None, verbose: bool):
-    """The initial state: restored when ``run.resume`` finds a checkpoint, else fresh."""
+class Interrupted(Exception):
+    """SIGINT/SIGTERM before training began: nothing was written (exit 130 in the CLI)."""
+
+
+def _restore(runner: Runner, snapshot, verbose: bool):
+    """The initial state: the snapshot's when there is one, else a fresh one."""
     cfg = runner.exp.cfg
-    snapshot = None
-    if ckpt is not None and ckpt.steps and not cfg.run.resume:
-        raise ConfigError(
-            f"run.dir={cfg.run.dir} already has checkpoints {ckpt.steps}; pass run.resume=true "
-            "to continue that run, or choose another run.dir"
-        )
-    if ckpt is not None and cfg.run.resume:
-        snapshot = ckpt.load_latest()
-        if snapshot is None:
-            message = f"run.resume: no checkpoint in {ckpt.directory}; starting afresh"
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-    key = runner.seed_keys(cfg.run.seed)
-    if snapshot is None:
-        if run_dir is not None:
-            prune_metrics(run_dir, None)
-        return runner.init(key), 0
     like = parallel.init_shapes(runner.exp, cfg.run.seed)
+    limits.check_fits(f"the train state ({runner.num_seeds} seed(s))", limits.tree_bytes(like))
+    if snapshot is None:
+        return runner.init(runner.seed_keys(cfg.run.seed)), 0
     for message in check_compatible(snapshot, cfg, like):
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-    if run_dir is not None:
-        prune_metrics(run_dir, snapshot.step)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
     if verbose:
         print(f"[ued] resuming from {snapshot.path} ({snapshot.step} updates)", flush=True)
     state = jax.device_put(into_state(like, snapshot.leaves), runner.state_sharding())
@@ -180,38 +176,59 @@ def train(cfg: Config, logger: Logger | None = None, verbose: bool = True) -> di
     over seeds with ``run.num_seeds > 1``), ``per_seed`` (each seed's last record), ``eval``,
     ``state``, ``status`` (``"finished"`` or ``"interrupted"``), ``resumed_from`` (updates;
     0 for a fresh run), ``checkpoint`` (the last saved step folder, or None) and timings.
+
+    Raises:
+        ConfigError: a bad config, a run folder in use (``RunFolderError``) or holding
+            results this run would clobber, or a state too large for the machine.
+        NonFiniteError: see the module docstring.
+        Interrupted: a signal arrived before the first chunk ran; nothing was written.
     """
-    if cfg.run.resume and not cfg.run.dir:
-        raise ConfigError("run.resume=true needs run.dir: the folder of the run to continue")
+    # The handler goes in first, so a signal at any moment is seen (not a traceback).
+    with StopSignal(verbose) as stop:
+        if cfg.run.resume and not cfg.run.dir:
+            raise ConfigError("run.resume=true needs run.dir: the folder of the run to continue")
+        run_dir = Path(cfg.run.dir) if cfg.run.dir else None
+        if run_dir is None:
+            return _train(cfg, None, logger, verbose, stop)
+        run_dir_lib.check_writable_dir(run_dir)
+        with run_dir_lib.RunLock(run_dir):
+            return _train(cfg, run_dir, logger, verbose, stop)
+
+
+def _check_stop(stop: StopSignal, where: str) -> None:
+    if stop.requested:
+        raise Interrupted(f"{stop.requested} {where}, before training began; nothing written")
+
+
+def _train(cfg, run_dir, logger, verbose, stop) -> dict[str, Any]:
+    if verbose:
+        where = f" in {run_dir}" if run_dir is not None else ""
+        print(f"[ued] building {cfg.curriculum.name} on {cfg.env.family}{where}", flush=True)
     parallel.initialize_distributed()
     parallel.configure_host_devices(cfg)
     enable_compile_cache(cfg.run.compile_cache)
-    runner = parallel.make_runner(build(cfg))
-    run_dir = Path(cfg.run.dir) if cfg.run.dir else None
-    ckpt = None
-    if run_dir is not None:
-        ckpt = Checkpointer(run_dir / "checkpoints", cfg.run.keep_checkpoints)
+    ckpt, snapshot = run_dir_lib.open_run(cfg, run_dir) if run_dir is not None else (None, None)
     try:
+        runner = parallel.make_runner(build(cfg))
+        _check_stop(stop, "while building")
         t0 = time.perf_counter()
-        state, start = _start(runner, ckpt, run_dir, verbose)
+        state, start = _restore(runner, snapshot, verbose)
         jax.block_until_ready(state)
         init_seconds = time.perf_counter() - t0
-        if run_dir is not None:
-            config_lib.dump(cfg, run_dir / "config.yaml")
-        logger = logger or make_logger(cfg, run_dir)
+        _check_stop(stop, "during state init")
         driver = _Driver(runner, ckpt, run_dir, logger, verbose)
-        with StopSignal(verbose) as stop:
-            result = driver.run(state, stop)
+        run_chunk = driver.compile(state) if start < driver.total else None
+        _check_stop(stop, "while compiling")
+        # Only now is anything written: a stop before this leaves the folder as it was.
+        if run_dir is not None:
+            prune_metrics(run_dir, start)
+            config_lib.dump(cfg, run_dir / "config.yaml")
+        logger = driver.logger = logger or make_logger(cfg, run_dir)
+        result = driver.run(state, stop, run_chunk)
         result.update(init_seconds=init_seconds, resumed_from=start)
     except NonFiniteError as err:
-        last = "no checkpoint was written"
-        if ckpt is not None:
-            ckpt.wait()
-            steps = ckpt.steps
-            last = f"no checkpoint in {ckpt.directory}"
-            if steps:
-                last = f"the last good checkpoint is {ckpt.directory / str(steps[-1])}"
-        raise NonFiniteError(f"{err}; stopped, {last}") from None
+        where = run_dir_lib.restore_checkpoint_config(ckpt, cfg, run_dir)
+        raise NonFiniteError(f"{err}; stopped, {where}") from None
     finally:
         if logger is not None:
             logger.close()
@@ -230,7 +247,7 @@ class _Driver:
 
     def __init__(self, runner: Runner, ckpt, run_dir, logger, verbose):
         self.runner, self.exp, self.cfg, self.ckpt = runner, runner.exp, runner.exp.cfg, ckpt
-        self.run_dir, self.logger, self.verbose = run_dir, logger, verbose
+        self.run_dir, self.logger, self.verbose = run_dir, logger, verbose  # logger: set later
         self.total = self.cfg.total_updates
         self.spu = self.cfg.steps_per_update
         self.chunk = min(self.cfg.run.chunk_updates, self.total)
@@ -257,6 +274,12 @@ class _Driver:
         t0 = time.perf_counter()
         run_chunk = self.runner.compile(state, self.chunk)
         self.compile_seconds = time.perf_counter() - t0
+        # Before the first run allocates its buffers (the state is already in memory).
+        need = limits.compiled_bytes(run_chunk)
+        state_bytes = limits.tree_bytes(state)
+        available = limits.available_bytes()
+        if need is not None and available is not None:
+            limits.check_fits("one chunk of the train step", need, available + state_bytes)
         if self.verbose:
             seeds = f" x {len(self.seeds)} seeds" if self.runner.seeded else ""
             print(
@@ -267,9 +290,8 @@ class _Driver:
             )
         return run_chunk
 
-    def run(self, state: TrainState, stop: StopSignal) -> dict[str, Any]:
+    def run(self, state: TrainState, stop: StopSignal, run_chunk) -> dict[str, Any]:
         updates = self.runner.updates(state)
-        run_chunk = self.compile(state) if updates < self.total else None
         progress = _progress(self.total * self.spu, updates * self.spu, self)
         records: list[dict[str, Any]] = []
         first: list[dict[str, Any]] = []

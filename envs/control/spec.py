@@ -197,7 +197,8 @@ def level_from_text(task: Task, text: str) -> Level:
     """Parses ``name=value`` pairs separated by spaces or newlines; ``#`` starts a comment.
 
     Parameters not given take their defaults, so ``"gravity=20"`` is the standard task
-    under strong gravity.
+    under strong gravity (and ``""`` the standard task). A text that is only comments is an
+    error: it is most likely a level of another family (a maze row starts with ``#``).
 
     Raises:
         ValueError: naming the bad token or parameter and what is allowed.
@@ -226,4 +227,9 @@ def level_from_text(task: Task, text: str) -> Level:
                     f"line {line_no}: {name}={raw} is outside its valid range [{lo}, {hi}]"
                 )
             values[name] = float(value)
+    if not values and text.strip():
+        raise ValueError(
+            f"no name=value pairs, only comments: not a {task.name} level "
+            f"(parameters: {list(task.names)})"
+        )
     return make_level(task, **values)

@@ -18,6 +18,9 @@ NUM_ACTIONS = 3
 MINIGRID_ACTIONS = 7
 
 
+MAX_SIZE = 128  # the largest max_size: refused above, before anything is allocated
+
+
 @struct.dataclass
 class MazeParams:
     """Numeric env parameters (pytree leaves, so they can be vmapped in sweeps)."""
@@ -82,8 +85,10 @@ class Maze(Environment):
         """Builds the env.
 
         Args:
-            max_size: side of the square grid every level is padded to (>= 2).
-            view_size: side of the egocentric view, odd and >= 1.
+            max_size: side of the square grid every level is padded to, in [2, 128] (memory
+                and time grow with its square; 128 fits the largest literature mazes, 99).
+            view_size: side of the egocentric view, odd, in [1, 2 * max_size + 1] (a view
+                of 2 * max_size - 1 already sees the whole grid from any cell).
             max_steps: episode horizon T (>= 1).
             fully_observed: observe the whole grid instead of the egocentric view.
             num_actions: 3 (turn left, turn right, forward) or 7 (MiniGrid's set, as dcd,
@@ -92,8 +97,8 @@ class Maze(Environment):
         Raises:
             ValueError: naming the bad option.
         """
-        self.max_size = check_int("Maze option max_size", max_size, 2)
-        self.view_size = check_int("Maze option view_size", view_size, 1)
+        self.max_size = check_int("Maze option max_size", max_size, 2, MAX_SIZE)
+        self.view_size = check_int("Maze option view_size", view_size, 1, 2 * self.max_size + 1)
         if self.view_size % 2 == 0:
             raise ValueError(f"Maze option view_size must be odd, got {view_size}")
         self.max_steps = check_int("Maze option max_steps", max_steps, 1)

@@ -6,6 +6,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from tests.toy_family import toy_config
@@ -194,14 +195,18 @@ def test_nonfinite_run_stops_and_keeps_last_good_checkpoint(runs, tmp_path):
     shutil.copytree(runs["root"] / "a", tmp_path / "run")
     cfg = config_lib.replace(
         toy_cfg(tmp_path / "run", resume=True, total_env_steps=9 * STEPS),
-        ppo={"lr": float("inf")},
+        ppo={"lr": 1e38},  # finite (an infinite one is refused), but the params overflow
     )
-    stops = pytest.raises(NonFiniteError, match=r"non-finite params.* at update 7.*checkpoints/6")
+    stops = pytest.raises(NonFiniteError, match=r"non-finite params.* at update 8.*checkpoints/6")
     with pytest.warns(RuntimeWarning, match="ppo.lr"), stops:
         train(cfg, verbose=False)
     with Checkpointer(tmp_path / "run" / "checkpoints") as ckpt:
         assert ckpt.steps == [2, 4, 6]
         assert ckpt.load_latest().step == 6
+    # config.yaml is the config that trained the kept checkpoint, not the failed one.
+    kept = config_lib.from_dict(yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()))
+    failed = yaml.safe_load((tmp_path / "run" / "config.failed.yaml").read_text())
+    assert kept.ppo.lr == 3e-3 and failed["ppo"]["lr"] == 1e38
 
 
 def test_optional_loggers_are_validated(tmp_path):
