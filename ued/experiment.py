@@ -151,6 +151,8 @@ class Experiment:
             **cmetrics,
             **group_fractions(self.curriculum.groups, plan),
             "trained_envs": plan.train_mask.sum(),
+            # The student's env steps; curricula report theirs as env_steps/<kind>.
+            "env_steps/student": jnp.float32(rollout.rewards.size),
             "nonfinite": nonfinite_flags(student.params, loss_metrics, trained),
         }
         metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}

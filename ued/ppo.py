@@ -53,9 +53,8 @@ def collect(
     num_envs = jax.tree.leaves(obs)[0].shape[0]
     init_carry = network.initial_carry(num_envs)
     step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
-
     def resample(key, out):
+        reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
         gen_key, reset_key = jax.random.split(key)
         levels = jax.vmap(next_level)(jax.random.split(gen_key, num_envs))
         fresh_obs, fresh = reset(jax.random.split(reset_key, num_envs), levels, env_params)

@@ -217,6 +217,8 @@ def _train(cfg, run_dir, logger, verbose, stop) -> dict[str, Any]:
         init_seconds = time.perf_counter() - t0
         _check_stop(stop, "during state init")
         driver = _Driver(runner, ckpt, run_dir, logger, verbose)
+        if snapshot is not None and "env_steps_by_kind" in snapshot.meta:
+            driver.step_counts = [dict(c) for c in snapshot.meta["env_steps_by_kind"]]
         run_chunk = driver.compile(state) if start < driver.total else None
         _check_stop(stop, "while compiling")
         # Only now is anything written: a stop before this leaves the folder as it was.
@@ -260,6 +262,9 @@ class _Driver:
         self.evaluated_at: int | None = None
         self.compile_seconds = 0.0
         self._last_active = 0
+        # Per seed, env steps by kind so far (student, antagonist, builder, curriculum_eval):
+        # the curricula log each update's as env_steps/<kind>; rows carry the running totals.
+        self.step_counts: list[dict[str, float]] = [{} for _ in self.seeds]
 
     def next_active(self, updates: int) -> int:
         """Updates in the next chunk: it ends on eval and checkpoint multiples."""
@@ -357,8 +362,11 @@ class _Driver:
                 **self.seed_column(seed),
                 "sps": active * self.spu / seconds,  # per seed; the program ran S times this
                 **summarize_chunk(seed_metrics, active),
+                **self.count_steps(counts, seed_metrics, active),
             }
-            for seed, seed_metrics in zip(self.seeds, per_seed, strict=True)
+            for seed, seed_metrics, counts in zip(
+                self.seeds, per_seed, self.step_counts, strict=True
+            )
         ]
         interval, every = self.cfg.eval.interval, self.cfg.run.checkpoint_every
         if interval and updates % interval == 0:
@@ -397,12 +405,27 @@ class _Driver:
                 )
         return evals
 
+    @staticmethod
+    def count_steps(counts: dict[str, float], metrics, active: int) -> dict[str, float]:
+        """Adds the chunk's ``env_steps/<kind>`` to ``counts``; returns the running totals
+        and ``env_steps/all``, their sum."""
+        for key, value in metrics.items():
+            if key.startswith("env_steps/"):
+                done = np.asarray(value, np.float64)[:active]
+                counts[key] = counts.get(key, 0.0) + float(np.nansum(done))
+        return {**counts, "env_steps/all": sum(counts.values())}
+
     def save(self, state: TrainState, updates: int) -> float:
         """Starts a checkpoint save; returns the seconds the host was blocked."""
         if self.ckpt is None or self.saved_step == updates:
             return 0.0
         t0 = time.perf_counter()
-        extra = {"updates": updates, "env_steps": updates * self.spu, "time": time.time()}
+        extra = {
+            "updates": updates,
+            "env_steps": updates * self.spu,
+            "env_steps_by_kind": self.step_counts,
+            "time": time.time(),
+        }
         self.ckpt.save(updates, state, self.cfg, extra)
         self.saved_step = updates
         return time.perf_counter() - t0

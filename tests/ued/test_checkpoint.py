@@ -80,6 +80,13 @@ def test_checkpoints_kept_and_metrics_appended(runs):
     assert len(csv_rows) == 1 + len(updates_logged(root / "b"))
     assert runs["b"]["status"] == "finished"
 
+    # Running env-step totals by kind continue across the resume (restored from the
+    # checkpoint), so every row's student count equals its env_steps.
+    rows = [json.loads(line) for line in (root / "b" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "sps" in r]
+    assert [r["env_steps/student"] for r in rows] == [r["env_steps"] for r in rows]
+    assert all(r["env_steps/all"] == r["env_steps"] for r in rows)  # PLR: student steps only
+
 
 def test_buffer_gallery_written(runs):
     pictures = sorted((runs["root"] / "a" / "gallery").glob("buffer_*.png"))

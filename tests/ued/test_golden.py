@@ -83,6 +83,12 @@ CHANGED = {
     ("maze_accel_parallel.yaml", "curriculum/replay"),
     ("maze_accel_parallel.yaml", "curriculum/edit"),
 }
+# Env-step counts by kind share one prefix now (the driver sums them into running totals).
+RENAMED = {
+    "paired/antagonist_env_steps": "env_steps/antagonist",
+    "paired/builder_steps": "env_steps/builder",
+    "sfl/refresh_env_steps": "env_steps/curriculum_eval",
+}
 SEQUENTIAL_GROUPS = ("curriculum/new", "curriculum/replay", "curriculum/edit")
 
 
@@ -128,6 +134,7 @@ def test_golden(name):
         GOLDEN.write_text(json.dumps(data, indent=1, sort_keys=True))
         return
     expected = json.loads(GOLDEN.read_text())[name]
+    expected = {RENAMED.get(k, k): v for k, v in expected.items()}
     gone: set[str] = set()
     changed = set()
     if "branch" in expected:  # recorded before per-env groups

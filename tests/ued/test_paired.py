@@ -156,8 +156,8 @@ def test_paired_runs_from_its_experiment_file(paired_run):
     gap = metrics["paired/antagonist_max_return"] - metrics["paired/protagonist_return"]
     assert np.all(metrics["paired/regret"] >= np.maximum(gap, 0.0) - 1e-6)
     np.testing.assert_array_equal(metrics["paired/pair"], [0, 1, 0, 1])  # round robin
-    np.testing.assert_array_equal(metrics["paired/builder_steps"], 4 * (4 + 2))
-    np.testing.assert_array_equal(metrics["paired/antagonist_env_steps"], 4 * 16)
+    np.testing.assert_array_equal(metrics["env_steps/builder"], 4 * (4 + 2))
+    np.testing.assert_array_equal(metrics["env_steps/antagonist"], 4 * 16)
     # The proposed levels: at most the wall budget.
     assert np.all(metrics["levels/num_walls"] <= 4)
 
@@ -214,7 +214,7 @@ def test_minimax_trains_the_adversary_only_against_the_protagonist(paired_run, p
     expected = -np.where(pro["num_episodes"] > 0, pro["mean_return"], 0.0).mean()
     np.testing.assert_allclose(float(metrics["paired/adversary_reward"]), expected, rtol=1e-5)
     assert np.isnan(float(metrics["paired/regret"]))
-    assert float(metrics["paired/antagonist_env_steps"]) == 0
+    assert float(metrics["env_steps/antagonist"]) == 0
     assert int(new.count) == int(cstate.count) + 1
 
 

@@ -92,7 +92,7 @@ def test_sfl_runs_from_its_experiment_file(sfl_run):
     np.testing.assert_array_equal(metrics["sfl/refresh"], [1, 0, 1, 0, 1])
     np.testing.assert_array_equal(metrics["curriculum/buffer"], [3 / 8] * 5)  # 0.375 of 8 envs
     np.testing.assert_array_equal(
-        metrics["sfl/refresh_env_steps"], [48 * 24, 0, 48 * 24, 0, 48 * 24]
+        metrics["env_steps/curriculum_eval"], [48 * 24, 0, 48 * 24, 0, 48 * 24]
     )
     assert np.all(np.isfinite(metrics["sfl/sampled_learnability"][::2]))
     assert np.all(np.isnan(metrics["sfl/sampled_learnability"][1::2]))

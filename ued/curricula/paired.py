@@ -37,7 +37,7 @@ reads a dict observation with any of ``image`` (H, W, C) (a 3x3 conv, as a patch
 ``ued.networks.ActorCritic`` (its LSTM input projection as one wide product: ``wide_input``).
 
 Environment steps beyond the student's rollout are reported as metrics:
-``paired/antagonist_env_steps`` and ``paired/builder_steps`` per update.
+``env_steps/antagonist`` and ``env_steps/builder`` per update.
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ class PAIRED:
                     ant["max_return"], ant["num_episodes"]
                 ).mean(),
                 "paired/antagonist_solve_rate": ant["success_rate"].mean(),
-                "paired/antagonist_env_steps": jnp.float32(ant_rollout.rewards.size),
+                "env_steps/antagonist": jnp.float32(ant_rollout.rewards.size),
                 **{f"paired/antagonist/{k}": v for k, v in stats.items()},
             }
         adversary, adv_stats = self._train_adversary(
@@ -333,7 +333,7 @@ class PAIRED:
             "paired/adversary_reward": reward.mean(),
             "paired/protagonist_return": pro_return.mean(),
             "paired/pair": pair.astype(jnp.float32),
-            "paired/builder_steps": jnp.float32(cstate.pending.rewards.size),
+            "env_steps/builder": jnp.float32(cstate.pending.rewards.size),
             **{f"paired/adversary/{k}": v for k, v in adv_stats.items()},
         }
         return cstate, metrics
@@ -372,7 +372,7 @@ class PAIRED:
             "paired/antagonist_solve_rate",
         ] + [f"paired/antagonist/{k}" for k in stats]
         out = {name: jnp.float32(jnp.nan) for name in names}
-        out["paired/antagonist_env_steps"] = jnp.float32(0.0)
+        out["env_steps/antagonist"] = jnp.float32(0.0)
         return out
 
 

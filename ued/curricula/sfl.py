@@ -11,7 +11,7 @@ the rest fresh from the generator; the student trains on all of them.
 The refresh runs inside the jitted step behind a ``lax.cond`` on the update counter, so it
 costs nothing on other steps. (Under ``vmap`` over seeds a ``lax.cond`` with a batched
 predicate runs both branches, i.e. the refresh every step.) Its environment steps,
-``N * R``, are reported as ``sfl/refresh_env_steps`` on refresh steps (0 otherwise); the
+``N * R``, are reported as ``env_steps/curriculum_eval`` on refresh steps (0 otherwise); the
 run's own env-step count covers the training rollouts only.
 
 Groups: ``buffer`` (the first ``round(buffer_fraction * num_envs)`` envs, whose
@@ -140,7 +140,7 @@ class SFL:
         nan = jnp.float32(jnp.nan)
         metrics = {
             "sfl/refresh": cstate.refreshed.astype(jnp.float32),
-            "sfl/refresh_env_steps": jnp.where(
+            "env_steps/curriculum_eval": jnp.where(
                 cstate.refreshed, jnp.float32(self.refresh_env_steps), 0.0
             ),
             "sfl/sampled_learnability": jnp.where(
