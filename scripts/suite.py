@@ -99,6 +99,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # between cells or while evaluating: nothing half-written
+        result = {"status": "interrupted"}
     if result["status"] != "finished":
         print("[suite] interrupted; run the same command again to resume", file=sys.stderr)
         return 4

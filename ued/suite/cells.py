@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,10 @@ class Cell:
 
     def record(self) -> dict[str, Any]:
         path = self.directory / CELL_FILE
-        return json.loads(path.read_text()) if path.exists() else {}
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):  # none yet, or unreadable: the checkpoints decide
+            return {}
 
     def checkpoints(self) -> list[int]:
         folder = self.directory / "checkpoints"
@@ -136,7 +140,7 @@ def run_cell(cell: Cell, verbose: bool = True) -> dict[str, Any]:
         "compile_seconds": result.get("compile_seconds"),
         "attempts": attempts,
     }
-    (cell.directory / CELL_FILE).write_text(json.dumps(record, indent=1))
+    write_atomic(cell.directory / CELL_FILE, json.dumps(record, indent=1))
     return {**record, "action": "resumed" if resume else "trained"}
 
 
@@ -173,6 +177,13 @@ def env_steps_by_kind(rows: list[dict], seeds: list[int]) -> dict[str, float]:
         per_seed.append(totals)
     keys = sorted({k for t in per_seed for k in t})
     return {k: sum(t.get(k, 0.0) for t in per_seed) / max(1, len(per_seed)) for k in keys}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file, so a signal never leaves half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def read_metrics(cell: Cell) -> list[dict]:

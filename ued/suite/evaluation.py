@@ -19,7 +19,7 @@ import numpy as np
 
 from ued.config import ConfigError, call_with_options
 from ued.evaluate import METRICS, LevelEvaluator, levels_from_file, random_levels, stack
-from ued.suite.cells import Cell
+from ued.suite.cells import Cell, write_atomic
 from ued.suite.spec import EvalSet, Suite
 
 EVAL_FILE = "suite_eval.json"
@@ -83,7 +83,10 @@ def evaluate_cell(suite: Suite, cell: Cell, verbose: bool = True) -> dict[str, A
     from ued.parallel import per_seed
 
     path = cell.directory / EVAL_FILE
-    cache = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
     step = cell.checkpoints()[-1]
     wanted = {s.name: _fingerprint(suite, s, step) for s in suite.evaluation.sets}
     if all(cache.get(n, {}).get("fingerprint") == f for n, f in wanted.items()):
@@ -111,7 +114,7 @@ def evaluate_cell(suite: Suite, cell: Cell, verbose: bool = True) -> dict[str, A
         if verbose:
             rate = np.mean([np.mean(s["solve_rate"]) for s in seeds])
             print(f"[suite] {cell.name} on {spec.name}: solve rate {rate:.3f}", flush=True)
-    path.write_text(json.dumps(out))
+    write_atomic(path, json.dumps(out))
     return out
 
 
