@@ -103,7 +103,7 @@ def heatmaps(results: dict[str, Any], out: Path) -> list[Path]:
     for name, res in results["sets"].items():
         labels = list(res["experiments"])
         grid = np.asarray([res["experiments"][k]["per_level_solve_rate"] for k in labels])
-        width = min(24.0, 2.0 + 0.35 * grid.shape[1])
+        width = min(24.0, max(6.0, 2.0 + 0.35 * grid.shape[1]))
         fig, ax = plt.subplots(figsize=(width, 1.2 + 0.45 * len(labels)), dpi=DPI)
         image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         ax.set_yticks(range(len(labels)), labels)
