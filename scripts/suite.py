@@ -1,7 +1,7 @@
 """Benchmark curricula against each other: train, evaluate and compare a suite.
 
     python scripts/suite.py experiments/suites/NAME.yaml [--out results/NAME] [--dry-run]
-        [--bench-updates 3] [--no-plots]
+        [--bench-updates 2] [--no-plots]
 
 Each (experiment, seed group) of the suite file is one run folder ``OUT/<label>/seeds<a>-<b>``
 trained by ``ued.train``; rerunning skips finished cells and resumes interrupted ones from
@@ -72,6 +72,11 @@ def measure(cells, updates: int) -> dict[str, dict[str, float]]:
             "sps": result["sps"]["mix"],
             "compile_seconds": compile_info["trace_seconds"] + compile_info["compile_seconds"],
         }
+        print(
+            f"[suite] {cell.label}: {out[cell.label]['sps']:.0f} env steps/s "
+            f"({cell.num_seeds} seeds together), compile {out[cell.label]['compile_seconds']:.1f}s",
+            flush=True,
+        )
     return out
 
 
@@ -80,7 +85,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("suite", type=Path, help="suite file (YAML)")
     parser.add_argument("--out", type=Path, help="output folder (default results/<name>)")
     parser.add_argument("--dry-run", action="store_true", help="list cells and estimate time")
-    parser.add_argument("--bench-updates", type=int, default=3, help="timed steps (dry run)")
+    parser.add_argument("--bench-updates", type=int, default=2, help="timed steps (dry run)")
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
     try:
