@@ -53,6 +53,7 @@ def collect(
     num_envs = jax.tree.leaves(obs)[0].shape[0]
     init_carry = network.initial_carry(num_envs)
     step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
     def resample(key, out):
         reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
         gen_key, reset_key = jax.random.split(key)
