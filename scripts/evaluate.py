@@ -40,6 +40,7 @@ from ued.evaluate import (
     format_table,
     random_levels,
     seeds_result,
+    solvable_check,
 )
 from ued.parallel import per_seed
 
@@ -72,14 +73,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     return args
-
-
-def solvable_check(family, env):
-    """``level -> () bool`` from the family's ``solvable`` level metric; None without one."""
-    example = family.example_level(env)
-    if "solvable" not in jax.eval_shape(lambda lv: family.level_metrics(env, lv), example):
-        return None
-    return lambda level: family.level_metrics(env, level)["solvable"] > 0
 
 
 def level_sets(exp, args, env=None) -> dict[str, tuple[list[str] | None, object]]:

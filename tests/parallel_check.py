@@ -123,7 +123,7 @@ def check_refusals() -> dict:
         "num_envs": {"ppo": {"num_envs": 6}},
         "seeds": {"ppo": {"num_envs": 6}, "run": {"num_seeds": 3, "devices": 4}},
     }.items():
-        cfg = config_lib.replace(TOY, **overrides)
+        cfg = config_lib.replace(with_curriculum(TOY, "dr"), **overrides)
         try:
             parallel.make_runner(build(cfg), cfg)
             out[name] = None

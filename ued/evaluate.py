@@ -239,6 +239,15 @@ class NamedEvaluator:
 # --- level sets -------------------------------------------------------------------------------
 
 
+def solvable_check(family, env):
+    """``level -> () bool`` from the family's ``solvable`` level metric (the maze's BFS);
+    None for a family without one (every level counts)."""
+    example = family.example_level(env)
+    if "solvable" not in jax.eval_shape(lambda lv: family.level_metrics(env, lv), example):
+        return None
+    return lambda level: family.level_metrics(env, level)["solvable"] > 0
+
+
 def random_levels(key: chex.PRNGKey, generator, n: int, accept=None, max_rounds: int = 50) -> Any:
     """``n`` levels from a ``key -> level`` generator, as one batched level.
 

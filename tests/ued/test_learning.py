@@ -22,6 +22,9 @@ TINY_MAZE = {
         "num_minibatches": 2,
         "ent_coef": 0.01,
     },
+    # One level per env per rollout: the known answer below was set for it (with a new level
+    # at every episode end the solve rate after 60 updates is just under 0.8).
+    "curriculum": {"name": "dr", "options": {"resample": "rollout"}},
     "run": {"compile_cache": ""},
 }
 

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from ued.config import ConfigError, call_with_options
-from ued.evaluate import METRICS, LevelEvaluator, levels_from_file, random_levels, stack
+from ued.evaluate import METRICS, LevelEvaluator, random_levels, solvable_check
 from ued.suite.cells import Cell, write_atomic
 from ued.suite.spec import EvalSet, Suite
 
@@ -35,10 +35,11 @@ def level_set(suite: Suite, spec: EvalSet, exp) -> tuple[list[str], Any]:
             raise ConfigError(
                 f"evaluation set {spec.name}: family {family.name} has no named levels"
             )
-        return list(named), stack(list(named.values()))
+        return list(named), family.stack(list(named.values()))
     if spec.kind == "file":
-        levels = levels_from_file(family, env, suite.resolve(spec.path))
-        return [f"{spec.name}/{i}" for i in range(len(levels))], stack(levels)
+        levels = family.read_levels(env, suite.resolve(spec.path))
+        names = [f"{spec.name}/{i}" for i in range(len(jax.tree.leaves(levels)[0]))]
+        return names, levels
     if spec.generator not in family.generators:
         raise ConfigError(
             f"evaluation set {spec.name}: generator {spec.generator!r} is not one of "
@@ -46,29 +47,13 @@ def level_set(suite: Suite, spec: EvalSet, exp) -> tuple[list[str], Any]:
         )
     where = f"evaluation set {spec.name} options"
     generator = call_with_options(family.generators[spec.generator], spec.options, where, env)
-    levels = solvable_levels(exp.env, generator, spec.count, spec.seed)
-    if levels is None:
-        raise ConfigError(
-            f"evaluation set {spec.name}: fewer than {spec.count} solvable levels in "
-            f"{MAX_ROUNDS} rounds of {spec.count} from {spec.generator}"
-        )
+    accept = solvable_check(family, env)
+    try:
+        key = jax.random.PRNGKey(spec.seed)
+        levels = random_levels(key, generator, spec.count, accept, max_rounds=MAX_ROUNDS)
+    except ValueError as err:
+        raise ConfigError(f"evaluation set {spec.name} ({spec.generator}): {err}") from None
     return [f"{spec.name}/{i}" for i in range(spec.count)], levels
-
-
-def solvable_levels(env, generator, count: int, seed: int):
-    """``count`` solvable levels (the first ones drawn), or None if too few turn up."""
-    measure = jax.jit(jax.vmap(env.level_metrics))
-    kept, found = [], 0
-    for i in range(MAX_ROUNDS):
-        levels = random_levels(jax.random.fold_in(jax.random.PRNGKey(seed), i), generator, count)
-        metrics = jax.device_get(measure(levels))
-        ok = np.asarray(metrics.get("solvable", np.ones(count)), np.float64) > 0
-        index = np.flatnonzero(ok)
-        kept.append(jax.tree.map(lambda x, index=index: np.asarray(x)[index], levels))
-        found += index.size
-        if found >= count:
-            return jax.tree.map(lambda *xs: np.concatenate(xs)[:count], *kept)
-    return None
 
 
 def _fingerprint(suite: Suite, spec: EvalSet, step: int) -> str:
