@@ -18,7 +18,15 @@ import yaml
 
 from ued.eval_setup import ALLOWED as LEVELS_ALLOWED
 from ued.eval_setup import check_levels_spec
-from ued.options import ConfigError, build, coerce, field_types, option, to_dict
+from ued.options import (
+    ConfigError,
+    build,
+    coerce,
+    field_types,
+    option,
+    positive_ints,
+    to_dict,
+)
 
 __all__ = ["ConfigError", "coerce", "option"]
 
@@ -60,10 +68,6 @@ class PPOConfig:
     normalize_advantages: bool = option(True)
 
 
-def _positive_ints(value) -> bool:
-    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-
-
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
     # "conv_lstm": the standard maze student (conv over an image observation when there is
@@ -74,7 +78,7 @@ class NetworkConfig:
     lstm_size: int = option(256, gt=0, resume="refuse")
     head_size: int = option(32, gt=0, resume="refuse")
     mlp_sizes: tuple = option(
-        (64, 64), check=_positive_ints, allowed="a list of integers > 0", resume="refuse"
+        (64, 64), check=positive_ints, allowed="a list of integers > 0", resume="refuse"
     )
 
 

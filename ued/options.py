@@ -72,6 +72,11 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def positive_ints(value) -> bool:
+    """A check for a list of integers > 0 (layer sizes)."""
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+
+
 def describe(meta: Mapping[str, Any], kind: Any) -> str:
     """What a field allows, in words (for error messages and docs)."""
     if meta.get("allowed"):

@@ -60,7 +60,7 @@ from ued.config import call_with_options
 from ued.curricula import register
 from ued.curricula.base import Deps, full_plan
 from ued.networks import ActorCritic, PatchConv
-from ued.options import ConfigError, option
+from ued.options import ConfigError, option, positive_ints
 from ued.types import Rollout
 
 
@@ -88,10 +88,6 @@ class LevelBuilder(Protocol):
 # --- options ----------------------------------------------------------------------------------
 
 
-def _positive_ints(value) -> bool:
-    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-
-
 @dataclasses.dataclass(frozen=True)
 class PAIREDOptions:
     minimax: bool = option(False, resume="refuse")  # no antagonist state
@@ -108,7 +104,7 @@ class PAIREDOptions:
     adversary_lstm_size: int = option(256, ge=1, resume="refuse")
     adversary_head_size: int = option(32, ge=1, resume="refuse")
     adversary_mlp_sizes: tuple = option(
-        (64, 64), check=_positive_ints, allowed="a list of integers >= 1", resume="refuse"
+        (64, 64), check=positive_ints, allowed="a list of integers >= 1", resume="refuse"
     )
 
 
