@@ -26,6 +26,7 @@ began (nothing written).
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -39,9 +40,19 @@ def main(argv: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in argv):
         print(__doc__)
         return 0
+    # A SIGINT inside a C extension's import (jaxlib) can crash the interpreter, so during
+    # the imports it is only noted; then ued.train installs its own handler.
+    noted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
     try:
+        import ued.train  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        if noted:
+            raise KeyboardInterrupt
         return _main(argv)
-    except KeyboardInterrupt:  # before ued.train's own handler is in place (imports, config)
+    except KeyboardInterrupt:  # before ued.train's own handler is in place (config loading)
         print("[ued] interrupted before training began; nothing written", file=sys.stderr)
         return EXIT_EARLY_INTERRUPT
 

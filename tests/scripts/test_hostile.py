@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -289,6 +290,7 @@ def test_second_process_is_refused_and_the_first_keeps_its_run(tmp_path):
     assert not (run_dir / ".lock").exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc")
 @pytest.mark.parametrize("moment", ["imports", "build"])
 def test_sigint_before_training_exits_130_writing_nothing(tmp_path, moment):
     run_dir = tmp_path / "run"
@@ -296,8 +298,10 @@ def test_sigint_before_training_exits_130_writing_nothing(tmp_path, moment):
     command = train_command(run_dir, *LONG) if moment == "imports" else toy_command(run_dir)
     proc = _start(command)
     try:
-        if moment == "imports":
-            time.sleep(1.0)  # the interpreter is importing jax and ued
+        if moment == "imports":  # once main() has begun importing jax (a slow machine may
+            # take over a second to start the interpreter, whose own start is not ours)
+            maps = Path(f"/proc/{proc.pid}/maps")
+            _wait_for(lambda: "jaxlib" in maps.read_text(), proc, 60, "importing jax")
         else:
             line = proc.stdout.readline()  # printed once the folder is locked, before building
             assert line.startswith("[ued] building dr on toy_corridor"), line
