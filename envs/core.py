@@ -202,7 +202,8 @@ class Family:
             the maze's ``standard`` mazes of the literature); selected by ``eval.levels``.
 
     Provided for every family: ``stack``, ``unstack``, ``levels_from_text``,
-    ``levels_to_text`` and ``levels_from_file`` (several levels separated by blank lines).
+    ``levels_to_text`` and ``levels_from_file`` (several levels separated by blank lines;
+    a line starting with ``;`` is a comment).
     """
 
     name: str
@@ -316,15 +317,18 @@ class Family:
             raise ValueError(f"level {number} (starting on line {first + 1}): {err}") from err
 
 
+COMMENT = ";"  # a line starting with it is a comment, and ends the level above it
+
+
 def _blocks(lines: str | Iterable[str]) -> Iterator[tuple[int, list[str]]]:
-    """``(0-based first line, rows)`` of each run of non-blank lines."""
+    """``(0-based first line, rows)`` of each run of non-blank, non-comment lines."""
     if isinstance(lines, str):
         lines = lines.splitlines()
     rows: list[str] = []
     first = 0
     for i, line in enumerate(lines):
         line = line.rstrip("\n")
-        if line.strip():
+        if line.strip() and not line.lstrip().startswith(COMMENT):
             if not rows:
                 first = i
             rows.append(line)

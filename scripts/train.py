@@ -2,8 +2,9 @@
 
     python scripts/train.py [EXPERIMENT.yaml] [section.key=value ...]
 
-With no experiment file it runs the quick-start experiment (experiments/quickstart.yaml): a
-short run that prints progress and ends with a table of solve rates on the named levels.
+With no experiment file it runs the quick-start experiment (experiments/quickstart.yaml):
+ACCEL on a 9x9 maze for about 2 minutes on a CPU, evaluated on 50 held-out 9x9 levels
+before and during training; it ends with a before -> after table and the run's curves.
 
 Resume a run from its newest checkpoint (run.dir must be given):
 

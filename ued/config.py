@@ -91,6 +91,8 @@ class EvalConfig:
     levels: str = option("named", check=check_levels_spec, allowed=LEVELS_ALLOWED, resume="free")
     # Evaluation horizon T; 0 = the env's (training) horizon. minimax evaluates mazes at 450.
     max_steps: int = option(0, ge=0, resume="free")
+    # Also evaluate before the first update, so the run ends with a before -> after table.
+    at_start: bool = option(False, resume="free")
 
 
 @dataclasses.dataclass(frozen=True)

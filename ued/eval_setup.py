@@ -23,8 +23,8 @@ from ued.options import ConfigError
 
 ALIASES = {"both": ("named", "standard"), "none": ()}
 ALLOWED = (
-    "a level set (named, both, none, or one a family offers: the maze's standard and "
-    "standard_large) or a .txt level file, or several joined with commas"
+    "a level set (named, both, none, or one a family offers: the maze's standard, "
+    "standard_large and random_9x9) or a .txt level file, or several joined with commas"
 )
 
 

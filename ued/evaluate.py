@@ -273,11 +273,15 @@ def random_levels(key: chex.PRNGKey, generator, n: int, accept=None, max_rounds:
     raise ValueError(f"only {found} of {max_rounds * n} generated levels were accepted")
 
 
-def format_table(sets: Mapping[str, Mapping[str, Any]]) -> str:
-    """A text table of evaluation results (see ``scripts/evaluate.py`` for the layout)."""
+def format_table(sets: Mapping[str, Mapping[str, Any]], max_level_rows: int | None = None) -> str:
+    """A text table of evaluation results (see ``scripts/evaluate.py`` for the layout); a set
+    of more than ``max_level_rows`` levels shows its summary row only."""
     rows = [f"{'level':<32} {'solve':>6} {'return':>8} {'length':>8} {'cvar1%':>7} {'cvar10%':>7}"]
     for set_name, result in sets.items():
-        for name, row in result.get("levels", {}).items():
+        levels = result.get("levels", {})
+        if max_level_rows is not None and len(levels) > max_level_rows:
+            levels = {}
+        for name, row in levels.items():
             rows.append(
                 f"{name:<32} {row['solve_rate']:>6.2f} {row['mean_return']:>8.3f} "
                 f"{row['mean_length']:>8.1f}"
@@ -287,5 +291,36 @@ def format_table(sets: Mapping[str, Mapping[str, Any]]) -> str:
         rows.append(
             f"{label:<32} {s['solve_rate']:>6.2f} {s['mean_return']:>8.3f} "
             f"{s['mean_length']:>8.1f} {s['cvar_1']:>7.2f} {s['cvar_10']:>7.2f}"
+        )
+    return "\n".join(rows)
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = 40) -> str:
+    """``values`` as one line of block characters scaled to their range (at most ``width``
+    of them, evenly picked); NaNs are spaces."""
+    values = np.asarray(values, np.float64)
+    if values.size > width:
+        values = values[np.linspace(0, values.size - 1, width).round().astype(int)]
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return " " * values.size
+    low, high = finite.min(), finite.max()
+    scale = (len(SPARK) - 1) / (high - low) if high > low else 0.0
+    return "".join(SPARK[int(round((v - low) * scale))] if np.isfinite(v) else " " for v in values)
+
+
+def before_after(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """A table of each level set's solve rate and return before and after training."""
+    rows = [f"{'level set':<32} {'solve rate':>16} {'return':>18}"]
+    for name, result in after.items():
+        if name not in before:
+            continue
+        b, a = before[name]["summary"], result["summary"]
+        rows.append(
+            f"{name:<32} {b['solve_rate']:>7.2f} -> {a['solve_rate']:<5.2f} "
+            f"{b['mean_return']:>8.3f} -> {a['mean_return']:<6.3f}"
         )
     return "\n".join(rows)

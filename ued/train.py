@@ -50,7 +50,7 @@ from ued import gallery, limits, parallel
 from ued import run_dir as run_dir_lib
 from ued.checkpoint import check_compatible, into_state
 from ued.config import Config, ConfigError
-from ued.evaluate import NamedEvaluator, format_table, seeds_result
+from ued.evaluate import NamedEvaluator, before_after, format_table, seeds_result, sparkline
 from ued.experiment import NONFINITE, TrainState, build
 from ued.logging import Logger, make_logger, prune_metrics
 from ued.parallel import Runner
@@ -265,6 +265,8 @@ class _Driver:
         # Per seed, env steps by kind so far (student, antagonist, builder, curriculum_eval):
         # the curricula log each update's as env_steps/<kind>; rows carry the running totals.
         self.step_counts: list[dict[str, float]] = [{} for _ in self.seeds]
+        self.before: dict[str, Any] | None = None  # the eval.at_start result, as a table section
+        self.curves: dict[str, list[float]] = {"eval solve rate": [], "training return": []}
 
     def next_active(self, updates: int) -> int:
         """Updates in the next chunk: it ends on eval and checkpoint multiples."""
@@ -300,11 +302,15 @@ class _Driver:
         progress = _progress(self.total * self.spu, updates * self.spu, self)
         records: list[dict[str, Any]] = []
         first: list[dict[str, Any]] = []
+        if self.cfg.eval.at_start and updates == 0 and self.evaluator.levels is not None:
+            self.log_evals(0, self.evaluate(state, 0))
+            self.before = self.named_result()
         while updates < self.total and not stop.requested:
             state, records = self.chunk_step(run_chunk, state, updates, stop)
             first = first or records
             updates = records[0]["updates"]
             mean = mean_record(records)
+            self.curves["training return"].append(mean["mean_return"])
             progress.update(self._last_active * self.spu)
             progress.set_postfix(sps=f"{mean['sps']:.0f}", ret=f"{mean['mean_return']:.3f}")
         progress.close()
@@ -314,12 +320,9 @@ class _Driver:
         evals = [{k: v for k, v in r.items() if k.startswith("eval/")} for r in records]
         if status == "finished" and records and self.evaluated_at != updates:
             evals = self.evaluate(state, updates)
-            for seed, seed_evals in zip(self.seeds, evals, strict=True):
-                if seed_evals:
-                    row = {"updates": updates, "env_steps": updates * self.spu}
-                    self.logger.log({**row, **self.seed_column(seed), **seed_evals})
+            self.log_evals(updates, evals)
         if self.verbose and any(evals):
-            print(format_table(self.named_result()), flush=True)
+            self.report()
         checkpoint = None
         if self.saved_step is not None:
             checkpoint = str(self.ckpt.directory / str(self.saved_step))
@@ -333,6 +336,26 @@ class _Driver:
             "checkpoint": checkpoint,
             "compile_seconds": self.compile_seconds,
         }
+
+    def log_evals(self, updates: int, evals: list[dict[str, float]]) -> None:
+        """Logs each seed's ``eval/*`` entries of an evaluation outside a chunk's row."""
+        for seed, seed_evals in zip(self.seeds, evals, strict=True):
+            if seed_evals:
+                row = {"updates": updates, "env_steps": updates * self.spu}
+                self.logger.log({**row, **self.seed_column(seed), **seed_evals})
+
+    def report(self) -> None:
+        """The final evaluation table; with ``eval.at_start``, the before -> after table and
+        the curves of the run too."""
+        after = self.named_result()
+        print(format_table(after, max_level_rows=20), flush=True)
+        if self.before is None:
+            return
+        print(f"\n[ued] before -> after training\n{before_after(self.before, after)}")
+        for name, values in self.curves.items():
+            if len(values) > 1:
+                print(f"[ued] {name:<16} {values[0]:.2f} {sparkline(values)} {values[-1]:.2f}")
+        sys.stdout.flush()
 
     def seed_column(self, seed: int) -> dict[str, int]:
         return {"seed": seed} if self.runner.seeded else {}
@@ -390,6 +413,9 @@ class _Driver:
         ]
         evals = [self.evaluator.entries(per_level) for per_level in self.per_level]
         self.evaluated_at = updates
+        self.curves["eval solve rate"].append(
+            float(np.mean([e.get("eval/solve_rate", np.nan) for e in evals]))
+        )
         if self.run_dir is not None:
             curricula = self.runner.per_seed(state.curriculum)
             ev = self.evaluator

@@ -2,8 +2,10 @@
 
 ``levels/standard.txt`` holds the eight 13x13 mazes that JaxUED, SFL, minimax and dcd report
 on (SixteenRooms ... StandardMaze3); ``levels/standard_large.txt`` holds dcd's and minimax's
-further levels (crossing, four rooms, corridors, perfect mazes up to 99x99). Both are in the
-maze text format; lines starting with ``;`` carry each level's name, size, BFS shortest path,
+further levels (crossing, four rooms, corridors, perfect mazes up to 99x99);
+``levels/random_9x9.txt`` holds 50 solvable 9x9 random-wall levels (12 walls, drawn by
+``scripts/make_levels.py`` with a seed no run uses): the default run's held-out set. All are
+in the maze text format; lines starting with ``;`` carry each level's name, size, BFS shortest path,
 the horizon each peer evaluates it at, its source (repository and file) and how its start
 direction maps from each source.
 
@@ -19,7 +21,11 @@ from typing import Any
 from envs.maze.level import Level, level_from_text
 
 LEVELS_DIR = Path(__file__).parent / "levels"
-SET_FILES = {"standard": "standard.txt", "standard_large": "standard_large.txt"}
+SET_FILES = {
+    "standard": "standard.txt",
+    "standard_large": "standard_large.txt",
+    "random_9x9": "random_9x9.txt",
+}
 COMMENT = ";"
 
 
@@ -77,7 +83,7 @@ def parse_catalogue(text: str) -> list[Entry]:
 
 
 def catalogue(set_name: str) -> list[Entry]:
-    """The entries of a shipped set (``standard`` or ``standard_large``)."""
+    """The entries of a shipped set (a key of ``SET_FILES``)."""
     if set_name not in SET_FILES:
         raise ValueError(f"unknown maze level set {set_name!r}; shipped: {sorted(SET_FILES)}")
     return parse_catalogue((LEVELS_DIR / SET_FILES[set_name]).read_text())
@@ -114,4 +120,13 @@ def standard_large_levels(env: Any) -> dict[str, Level]:
     return load_set(env, "standard_large")
 
 
-level_sets = {"standard": standard_levels, "standard_large": standard_large_levels}
+def random_9x9_levels(env: Any) -> dict[str, Level]:
+    """50 held-out solvable 9x9 random-wall levels (12 walls), the default run's set."""
+    return load_set(env, "random_9x9")
+
+
+level_sets = {
+    "standard": standard_levels,
+    "standard_large": standard_large_levels,
+    "random_9x9": random_9x9_levels,
+}
