@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ued.benchmarking import student_flops
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "env.options.max_size=5",
@@ -75,7 +77,7 @@ def test_student_flops_match_the_layer_sizes(bench):
 
     exp = build(config_lib.load(ROOT / "experiments" / "maze_dr.yaml", TINY))
     params = exp.init(__import__("jax").random.PRNGKey(0)).student.params
-    flops = bench.student_flops(exp, params)
+    flops = student_flops(exp, params)
     # conv 3x3x3->4 on a 3x3 view (1 position), LSTM (4 conv + 5 direction + 1 bias) and
     # 16 -> 64, heads 16 -> 8 -> 3 and 16 -> 8 -> 1; 2 flops per multiply-add.
     macs = 27 * 4 + 4 * 5 + 10 * 64 + 16 * 64 + 16 * 8 * 2 + 8 * 3 + 8

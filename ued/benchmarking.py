@@ -1,0 +1,171 @@
+"""The benchmark's measurements, run in a fresh worker process per configuration by
+``scripts/benchmark.py`` (see its docstring for what each figure means)."""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ued import config as config_lib
+from ued import parallel
+from ued.experiment import build
+from ued.train import enable_compile_cache
+
+
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - t0
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    """Best float32 ``n x n @ n x n`` rate of the default device, GFLOP/s."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    mm = jax.jit(lambda x, y: x @ y)
+    _timed(mm, a, a)
+    best = min(_timed(mm, a, a)[1] for _ in range(reps))
+    return 2 * n**3 / best / 1e9
+
+
+def student_flops(exp, params, batch: int = 64) -> dict:
+    """Per env step: forward, and forward + backward of the student (XLA cost analysis)."""
+    net = exp.network
+    level = exp.family.example_level(exp.env)
+    obs, _ = exp.env.reset_to_level(jax.random.PRNGKey(0), level, exp.env_params)
+    obs = jax.tree.map(lambda x: jnp.broadcast_to(x, (1, batch) + jnp.shape(x)), obs)
+    resets = jnp.zeros((1, batch), bool)
+
+    def forward(p, carry):
+        return net.apply(p, carry, obs, resets)
+
+    def loss(p, carry):  # gradients for params and the incoming carry, as inside a sequence
+        return sum(jnp.sum(x) for x in jax.tree.leaves(forward(p, carry)))
+
+    carry = net.initial_carry(batch)
+
+    def cost(fn):
+        analysis = jax.jit(fn).lower(params, carry).compile().cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, list) else analysis
+        return float(analysis.get("flops", float("nan"))) / batch
+
+    fwd = cost(forward)
+    fwd_bwd = cost(jax.grad(loss, argnums=(0, 1)))
+    epochs = exp.cfg.ppo.epochs
+    return {
+        "forward": fwd,
+        "forward_backward": fwd_bwd,
+        "per_env_step": fwd + epochs * fwd_bwd,  # rollout + PPO epochs over every step
+    }
+
+
+def memory_report(compiled) -> dict:
+    out = {}
+    try:
+        m = compiled.memory_analysis()
+        out["xla_argument_bytes"] = int(m.argument_size_in_bytes)
+        out["xla_output_bytes"] = int(m.output_size_in_bytes)
+        out["xla_temp_bytes"] = int(m.temp_size_in_bytes)
+    except Exception:  # not every backend reports it
+        pass
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        out["device_peak_bytes"] = int(stats["peak_bytes_in_use"])
+
+    out["host_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def measure_train(spec: dict) -> dict:
+    cfg = config_lib.load(spec["experiment"], spec["overrides"])
+    enable_compile_cache(spec["cache_dir"])
+    exp = build(cfg)
+    runner = parallel.make_runner(exp, cfg)
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(runner.init(runner.seed_keys(cfg.run.seed)))
+    init_seconds = time.perf_counter() - t0
+    chunk = min(cfg.run.chunk_updates, cfg.total_updates)
+    fn = jax.jit(
+        lambda s, n: runner.chunk(s, chunk, n),
+        in_shardings=(runner.state_sharding(), runner.replicated()),
+        out_shardings=(runner.state_sharding(), runner.metrics_sharding()),
+        donate_argnums=0,
+    )
+    t0 = time.perf_counter()
+    lowered = fn.lower(state, jnp.int32(chunk))
+    trace_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    compile_seconds = time.perf_counter() - t0
+    result = {
+        "compile": {"trace_seconds": trace_seconds, "compile_seconds": compile_seconds},
+        "init_seconds": init_seconds,
+    }
+    if spec.get("compile_only"):
+        return result
+
+    steps = cfg.steps_per_update * cfg.run.num_seeds
+    one = jnp.int32(1)
+    for _ in range(spec["warmup"]):
+        (state, _), _ = _timed(compiled, state, one)
+    params = state.student.params
+    flops = student_flops(exp, jax.tree.map(lambda x: x[0], params) if runner.seeded else params)
+    per_kind: dict[str, list[float]] = {}
+    total = work = 0.0
+    for _ in range(spec["updates"]):
+        (state, metrics), seconds = _timed(compiled, state, one)
+        metrics = jax.device_get(metrics)
+        present = [g for g in exp.curriculum.groups if np.nanmax(metrics[f"curriculum/{g}"]) > 0]
+        per_kind.setdefault("+".join(present), []).append(seconds)
+        total += seconds
+        # A step without a gradient (Robust PLR's new levels, ACCEL's edits) only rolls out.
+        trained = np.asarray(metrics["trained_envs"]).reshape(-1)
+        trained = float(np.mean(trained[np.isfinite(trained)] > 0))
+        work += steps * (flops["forward"] + trained * cfg.ppo.epochs * flops["forward_backward"])
+    sps = {"mix": steps * spec["updates"] / total}
+    if len(per_kind) > 1:
+        for key, times in sorted(per_kind.items()):
+            sps[key] = steps * len(times) / sum(times)
+    rate = matmul_gflops()
+    result.update(
+        sps=sps,
+        step_counts={k: len(v) for k, v in per_kind.items()},
+        flops=flops,
+        achieved_gflops=work / total / 1e9,
+        matmul_gflops=rate,
+        memory=memory_report(compiled),
+    )
+    result["fraction_of_matmul"] = result["achieved_gflops"] / rate
+    return result
+
+
+def measure_env(spec: dict) -> dict:
+    cfg = config_lib.load(spec["experiment"], spec["overrides"])
+    exp = build(cfg)
+    env, params, n, steps = exp.env, exp.env_params, spec["env_envs"], spec["env_steps"]
+    num_actions = int(env.action_space(params).n)
+
+    def run(key):
+        level_key, reset_key, key = jax.random.split(key, 3)
+        levels = jax.vmap(exp.deps.generator)(jax.random.split(level_key, n))
+        reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
+        _, state = reset(jax.random.split(reset_key, n), levels, params)
+        step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+        def body(carry, k):
+            state, total = carry
+            act_key, env_key = jax.random.split(k)
+            actions = jax.random.randint(act_key, (n,), 0, num_actions)
+            out = step(jax.random.split(env_key, n), state, actions, params)
+            return (out.state, total + out.reward.sum() + out.done.sum()), None
+
+        (_, total), _ = jax.lax.scan(body, (state, 0.0), jax.random.split(key, steps))
+        return total
+
+    fn = jax.jit(run)
+    _timed(fn, jax.random.PRNGKey(0))
+    best = min(_timed(fn, jax.random.PRNGKey(i))[1] for i in range(1, 4))
+    return {"env_sps": float(np.float64(n * steps / best))}
