@@ -179,8 +179,11 @@ class ProgramSpace:
         step = jnp.asarray([d.step for d in self.dims], jnp.float32)
         noise_key, nudge_key = jax.random.split(key)
         delta = scale * (high - low) * jax.random.normal(noise_key, (self.num_dims,))
-        nudge = step * jax.random.choice(
-            nudge_key, jnp.array([-1.0, 0.0, 0.0, 1.0]), (self.num_dims,)
+        nudge = (
+            step
+            * jnp.array([-1.0, 0.0, 0.0, 1.0])[
+                jax.random.randint(nudge_key, (self.num_dims,), 0, 4)
+            ]
         )
         big = jnp.abs(delta) >= step
         delta = jnp.where(jnp.asarray(self.discrete) & ~big, nudge, delta)

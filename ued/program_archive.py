@@ -10,9 +10,12 @@ estimate, its solvable fraction, the update it was last rolled out on and one sa
 - **Selection** (``selection_weights``): PLR's rank prioritisation over fitness plus a
   novelty bonus, mixed with PLR's staleness distribution (Jiang et al. 2021, "Prioritized
   Level Replay"; as ``ued.buffer.replay_weights``).
-- **Insertion** (``insert``): MAP-Elites (Mouret & Clune 2015) on a descriptor grid: a new
-  program competes with the worst program of its cell; one that opens an empty cell competes
-  with the slot least worth keeping, where a cell's only program counts ``grid_weight`` more.
+- **Insertion** (``insert``): a descriptor grid as in MAP-Elites (Mouret & Clune 2015): a
+  new program replaces the slot least worth keeping if it is worth more. A slot is worth its
+  fitness, plus ``grid_weight`` when it alone covers its cell; a new program its fitness,
+  plus ``grid_weight`` when it opens an empty cell. ``grid_weight`` 0 keeps the fittest
+  programs; a large one keeps a program in every cell it has reached, the fittest per cell
+  (MAP-Elites' elites).
 - **Widening** (``plateau``): when the best fitness has not improved for ``window`` updates,
   the program space moves to its next widening stage.
 """
@@ -197,16 +200,16 @@ def insert(
     def body(j, carry):
         arch, fit, cell, inserted = carry
         occ = occupancy(cell, arch.filled, num_cells)
-        alone = arch.filled & (occ[cell] == 1)
-        retain = fit + grid_weight * alone
-        same = arch.filled & (cell == new_cell[j])
+        # Losing a slot costs its fitness, plus grid_weight if it alone covers a cell other
+        # than the candidate's; the candidate brings its fitness, plus grid_weight if its
+        # cell is empty.
+        opens = occ[new_cell[j]] == 0
+        alone = arch.filled & (occ[cell] == 1) & (cell != new_cell[j])
+        loss = jnp.where(arch.filled, fit + grid_weight * alone, jnp.inf)
         empty = ~arch.filled
-        in_cell = jnp.argmin(jnp.where(same, fit, jnp.inf))
-        anywhere = jnp.argmin(jnp.where(arch.filled, retain, jnp.inf))
-        victim = jnp.where(empty.any(), jnp.argmax(empty), jnp.where(same.any(), in_cell, anywhere))
-        bar = jnp.where(same.any(), fit[victim], retain[victim])
-        value = new_fit[j] + jnp.where(same.any(), 0.0, grid_weight)
-        accept = feasible[j] & (empty.any() | (value > bar))
+        victim = jnp.where(empty.any(), jnp.argmax(empty), jnp.argmin(loss))
+        value = new_fit[j] + jnp.where(opens, grid_weight, 0.0)
+        accept = feasible[j] & (empty.any() | (value > loss[victim]))
         target = jnp.where(accept, victim, arch.capacity)
         put = lambda x, v: x.at[target].set(v, mode="drop")  # noqa: E731
         arch = arch.replace(

@@ -101,18 +101,21 @@ class ProgramCurriculum:
         g = o.grounding_capacity
         grounding = jax.tree.map(lambda x: jnp.broadcast_to(x, (g, *jnp.shape(x))), example)
         filled = jnp.zeros((g,), bool)
+        given = 0  # levels from the grounding file (static)
         if self.grounding_levels is not None:
-            k = jax.tree.leaves(self.grounding_levels)[0].shape[0]
+            given = jax.tree.leaves(self.grounding_levels)[0].shape[0]
             grounding = jax.tree.map(
-                lambda x, v: x.at[:k].set(jnp.asarray(v, x.dtype)), grounding, self.grounding_levels
+                lambda x, v: x.at[:given].set(jnp.asarray(v, x.dtype)),
+                grounding,
+                self.grounding_levels,
             )
-            filled = filled.at[:k].set(True)
+            filled = filled.at[:given].set(True)
         p = self.num_programs
         return ProgramsState(
             archive=arc.init(example, o.capacity, space.num_dims, len(space.descriptor_names)),
             grounding=grounding,
             grounding_filled=filled,
-            grounding_next=jnp.asarray(int(filled.sum()) % max(g, 1), jnp.int32),
+            grounding_next=jnp.asarray(given % max(g, 1), jnp.int32),
             batch_programs=jnp.zeros((p, space.num_dims), jnp.float32),
             batch_slots=jnp.full((p,), -1, jnp.int32),
             batch_kind=jnp.full((p,), FRESH, jnp.int32),
