@@ -4,6 +4,8 @@ widening fires exactly when the plateau rule says), grounding levels, options, e
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 import jax
@@ -17,6 +19,7 @@ from ued import program_archive as arc
 from ued.config import ConfigError
 from ued.curricula.programs import GROUNDING
 from ued.experiment import build
+from ued.train import chunk_events, train
 
 BEST_DISTANCE = 4.0  # the synthetic learning potential peaks at this goal distance
 
@@ -227,3 +230,37 @@ def test_real_runs_fill_the_archive_with_finite_metrics(real_run):
     programs = a.programs[a.filled]
     assert np.all(programs >= low[-1]) and np.all(programs <= high[-1])
     assert int(state.curriculum.count) == 4
+
+
+# --- logs, gallery and plot of a real (toy) run -------------------------------------------------
+
+
+def test_chunk_events_give_exact_update_numbers():
+    metrics = {"events/widen": np.array([0.0, 1.0, 0.0, 1.0]), "programs/size": np.ones(4)}
+    assert chunk_events(metrics, 10, 3) == [{"updates": 12, "event": "widen"}]
+
+
+def test_toy_run_logs_widenings_and_draws_the_archive(tmp_path):
+    # plateau_window=1: every update that does not improve the record widens the space.
+    cfg = toy_config(
+        curriculum={"name": "programs", "options": {"archive_programs": 2, "new_programs": 2,
+                                                    "plateau_window": 1}},
+        ppo={"num_envs": 8, "epochs": 1},
+        eval={"levels": "none", "interval": 4},
+        run={"total_env_steps": 4 * 64, "chunk_updates": 4, "dir": str(tmp_path / "run")},
+    )  # fmt: skip
+    result = train(cfg, verbose=False)
+    run_dir = tmp_path / "run"
+    stage = int(result["state"].curriculum.stage)
+    lines = (run_dir / "events.jsonl").read_text().splitlines() if stage else []
+    events = [json.loads(line) for line in lines]
+    assert len(events) == stage == int(result["state"].curriculum.widen_events) >= 1
+    assert all(e["event"] == "widen" and 1 <= e["updates"] <= 4 for e in events)
+    assert (run_dir / "gallery" / "programs_00000004.png").exists()
+    plot = importlib.util.spec_from_file_location(
+        "ued_plot", EXPERIMENTS.parent / "scripts" / "plot.py"
+    )
+    module = importlib.util.module_from_spec(plot)
+    plot.loader.exec_module(module)
+    assert module.main([str(run_dir), "--programs", "-o", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "programs.png").stat().st_size > 0

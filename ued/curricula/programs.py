@@ -22,7 +22,7 @@ square, for the spread); archive programs fold it into their moving averages, ne
 compete for a slot by MAP-Elites on the descriptor grid (``ued.program_archive.insert``).
 Constraints (``min_solvable``, ``descriptor_bounds``) filter candidates or penalise fitness.
 When the best fitness has not improved for ``plateau_window`` updates, the space widens to
-its next stage (``programs/widened`` is 1 on that update).
+its next stage (``events/widen`` is 1 on that update, and the run logs it to ``events.jsonl``).
 """
 
 from __future__ import annotations
@@ -365,7 +365,7 @@ class ProgramCurriculum:
             "programs/inserted": inserted.sum().astype(jnp.float32),
             "programs/stage": cstate.stage.astype(jnp.float32),
             "programs/widen_events": cstate.widen_events.astype(jnp.float32),
-            "programs/widened": (cstate.last_widen == cstate.count - 1).astype(jnp.float32),
+            "events/widen": (cstate.last_widen == cstate.count - 1).astype(jnp.float32),
             "programs/since_improve": cstate.since.astype(jnp.float32),
             "programs/grounding_size": cstate.grounding_filled.sum().astype(jnp.float32),
             **{f"programs/lp_{name}": group_mean(i) for i, name in enumerate(GROUPS)},
