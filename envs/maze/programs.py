@@ -179,6 +179,6 @@ def make_programs(env: Maze) -> ProgramSpace:
         describe=describe,
         descriptor_names=("shortest_path", "wall_fraction", "dead_ends", "branching"),
         descriptor_low=(0.0, 0.0, 0.0, 0.0),
-        descriptor_high=(float(n * n // 3), 0.6, 0.3, 0.8),
+        descriptor_high=(float(3 * n), 0.6, 0.3, 0.8),
         stages=stages,
     )

@@ -62,7 +62,7 @@ class ProgramsOptions:
     temperature: float = option(0.3, gt=0)
     staleness_coef: float = option(0.3, ge=0, le=1)
     novelty_weight: float = option(0.1, ge=0)  # selection bonus per unit of novelty
-    grid_weight: float = option(0.05, ge=0)  # insertion bonus for covering a grid cell
+    grid_weight: float = option(0.25, ge=0)  # insertion bonus for covering a grid cell
     grid_descriptors: tuple = option(
         (), check=_names_ok, allowed="a list of distinct descriptor names (empty: all)"
     )
