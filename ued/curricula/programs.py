@@ -193,8 +193,9 @@ class ProgramCurriculum:
         logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
         # Sampling without replacement: the top k of log w + Gumbel noise.
         gumbel = jax.random.gumbel(keys[0], w.shape)
-        picks = jax.lax.top_k(logw + gumbel, min(k, w.shape[0]))[1].astype(jnp.int32)
-        picks = jnp.concatenate([picks, jnp.zeros((k - picks.shape[0],), jnp.int32)])
+        top = min(k, w.shape[0])
+        picks = jax.lax.top_k(logw + gumbel, top)[1] if top else jnp.zeros((0,), jnp.int32)
+        picks = jnp.concatenate([picks.astype(jnp.int32), jnp.zeros((k - top,), jnp.int32)])
         valid = (w[picks] > 0) & (jnp.arange(k) < w.shape[0])
         fresh = jax.vmap(lambda kk: space.sample_program(kk, cstate.stage))(
             jax.random.split(keys[1], p)
