@@ -4,6 +4,7 @@ widening fires exactly when the plateau rule says), grounding levels, options, e
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -17,7 +18,8 @@ from tests.toy_family import CorridorLevel, toy_config
 from ued import config as config_lib
 from ued import program_archive as arc
 from ued.config import ConfigError
-from ued.curricula.programs import GROUNDING
+from ued.curricula import parse_options
+from ued.curricula.programs import GROUNDING, make_programs
 from ued.experiment import build
 from ued.train import chunk_events, train
 
@@ -110,6 +112,19 @@ def test_grid_weight_spreads_the_archive_over_cells():
     assert BEST_DISTANCE in a.programs[np.argmax(np.where(a.filled, a.lp, -np.inf)), 1:2]
 
 
+def test_constraints_filter_programs_out_of_the_archive():
+    # The peak (distance 4) lies outside the designer's bounds: the archive never holds it and
+    # settles on the best allowed distance.
+    cur = curriculum(
+        descriptor_bounds={"distance": [1, 3]}, start_stage=2, plateau_window=0, grid_weight=0.0
+    )
+    state, _ = synthetic_run(cur, 30, peaked)
+    a = state.archive
+    distances = a.programs[a.filled, 1]
+    assert distances.size and distances.max() <= 3.0
+    assert a.programs[np.argmax(np.where(a.filled, a.lp, -np.inf)), 1] == 3.0
+
+
 def test_plateau_rule_widens_exactly_after_window_updates_without_improvement():
     bests = [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.05]
     record, since, stage = jnp.float32(-jnp.inf), jnp.int32(0), jnp.int32(0)
@@ -171,6 +186,10 @@ def test_options_name_the_bad_key(tmp_path):
         curriculum(grounding_file=str(tmp_path / "missing.txt"))
     with pytest.raises(ConfigError, match="curriculum.options.temperature"):
         curriculum(temperature=0)
+    exp = build(toy_config(curriculum={"name": "programs"}, ppo={"num_envs": 8}))
+    bare = dataclasses.replace(exp.deps.family, programs=None)
+    with pytest.raises(ConfigError, match="declares none"):
+        make_programs(parse_options("programs", {}), dataclasses.replace(exp.deps, family=bare))
 
 
 # --- the real train step on the maze -------------------------------------------------------
