@@ -1,6 +1,7 @@
 """The ``programs`` curriculum: known answers on the toy corridor's program space (the archive
 finds the best region, which only the widened space holds; the grid keeps it diverse; the
-widening fires exactly when the plateau rule says), grounding levels, options, exact resume."""
+widening fires exactly when the plateau rule says; constraints filter), grounding levels,
+options, a real maze run, and a toy run's events, gallery and plot."""
 
 from __future__ import annotations
 
