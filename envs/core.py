@@ -200,6 +200,9 @@ class Family:
             (the protocol: ``ued.curricula.paired.LevelBuilder``).
         level_sets: further evaluation sets by name, each ``env -> {name: Level}`` (e.g.
             the maze's ``standard`` mazes of the literature); selected by ``eval.levels``.
+        programs: optional ``env -> envs.programs.ProgramSpace``, the family's generator as
+            a program with parameters (the ``programs`` curriculum searches it); None when
+            the family declares none.
 
     Provided for every family: ``stack``, ``unstack``, ``levels_from_text``,
     ``levels_to_text`` and ``levels_from_file`` (several levels separated by blank lines;
@@ -221,6 +224,7 @@ class Family:
     level_sets: Mapping[str, Callable[[Environment], Mapping[str, Level]]] = dataclasses.field(
         default_factory=dict
     )
+    programs: Callable[[Environment], Any] | None = None
 
     @staticmethod
     def stack(levels: Sequence[Level]) -> Level:

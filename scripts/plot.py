@@ -1,6 +1,7 @@
 """Learning curves of one or several runs.
 
     python scripts/plot.py OUT [OUT2 ...] [-o DIR] [--metric NAME ...]
+    python scripts/plot.py OUT --programs [-o DIR]
 
 Draws ``mean_return``, ``solve_rate`` and ``eval/solve_rate`` (or the given ``--metric``s)
 against env steps, one PNG per metric (``/`` in a name becomes ``_``), into DIR (default
@@ -11,6 +12,11 @@ several seeds in one program (``run.num_seeds``; its rows carry a ``seed`` colum
 that many seeds, and may be mixed with single-seed runs of the same config. Needs the
 ``plot`` extra (``pip install 'ued[plot]'``). Exit codes: 0 done; 2 bad input or no
 matplotlib.
+
+``--programs`` draws how a ``programs`` curriculum's archive moved instead: one panel per
+program dimension (the archive's mean with a +-1 std band), its descriptor-grid coverage
+and best learning potential, with the space's widenings (``events.jsonl``) as dashed lines,
+into ``DIR/programs.png``.
 """
 
 from __future__ import annotations
@@ -179,15 +185,78 @@ def plot(run_dirs: list[Path], out_dir: Path, metrics=METRICS) -> list[Path]:
     return written
 
 
+def plot_programs(run_dir: Path, out_dir: Path) -> Path:
+    """The archive's movement in one figure (see the module docstring); the first seed's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    config, rows = read_run(run_dir)
+    rows = split_seeds(config, rows)[0][1]
+    dims = sorted(
+        k[len("programs/") : -len("_mean")]
+        for k in {k for r in rows for k in r}
+        if k.startswith("programs/") and k.endswith("_mean") and f"{k[:-5]}_std" in rows[0]
+    )
+    if not dims:
+        raise ValueError(f"{run_dir}: no programs/<dim>_mean metrics (not a programs run?)")
+    events = run_dir / "events.jsonl"
+    widen = []
+    if events.exists() and rows and rows[0].get("updates"):
+        per_update = rows[0]["env_steps"] / rows[0]["updates"]
+        for line in events.read_text().splitlines():
+            event = json.loads(line) if line.strip() else {}
+            if event.get("event") == "widen" and event.get("seed", 0) in (
+                0,
+                rows[0].get("seed", 0),
+            ):
+                widen.append(event["updates"] * per_update)
+    panels = [*dims, "coverage", "best_lp"]
+    cols = 3
+    fig, axes = plt.subplots(
+        -(-len(panels) // cols), cols, figsize=(4.0 * cols, 2.6 * -(-len(panels) // cols)),
+        dpi=DPI, squeeze=False,
+    )  # fmt: skip
+    for ax, name in zip(axes.flat, panels, strict=False):
+        key = f"programs/{name}" if name in ("coverage", "best_lp") else f"programs/{name}_mean"
+        x, y = series(rows, key)
+        ax.plot(x, y)
+        if name in dims:
+            _, sd = series(rows, f"programs/{name}_std")
+            if sd.size == y.size:
+                ax.fill_between(x, y - sd, y + sd, alpha=0.2)
+        for at in widen:
+            ax.axvline(at, color="k", linestyle="--", linewidth=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.supxlabel("env steps (dashed: the program space widens)", fontsize=9)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "programs.png"
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
     parser.add_argument("-o", "--output", type=Path, help="folder for the PNGs")
     parser.add_argument("--metric", action="append", help="metric to plot (repeatable)")
+    parser.add_argument(
+        "--programs", action="store_true", help="how a programs run's archive moved"
+    )
     args = parser.parse_args(argv)
     out_dir = args.output or (args.runs[0] / "plots" if len(args.runs) == 1 else Path("plots"))
     try:
-        written = plot(args.runs, out_dir, tuple(args.metric or METRICS))
+        if args.programs:
+            written = [plot_programs(args.runs[0], out_dir)]
+        else:
+            written = plot(args.runs, out_dir, tuple(args.metric or METRICS))
     except (RuntimeError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from flax import struct
 from gymnax.environments import spaces
 
 from envs.core import EditSpec, Environment, Family, StepOut, register
+from envs.programs import Dim, ProgramSpace
 from ued import config as config_lib
 
 NAME = "toy_corridor"
@@ -142,6 +143,31 @@ def render(env, level_or_state):
     return image
 
 
+def make_programs(env: Corridor) -> ProgramSpace:
+    """Programs ``(start, distance)``: the goal lies ``distance`` cells right of the start,
+    wrapping around; the widening stages open distances 1..2, then 1..3, then all."""
+    n = env.max_length
+
+    def generate(key, program):
+        start = program[0].astype(jnp.int32)
+        goal = (start + program[1].astype(jnp.int32)) % n
+        return CorridorLevel(start, goal.astype(jnp.int32), jnp.int32(n))
+
+    def describe(level):
+        distance = (level.goal - level.start) % level.length
+        return jnp.stack([distance, level.start]).astype(jnp.float32)
+
+    return ProgramSpace(
+        dims=(Dim("start", "discrete", 0, n - 1), Dim("distance", "discrete", 1, n - 1)),
+        generate=generate,
+        describe=describe,
+        descriptor_names=("distance", "start"),
+        descriptor_low=(1.0, 0.0),
+        descriptor_high=(float(n), float(n)),
+        stages=({"distance": (1, 2)}, {"distance": (1, 3)}, {}),
+    )
+
+
 FAMILY = register(
     Family(
         name=NAME,
@@ -155,6 +181,7 @@ FAMILY = register(
         level_to_text=to_text,
         level_from_text=from_text,
         render=render,
+        programs=make_programs,
     )
 )
 

@@ -6,7 +6,10 @@ family's own ``render``. A gallery is a grid of level pictures with a caption un
 - ``buffer_<updates>.png``: the highest-scoring levels in the curriculum's buffer (any
   curriculum state with a ``buffer`` holding ``levels``, ``scores`` and ``filled``);
 - ``failures_<updates>.png``: the evaluation levels the student does not always solve,
-  worst first, captioned with their solve rates.
+  worst first, captioned with their solve rates;
+- ``programs_<updates>.png``: for a curriculum over generator programs (one with
+  ``gallery_entries``), a sample level of the fittest program in each descriptor-grid cell,
+  captioned with the cell and its fitness.
 """
 
 from __future__ import annotations
@@ -56,6 +59,19 @@ def buffer_gallery(exp, cstate: Any, k: int = GALLERY_SIZE) -> np.ndarray | None
     return tile(images, GALLERY_COLUMNS, captions)
 
 
+def program_gallery(exp, cstate: Any, k: int = 2 * GALLERY_SIZE) -> np.ndarray | None:
+    """A sample level of the fittest archive program per grid cell (at most ``k``, fittest
+    first); None for curricula without programs or with an empty archive."""
+    entries = getattr(exp.curriculum, "gallery_entries", None)
+    if entries is None:
+        return None
+    chosen = entries(cstate)[:k]
+    if not chosen:
+        return None
+    images = render_levels(exp, cstate.archive.levels, [slot for slot, _ in chosen])
+    return tile(images, GALLERY_COLUMNS, [caption for _, caption in chosen])
+
+
 def failure_gallery(
     exp, names: Sequence[str], levels: Any, solve_rates: np.ndarray, k: int = GALLERY_SIZE
 ) -> np.ndarray | None:
@@ -82,9 +98,13 @@ def write_galleries(
     is one seed's curriculum state (``state.curriculum`` of a single-seed run)."""
     directory = Path(directory)
     written = []
-    image = buffer_gallery(exp, jax.device_get(curriculum))
+    host = jax.device_get(curriculum)
+    image = buffer_gallery(exp, host)
     if image is not None:
         written.append(save_png(directory / f"buffer_{updates:08d}.png", image))
+    image = program_gallery(exp, host)
+    if image is not None:
+        written.append(save_png(directory / f"programs_{updates:08d}.png", image))
     if eval_names and solve_rates is not None:
         image = failure_gallery(exp, eval_names, eval_levels, solve_rates)
         if image is not None:

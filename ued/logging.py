@@ -148,7 +148,7 @@ def prune_metrics(run_dir: Path, updates: int) -> None:
     """Drops metric rows logged after ``updates``, the checkpoint a resumed run starts from
     (they describe training that the checkpoint does not hold). Never removes a file: a
     fresh run never gets here with earlier results (``ued.run_dir.prepare``)."""
-    for name in ("metrics.jsonl", "metrics.csv"):
+    for name in ("metrics.jsonl", "events.jsonl", "metrics.csv"):
         path = run_dir / name
         if not path.exists():
             continue

@@ -84,6 +84,18 @@ def summarize_chunk(metrics: dict[str, Any], active: int | None = None) -> dict[
     return out
 
 
+def chunk_events(metrics: dict[str, Any], first_update: int, active: int) -> list[dict[str, Any]]:
+    """``{"updates": u, "event": name}`` for every update ``u`` (1-based, as in the metrics)
+    of the chunk whose ``events/<name>`` metric is positive: what a curriculum marks as an
+    event (e.g. ``events/widen``, the program space widening)."""
+    out = []
+    for key, value in metrics.items():
+        if key.startswith("events/"):
+            hits = np.flatnonzero(np.asarray(value, np.float64)[:active] > 0)
+            out += [{"updates": first_update + int(i) + 1, "event": key[7:]} for i in hits]
+    return sorted(out, key=lambda e: e["updates"])
+
+
 def mean_record(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The mean over seeds of each numeric entry of per-seed records (NaN-aware), with
     ``seeds`` the seeds' count; a single record is returned as it is."""
@@ -360,6 +372,17 @@ class _Driver:
     def seed_column(self, seed: int) -> dict[str, int]:
         return {"seed": seed} if self.runner.seeded else {}
 
+    def write_events(self, per_seed, first_update: int, active: int) -> None:
+        """Appends the chunk's events (``chunk_events``) to ``OUT/events.jsonl``."""
+        lines = [
+            json.dumps({**event, **self.seed_column(seed)})
+            for seed, metrics in zip(self.seeds, per_seed, strict=True)
+            for event in chunk_events(metrics, first_update, active)
+        ]
+        if lines:
+            with (self.run_dir / "events.jsonl").open("a") as f:
+                f.write("\n".join(lines) + "\n")
+
     def named_result(self) -> dict[str, Any]:
         """The last evaluation as a table section (levels averaged over seeds)."""
         levels = self.cfg.eval.levels  # "named", "standard", ...: what the table shows
@@ -377,6 +400,8 @@ class _Driver:
         for seed, seed_metrics in zip(self.seeds, per_seed, strict=True):
             where = f" of seed {seed}" if self.runner.seeded else ""
             check_finite(seed_metrics, updates, active, where)
+        if self.run_dir is not None:
+            self.write_events(per_seed, updates, active)
         updates += active
         records = [
             {

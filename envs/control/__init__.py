@@ -21,6 +21,7 @@ from envs.control.editors import editors
 from envs.control.env import ControlEnv, ControlParams, ControlState, gymnax_transition
 from envs.control.generators import generators
 from envs.control.named import named_levels, named_values
+from envs.control.programs import make_programs
 from envs.control.render import render
 from envs.control.spec import Outcome, Param, Task
 from envs.control.tasks import (
@@ -83,6 +84,7 @@ def register_task(task: Task) -> Family:
             level_to_text=_level_to_text,
             level_from_text=_level_from_text,
             render=render,
+            programs=make_programs,
         )
     )
 

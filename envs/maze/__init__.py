@@ -12,6 +12,7 @@ from envs.maze.env import Maze, MazeParams, MazeState
 from envs.maze.generators import generators
 from envs.maze.level import Level, distance_map, shortest_path_length
 from envs.maze.named import named_levels
+from envs.maze.programs import make_programs
 from envs.maze.render import render
 from envs.maze.standard import level_sets
 
@@ -30,6 +31,7 @@ family = register(
         render=render,
         make_builder=MazeBuilder,
         level_sets=level_sets,
+        programs=make_programs,
     )
 )
 

@@ -100,19 +100,25 @@ def make_empty_room(env: Maze) -> Generator:
     return generate
 
 
-def _carve_spanning_tree(key: chex.PRNGKey, size: int) -> chex.Array:
+def carve_spanning_tree(
+    key: chex.PRNGKey, size: int, active: chex.Array | None = None
+) -> chex.Array:
     """Random depth-first (recursive backtracker) maze; returns (size, size) bool free.
 
     Rooms are the cells with even (x, y); a passage opens the odd cell between two rooms.
     The loop runs a fixed ``2 * k * k`` iterations (k rooms per side): each one either
     pushes an unvisited neighbour of the stack top or pops, which is enough to visit all.
+    ``active`` (a traced int <= k, default k) limits the maze to the top-left ``active`` x
+    ``active`` rooms (a maze of side ``2 * active - 1``; cells beyond it are not free).
     """
     k = (size + 1) // 2
+    limit = k if active is None else jnp.clip(active, 1, k)
     dirs = jnp.asarray(DIR_TO_VEC)
     start_key, loop_key = jax.random.split(key)
-    start = jax.random.randint(start_key, (), 0, k * k, dtype=jnp.int32)
+    first = jax.random.randint(start_key, (), 0, limit * limit, dtype=jnp.int32)
+    start = (first // limit) * k + first % limit
     ys, xs = jnp.indices((size, size))
-    free = (xs % 2 == 0) & (ys % 2 == 0)
+    free = (xs % 2 == 0) & (ys % 2 == 0) & (xs < 2 * limit - 1) & (ys < 2 * limit - 1)
     visited = jnp.zeros(k * k, jnp.bool_).at[start].set(True)
     stack = jnp.zeros(k * k, jnp.int32).at[0].set(start)
 
@@ -121,7 +127,7 @@ def _carve_spanning_tree(key: chex.PRNGKey, size: int) -> chex.Array:
         top = stack[jnp.maximum(sp - 1, 0)]
         pos = jnp.stack([top % k, top // k])
         nbrs = pos[None, :] + dirs  # (4, 2)
-        inside = jnp.all((nbrs >= 0) & (nbrs < k), axis=1)
+        inside = jnp.all((nbrs >= 0) & (nbrs < limit), axis=1)
         nbr_idx = jnp.clip(nbrs[:, 1], 0, k - 1) * k + jnp.clip(nbrs[:, 0], 0, k - 1)
         options = inside & ~visited[nbr_idx]
         noise = jax.random.uniform(jax.random.fold_in(loop_key, i), (4,))
@@ -161,7 +167,7 @@ def make_perfect_maze(env: Maze, size: int | None = None) -> Generator:
 
     def generate(key: chex.PRNGKey) -> Level:
         maze_key, place_key = jax.random.split(key)
-        free_small = _carve_spanning_tree(maze_key, size)
+        free_small = carve_spanning_tree(maze_key, size)
         free = jnp.zeros((n, n), jnp.bool_).at[:size, :size].set(free_small)
         return place_agent_and_goal(place_key, free, ~free, size, size)
 

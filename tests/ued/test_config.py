@@ -166,6 +166,8 @@ SCORES = {
     "cartpole_accel": {"positive_value_loss": 1.0},
     "pendulum_plr": {"positive_value_loss": 1.0},
     "pendulum_accel": {"positive_value_loss": 1.0},
+    "maze_programs": {"positive_value_loss": 1.0},
+    "cartpole_programs": {},  # learnability of each program alone
 }
 
 
