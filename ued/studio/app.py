@@ -46,6 +46,10 @@ def _error(_request: Request, exc: ApiError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=exc.status)
 
 
+def _not_found(request: Request, _exc) -> JSONResponse:
+    return JSONResponse({"error": f"no such path: {request.url.path}"}, status_code=404)
+
+
 class Studio:
     """The state behind the app: the runs folder, the token and one model per run."""
 
@@ -247,4 +251,4 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
         Route("/api/runs/{name}/send", send, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={ApiError: _error})
+    return Starlette(routes=routes, exception_handlers={ApiError: _error, 404: _not_found})
