@@ -184,10 +184,35 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
         return JSONResponse(await run_in_threadpool(work))
 
     async def run_inbox(request: Request):
-        run_dir = studio.run_dir(request.path_params["name"])
+        name = request.path_params["name"]
+        run_dir = studio.run_dir(name)
+        model = studio.model(name)
         pending = [p.stem for p in inbox_lib.pending(run_dir)]
         events = inbox_lib.read_events(run_dir)[-200:]
-        return JSONResponse({"pending": pending, "events": events})
+
+        def where():
+            # Where each accepted level is in the newest checkpoint's curriculum, if there.
+            latest = model.latest()
+            if latest is None:
+                return None, {}
+            step, state, _ = latest
+            with model.lock:
+                if model.located is None or model.located[0] != step:
+                    model.located = (step, levels_lib.locate(model.experiment(), state))
+                return step, model.located[1]
+
+        step, located = await run_in_threadpool(where)
+        for event in events:
+            if not event.get("accepted"):
+                continue
+            path = run_dir / inbox_lib.INBOX / inbox_lib.APPLIED / f"{event['id']}.json"
+            try:
+                text = inbox_lib.read_message(path)["level"]
+            except (OSError, ValueError):
+                continue
+            event["text"] = text
+            event["found"] = located.get(text)
+        return JSONResponse({"pending": pending, "events": events, "checkpoint": step})
 
     async def check(request: Request):
         data = await studio.body(request, {"level": str})

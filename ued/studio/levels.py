@@ -157,6 +157,29 @@ def curriculum_levels(exp, state, seed: int = 0, limit: int = 16) -> dict[str, A
     return {"kind": kind, "levels": rows, "size": int(filled.sum()), "capacity": capacity}
 
 
+def locate(exp, state, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Every level the curriculum holds, by its text: slot, and for a buffer its score and
+    staleness (to find where sent levels are now)."""
+    seeds = per_seed(state.curriculum, exp.cfg.run.num_seeds)
+    found = _level_store(seeds[min(max(seed, 0), len(seeds) - 1)])
+    if found is None:
+        return {}
+    kind, store = found
+    store = jax.device_get(store)
+    out = {}
+    for slot in np.flatnonzero(np.asarray(store.filled, bool)):
+        slot = int(slot)
+        level = jax.tree.map(lambda x, s=slot: x[s], store.levels)
+        row: dict[str, Any] = {"kind": kind, "slot": slot}
+        if kind == "buffer":
+            row.update(
+                score=_scalar(store.scores[slot]),
+                staleness=int(store.clock - store.last_sampled[slot]),
+            )
+        out[exp.family.level_to_text(exp.env, level)] = row
+    return out
+
+
 def _trajectory(states, length: int) -> dict[str, list]:
     """Per step, the small fields of the env state (the maze's pose, a control task's
     physics), as lists; the played level itself is left out."""

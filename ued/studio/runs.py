@@ -167,6 +167,7 @@ class RunModel:
         self.meta: dict[str, Any] = {}
         self.evaluators: dict[int, Any] = {}
         self.episode_fn = None
+        self.located: tuple[int, dict[str, Any]] | None = None  # (step, levels by text)
 
     def experiment(self):
         """The run's experiment, built from ``config.yaml`` (rebuilt if it changes)."""
@@ -178,7 +179,7 @@ class RunModel:
 
                 self.exp = build(config_lib.from_dict(cfg))
                 self._config = cfg
-                self.evaluators, self.episode_fn = {}, None
+                self.evaluators, self.episode_fn, self.located = {}, None, None
             return self.exp
 
     def latest(self):

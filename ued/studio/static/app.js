@@ -82,7 +82,7 @@ async function watchTick() {
   drawCharts();
   evalTable();
   bufferLevels(levels);
-  sentLevels(inbox, levels, $("sent-levels"));
+  sentLevels(inbox, $("sent-levels"));
 }
 
 function drawCharts() {
@@ -157,15 +157,28 @@ export function openInEditor(text, source) {
   location.hash = `#/draw/${encodeURIComponent(state.run)}`;
 }
 
-// Sent levels: pending, accepted or rejected by the trainer, and seen in the curriculum.
-export function sentLevels(inbox, levels, box) {
-  const inCurriculum = new Set((levels?.curriculum?.levels || []).map((l) => l.text));
+// Sent levels: pending, accepted or rejected by the trainer, and found in the curriculum.
+export function sentLevels(inbox, box) {
   const pending = inbox.pending.map((id) => `<tr data-id="${id}"><td>${id.slice(0, 8)}</td><td class="warn">pending</td><td></td><td></td></tr>`);
   const done = inbox.events.slice().reverse().map((e) => {
     const mine = state.sent.find((s) => s.id === e.id);
-    const trained = mine && inCurriculum.has(mine.text);
+    // Sticky: once a checkpoint holds the level, say which (later ones may have evicted it).
+    if (mine && mine.seenAt === undefined && e.found) {
+      mine.seenAt = inbox.checkpoint;
+      mine.found = e.found;
+      mine.seconds = (Date.now() - mine.at) / 1000;
+    }
     const status = e.accepted ? `<span class="ok">accepted</span>` : `<span class="bad">rejected</span>`;
-    const where = trained ? `<span class="ok">in the ${levels.curriculum.kind} (checkpoint ${levels.checkpoint})</span>` : "";
+    let where = "";
+    const found = e.found || (mine && mine.found);
+    if (found) {
+      const at = e.found ? inbox.checkpoint : mine.seenAt;
+      const extra = found.score === undefined ? "" : `, score ${fmt(found.score)}, staleness ${found.staleness}`;
+      const after = mine && mine.seconds !== undefined ? ` · seen ${mine.seconds.toFixed(1)} s after sending` : "";
+      where = `<span class="ok">in the ${found.kind === "grounding" ? "grounding set" : found.kind} (slot ${found.slot}${extra}) at checkpoint ${at}${after}</span>`;
+    } else if (e.accepted) {
+      where = `<span class="muted">not in the newest checkpoint's curriculum</span>`;
+    }
     return `<tr data-id="${e.id}"><td>${e.id.slice(0, 8)}</td><td>${status} at update ${e.update}</td><td>${esc(e.reason || "")}</td><td class="trained">${where}</td></tr>`;
   });
   const rows = [...pending, ...done];
@@ -186,10 +199,8 @@ async function drawPage() {
 
 async function sentTick() {
   const run = encodeURIComponent(state.run);
-  const [inbox, levels] = await Promise.all([api(`/runs/${run}/inbox`), api(`/runs/${run}/levels`)]);
-  state.levels = levels;
-  const box = $("send-result");
-  if (state.sent.length) sentLevels(inbox, levels, box);
+  const inbox = await api(`/runs/${run}/inbox`);
+  if (state.sent.length) sentLevels(inbox, $("send-result"));
 }
 
 window.addEventListener("hashchange", () => route().catch(report));

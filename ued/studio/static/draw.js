@@ -194,7 +194,7 @@ export class Editor {
     box.innerHTML = "running the latest policy…";
     $("try").disabled = true;
     try {
-      const res = await api(`/runs/${encodeURIComponent(this.run)}/try`, { level: this.text(), episodes });
+      const res = await api(`/runs/${encodeURIComponent(this.run)}/try`, { level: $("level-text").value, episodes });
       const ep = res.episode;
       box.innerHTML = `<div id="try-summary">checkpoint ${res.checkpoint}: solve rate <b>${fmt(res.solve_rate, 2)}</b>,
         return ${fmt(res.mean_return)}, length ${fmt(res.mean_length, 1)} over ${res.episodes} episodes</div>
@@ -235,7 +235,7 @@ export class Editor {
   async send() {
     const box = $("send-result");
     try {
-      const res = await api(`/runs/${encodeURIComponent(this.run)}/send`, { level: this.text(), source: $("source").selectedOptions[0]?.textContent || "drawn" });
+      const res = await api(`/runs/${encodeURIComponent(this.run)}/send`, { level: $("level-text").value, source: $("source").selectedOptions[0]?.textContent || "drawn" });
       state.sent.push({ id: res.id, text: res.text, at: Date.now() });
       box.innerHTML = `sent ${res.id.slice(0, 8)}${res.note ? ` <span class="warn">(${res.note})</span>` : ""}`;
     } catch (err) {
