@@ -154,3 +154,21 @@ def test_the_page_and_its_files_are_served(client):
         assert client.get(f"/static/{name}").status_code == 200
         assert "https://" not in client.get(f"/static/{name}").text  # offline: no CDN
     assert client.get("/static/../app.py").status_code == 404
+
+
+def test_control_levels_are_edited_with_sliders():
+    from pathlib import Path
+
+    from ued.experiment import build
+    from ued.studio import levels
+
+    root = Path(__file__).resolve().parents[2]
+    exp = build(config_lib.load(root / "experiments" / "cartpole_dr.yaml", []))
+    info = levels.family_info(exp)
+    assert info["kind"] == "params"
+    gravity = next(p for p in info["params"] if p["name"] == "gravity")
+    assert gravity["bounds"][0] <= gravity["default"] <= gravity["bounds"][1]
+    ok = levels.check(exp, info["example"].replace("gravity=9.8", "gravity=12.5"))
+    assert ok["valid"] and "gravity=12.5" in ok["text"]
+    bad = levels.check(exp, "gravity=-3")
+    assert not bad["valid"] and "gravity" in bad["error"]

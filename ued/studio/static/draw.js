@@ -144,7 +144,7 @@ export class Editor {
   }
 
   refresh(typed = null) {
-    if (this.anim) { clearInterval(this.anim); this.anim = null; }
+    if (this.anim) { clearInterval(this.anim); clearTimeout(this.anim); this.anim = null; }
     const text = typed ?? this.text();
     if (typed === null) $("level-text").value = text;
     this.draw();
@@ -212,7 +212,7 @@ export class Editor {
     const steps = ep.steps;
     const n = ep.length + 1;
     let t = 0;
-    if (this.anim) clearInterval(this.anim);
+    if (this.anim) { clearInterval(this.anim); clearTimeout(this.anim); }
     const frame = () => {
       const at = (k) => (steps[k] ? steps[k][Math.min(t, steps[k].length - 1)] : undefined);
       if (this.info.kind === "grid") {
@@ -226,7 +226,11 @@ export class Editor {
       const label = $("frame");
       if (label) label.textContent = `(step ${t} of ${n - 1})`;
       t += 1;
-      if (t >= n) { clearInterval(this.anim); this.anim = null; }
+      if (t >= n) {
+        clearInterval(this.anim);
+        // Hold the last frame a moment, then show the level as drawn again.
+        this.anim = setTimeout(() => { this.anim = null; this.draw(); }, 1500);
+      }
     };
     frame();
     this.anim = setInterval(frame, this.info.kind === "grid" ? 120 : 40);
