@@ -58,49 +58,40 @@ def buffer_texts(run_dir):
     return texts, buf, snapshot
 
 
-def test_accepted_and_rejected_levels_are_logged_filed_and_buffered(tmp_path):
+def test_levels_are_validated_filed_and_reapplied_once_after_a_crash(tmp_path):
     run_dir = tmp_path / "run"
     good = inbox.send(run_dir, GOOD)
     bad = inbox.send(run_dir, "A..")  # no goal
-    hook = Hook({})
-    result = train(cfg_for(run_dir, total_env_steps=2 * STEPS), logger=hook, verbose=False)
-    assert result["status"] == "finished"
-    by_id = {e["id"]: e for e in events(run_dir)}
-    assert by_id[good]["accepted"] and by_id[good]["update"] == 1
-    assert not by_id[bad]["accepted"]
-    assert "exactly one A and one G" in by_id[bad]["reason"]
-    assert hook.rows[0]["grounding/accepted"] == 1 and hook.rows[0]["grounding/rejected"] == 1
-    assert hook.rows[1]["grounding/accepted"] == 0
-    assert not inbox.pending(run_dir)
-    assert (run_dir / "inbox" / "applied" / f"{good}.json").exists()
-    rejected = json.loads((run_dir / "inbox" / "rejected" / f"{bad}.json").read_text())
-    assert "exactly one A and one G" in rejected["reason"]
-    texts, buf, snapshot = buffer_texts(run_dir)
-    assert GOOD in texts
-    assert sorted(snapshot.meta["inbox_ids"]) == sorted([good, bad])
-
-
-def test_a_crash_before_the_checkpoint_reapplies_once_on_resume(tmp_path):
-    run_dir = tmp_path / "run"
     sent = []
 
     def crash():
         raise RuntimeError("simulated crash")
 
-    # Sent after the checkpoint at 2; applied at 3; the process dies before the one at 4.
-    hook = Hook({2: lambda: sent.append(inbox.send(run_dir, GOOD)), 3: crash})
+    # OTHER is sent after the checkpoint at 2 and applied at 3; the process dies before 4.
+    hook = Hook({2: lambda: sent.append(inbox.send(run_dir, OTHER)), 3: crash})
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(cfg_for(run_dir), logger=hook)
-    assert [e["update"] for e in events(run_dir)] == [3]
-    assert [p.stem for p in inbox.pending(run_dir)] == sent  # not filed: no checkpoint has it
+        train(cfg_for(run_dir), logger=hook, verbose=False)
+    by_id = {e["id"]: e for e in events(run_dir)}
+    assert by_id[good]["accepted"] and by_id[good]["update"] == 1
+    assert not by_id[bad]["accepted"] and "exactly one A and one G" in by_id[bad]["reason"]
+    assert by_id[sent[0]]["update"] == 3
+    assert hook.rows[0]["grounding/accepted"] == 1 and hook.rows[0]["grounding/rejected"] == 1
+    assert hook.rows[1]["grounding/accepted"] == 0
+    # Filed once the checkpoint at 2 held them; OTHER waits: no checkpoint has it.
+    assert (run_dir / "inbox" / "applied" / f"{good}.json").exists()
+    rejected = json.loads((run_dir / "inbox" / "rejected" / f"{bad}.json").read_text())
+    assert "exactly one A and one G" in rejected["reason"]
+    assert [p.stem for p in inbox.pending(run_dir)] == sent
     with Checkpointer(run_dir / "checkpoints", background=False) as ckpt:
         assert ckpt.steps == [2]
+
     result = train(cfg_for(run_dir, resume=True), verbose=False)
     assert result["status"] == "finished" and result["resumed_from"] == 2
-    assert [(e["id"], e["update"]) for e in events(run_dir)] == [(sent[0], 3)]
+    assert [(e["id"], e["update"]) for e in events(run_dir)] == [(good, 1), (bad, 1), (sent[0], 3)]
     assert not inbox.pending(run_dir)
     texts, _, snapshot = buffer_texts(run_dir)
-    assert texts.count(GOOD) == 1 and snapshot.meta["inbox_ids"] == sent
+    assert texts.count(GOOD) == 1 and texts.count(OTHER) == 1
+    assert snapshot.meta["inbox_ids"] == [good, bad, sent[0]]
 
 
 def test_a_level_sent_as_sigint_arrives_is_applied_once_after_resume(tmp_path):
@@ -111,12 +102,13 @@ def test_a_level_sent_as_sigint_arrives_is_applied_once_after_resume(tmp_path):
         sent.append(inbox.send(run_dir, OTHER))
         os.kill(os.getpid(), signal.SIGINT)
 
-    result = train(cfg_for(run_dir), logger=Hook({1: send_and_interrupt}), verbose=False)
+    two = {"total_env_steps": 2 * STEPS}
+    result = train(cfg_for(run_dir, **two), logger=Hook({1: send_and_interrupt}), verbose=False)
     assert result["status"] == "interrupted"
     _, _, snapshot = buffer_texts(run_dir)
     assert snapshot.step == 1 and snapshot.meta["inbox_ids"] == []
     assert [p.stem for p in inbox.pending(run_dir)] == sent  # waits for the resumed run
-    result = train(cfg_for(run_dir, resume=True), verbose=False)
+    result = train(cfg_for(run_dir, resume=True, **two), verbose=False)
     assert result["status"] == "finished"
     assert [(e["id"], e["update"]) for e in events(run_dir)] == [(sent[0], 2)]
     texts, _, snapshot = buffer_texts(run_dir)
@@ -128,7 +120,7 @@ def test_a_level_sent_as_sigint_arrives_is_applied_once_after_resume(tmp_path):
     assert not inbox.pending(run_dir) and box.take(None, None, 5) == ([], [])
 
 
-def test_dr_replays_sent_levels_and_curricula_without_add_levels_refuse(tmp_path):
+def test_dr_replays_sent_levels(tmp_path):
     dr = with_curriculum(BASE, "dr", resample="rollout", grounding_prob=1.0)
     run_dir = tmp_path / "dr"
     sent = inbox.send(run_dir, GOOD)
@@ -144,12 +136,26 @@ def test_dr_replays_sent_levels_and_curricula_without_add_levels_refuse(tmp_path
     assert exp.family.level_to_text(exp.env, stored) == GOOD
     assert sent in (p.stem for p in (run_dir / "inbox" / "applied").iterdir())
 
-    off = with_curriculum(BASE, "dr", grounding_capacity=0)
-    run_dir = tmp_path / "off"
-    inbox.send(run_dir, GOOD)
-    train(cfg_for(run_dir, off, total_env_steps=STEPS), verbose=False)
-    (event,) = events(run_dir)
-    assert not event["accepted"] and "grounding_capacity is 0" in event["reason"]
+
+
+def test_a_curriculum_without_add_levels_rejects_sent_levels(tmp_path):
+    from ued.experiment import build
+    from ued.grounding import Grounding
+    from ued.parallel import make_runner
+
+    cfg = with_curriculum(BASE, "dr", grounding_capacity=0)
+    runner = make_runner(build(cfg))
+    state = runner.init(runner.seed_keys(0))
+    sent = inbox.send(tmp_path, GOOD)
+    grounding = Grounding(runner, tmp_path)
+    after, counts = grounding.apply(state, 1)
+    assert after is state and counts == {"grounding/accepted": 0.0, "grounding/rejected": 1.0}
+    (event,) = events(tmp_path)
+    assert event["id"] == sent and not event["accepted"]
+    assert "curriculum 'dr' takes no sent levels" in event["reason"]
+    assert "grounding_capacity is 0" in event["reason"]
+    grounding.saved()
+    assert (tmp_path / "inbox" / "rejected" / f"{sent}.json").exists()
 
 
 def test_plr_add_levels_scores_above_the_buffer_on_every_seed():
