@@ -63,7 +63,9 @@ def main(argv: list[str]) -> int:
             page.screenshot(path=str(out / "draw.png"), full_page=True)
         if args.control:
             page.goto(url + f"#/draw/{args.control}")
-            expect(page.locator("#check")).to_contain_text("valid", timeout=60_000)
+            # The control editor's check names its parameters (not the maze's, still shown
+            # for a moment after the page switches runs).
+            expect(page.locator("#check")).to_contain_text("valid level · gravity", timeout=60_000)
             page.click("#try")
             expect(page.locator("#try-summary")).to_be_visible(timeout=120_000)
             time.sleep(1.0)

@@ -22,7 +22,7 @@ BASE = toy_config(
     curriculum={"name": "plr", **REPLAY_CURRICULUM},
     run={"total_env_steps": 4 * STEPS, "chunk_updates": 1, "checkpoint_every": 2},
 )
-GOOD, OTHER = "A....G", ".G..A."
+GOOD, OTHER, THIRD = "A....G", ".G..A.", "..G..A"
 
 
 def cfg_for(run_dir, cfg=BASE, **run):
@@ -58,84 +58,79 @@ def buffer_texts(run_dir):
     return texts, buf, snapshot
 
 
-def test_levels_are_validated_filed_and_reapplied_once_after_a_crash(tmp_path):
+def test_sent_levels_are_applied_exactly_once_across_sigint_crash_and_resume(tmp_path):
     run_dir = tmp_path / "run"
     good = inbox.send(run_dir, GOOD)
     bad = inbox.send(run_dir, "A..")  # no goal
-    sent = []
-
-    def crash():
-        raise RuntimeError("simulated crash")
-
-    # OTHER is sent after the checkpoint at 2 and applied at 3; the process dies before 4.
-    hook = Hook({2: lambda: sent.append(inbox.send(run_dir, OTHER)), 3: crash})
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(cfg_for(run_dir), logger=hook, verbose=False)
-    by_id = {e["id"]: e for e in events(run_dir)}
-    assert by_id[good]["accepted"] and by_id[good]["update"] == 1
-    assert not by_id[bad]["accepted"] and "exactly one A and one G" in by_id[bad]["reason"]
-    assert by_id[sent[0]]["update"] == 3
-    assert hook.rows[0]["grounding/accepted"] == 1 and hook.rows[0]["grounding/rejected"] == 1
-    assert hook.rows[1]["grounding/accepted"] == 0
-    # Filed once the checkpoint at 2 held them; OTHER waits: no checkpoint has it.
-    assert (run_dir / "inbox" / "applied" / f"{good}.json").exists()
-    rejected = json.loads((run_dir / "inbox" / "rejected" / f"{bad}.json").read_text())
-    assert "exactly one A and one G" in rejected["reason"]
-    assert [p.stem for p in inbox.pending(run_dir)] == sent
-    with Checkpointer(run_dir / "checkpoints", background=False) as ckpt:
-        assert ckpt.steps == [2]
-
-    result = train(cfg_for(run_dir, resume=True), verbose=False)
-    assert result["status"] == "finished" and result["resumed_from"] == 2
-    assert [(e["id"], e["update"]) for e in events(run_dir)] == [(good, 1), (bad, 1), (sent[0], 3)]
-    assert not inbox.pending(run_dir)
-    texts, _, snapshot = buffer_texts(run_dir)
-    assert texts.count(GOOD) == 1 and texts.count(OTHER) == 1
-    assert snapshot.meta["inbox_ids"] == [good, bad, sent[0]]
-
-
-def test_a_level_sent_as_sigint_arrives_is_applied_once_after_resume(tmp_path):
-    run_dir = tmp_path / "run"
     sent = []
 
     def send_and_interrupt():
         sent.append(inbox.send(run_dir, OTHER))
         os.kill(os.getpid(), signal.SIGINT)
 
-    two = {"total_env_steps": 2 * STEPS}
-    result = train(cfg_for(run_dir, **two), logger=Hook({1: send_and_interrupt}), verbose=False)
+    # 1. Applied at update 1; OTHER arrives with a SIGINT, after that boundary.
+    hook = Hook({1: send_and_interrupt})
+    result = train(cfg_for(run_dir), logger=hook, verbose=False)
     assert result["status"] == "interrupted"
+    by_id = {e["id"]: e for e in events(run_dir)}
+    assert by_id[good]["accepted"] and by_id[good]["update"] == 1
+    assert not by_id[bad]["accepted"] and "exactly one A and one G" in by_id[bad]["reason"]
+    assert hook.rows[0]["grounding/accepted"] == 1 and hook.rows[0]["grounding/rejected"] == 1
     _, _, snapshot = buffer_texts(run_dir)
-    assert snapshot.step == 1 and snapshot.meta["inbox_ids"] == []
+    assert snapshot.step == 1 and snapshot.meta["inbox_ids"] == [good, bad]
+    assert (run_dir / "inbox" / "applied" / f"{good}.json").exists()
+    rejected = json.loads((run_dir / "inbox" / "rejected" / f"{bad}.json").read_text())
+    assert "exactly one A and one G" in rejected["reason"]
     assert [p.stem for p in inbox.pending(run_dir)] == sent  # waits for the resumed run
-    result = train(cfg_for(run_dir, resume=True, **two), verbose=False)
-    assert result["status"] == "finished"
-    assert [(e["id"], e["update"]) for e in events(run_dir)] == [(sent[0], 2)]
+
+    # 2. Resumed: OTHER is applied at 2 (checkpointed); THIRD, sent then, is applied at 3
+    # and the process dies before the checkpoint at 4.
+    def crash():
+        raise RuntimeError("simulated crash")
+
+    hook = Hook({2: lambda: sent.append(inbox.send(run_dir, THIRD)), 3: crash})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg_for(run_dir, resume=True), logger=hook, verbose=False)
+    assert [(e["id"], e["update"]) for e in events(run_dir)][2:] == [(sent[0], 2), (sent[1], 3)]
+    assert [p.stem for p in inbox.pending(run_dir)] == sent[1:]  # no checkpoint holds it
+    with Checkpointer(run_dir / "checkpoints", background=False) as ckpt:
+        assert ckpt.steps == [1, 2]
+
+    # 3. Resumed from 2: THIRD is applied again, once, to a state that never had it.
+    result = train(cfg_for(run_dir, resume=True), verbose=False)
+    assert result["status"] == "finished" and result["resumed_from"] == 2
+    expected = [(good, 1), (bad, 1), (sent[0], 2), (sent[1], 3)]
+    assert [(e["id"], e["update"]) for e in events(run_dir)] == expected
+    assert not inbox.pending(run_dir)
     texts, _, snapshot = buffer_texts(run_dir)
-    assert texts.count(OTHER) == 1 and snapshot.meta["inbox_ids"] == sent
+    assert [texts.count(t) for t in (GOOD, OTHER, THIRD)] == [1, 1, 1]
+    assert snapshot.meta["inbox_ids"] == [good, bad, *sent]
     # A copy left pending (as by a crash between a save and the move) is only filed.
-    applied = run_dir / "inbox" / "applied" / f"{sent[0]}.json"
-    (run_dir / "inbox" / f"{sent[0]}.json").write_text(applied.read_text())
+    applied = run_dir / "inbox" / "applied" / f"{sent[1]}.json"
+    (run_dir / "inbox" / f"{sent[1]}.json").write_text(applied.read_text())
     box = inbox.Inbox(run_dir, snapshot.meta["inbox_ids"])
     assert not inbox.pending(run_dir) and box.take(None, None, 5) == ([], [])
 
 
-def test_dr_replays_sent_levels(tmp_path):
-    dr = with_curriculum(BASE, "dr", resample="rollout", grounding_prob=1.0)
-    run_dir = tmp_path / "dr"
-    sent = inbox.send(run_dir, GOOD)
-    hook = Hook({})
-    train(cfg_for(run_dir, dr, total_env_steps=2 * STEPS), logger=hook, verbose=False)
-    assert events(run_dir)[0]["accepted"]
-    # Every env of the second rollout started on the sent level (grounding_prob 1).
-    assert hook.rows[1]["curriculum/grounding"] == 1.0
-    assert hook.rows[0]["curriculum/grounding"] == 0.0  # the first ran before it arrived
-    exp, state, _ = load_trained(run_dir)
-    assert int(state.curriculum.count) == 1
-    stored = exp.family.unstack(jax.device_get(state.curriculum.levels))[0]
-    assert exp.family.level_to_text(exp.env, stored) == GOOD
-    assert sent in (p.stem for p in (run_dir / "inbox" / "applied").iterdir())
+def test_dr_starts_envs_on_sent_levels_and_is_unchanged_without_them():
+    from ued.experiment import build
 
+    key = jax.random.PRNGKey(3)
+    dr = build(with_curriculum(BASE, "dr", resample="rollout", grounding_prob=1.0))
+    cur, family, env = dr.curriculum, dr.family, dr.env
+    cstate = cur.init(key)
+    _, before, plan = cur.propose(key, cstate, None)
+    assert not plan.group.any()  # an empty set: every env on a generated level
+    off = build(with_curriculum(BASE, "dr", resample="rollout", grounding_capacity=0))
+    assert getattr(off.curriculum, "add_levels", None) is None
+    _, reference, _ = off.curriculum.propose(key, off.curriculum.init(key), None)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), before, reference))
+    sent = family.stack([family.level_from_text(env, GOOD)])
+    cstate = jax.jit(cur.add_levels)(cstate, sent, key)
+    _, levels, plan = cur.propose(key, cstate, None)
+    assert plan.group.all()  # grounding_prob 1: every env on the sent level
+    assert {family.level_to_text(env, lv) for lv in family.unstack(levels)} == {GOOD}
+    assert int(cstate.count) == 1 and cstate.filled.sum() == 1
 
 
 def test_a_curriculum_without_add_levels_rejects_sent_levels(tmp_path):

@@ -189,7 +189,10 @@ export function sentLevels(inbox, box) {
 // --- draw -------------------------------------------------------------------------------
 async function drawPage() {
   $("draw-name").textContent = state.run;
-  if (!state.editor || state.editor.run !== state.run) state.editor = new Editor(state.run, state.info.family_info);
+  if (!state.editor || state.editor.run !== state.run) {
+    if (state.editor) state.editor.stop();
+    state.editor = new Editor(state.run, state.info.family_info);
+  }
   const levels = state.levels || await api(`/runs/${encodeURIComponent(state.run)}/levels`);
   state.levels = levels;
   state.editor.setSources(levels);

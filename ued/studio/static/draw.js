@@ -14,6 +14,7 @@ export class Editor {
     this.path = null;
     this.anim = null;
     this.checkSeq = 0;
+    for (const id of ["try-result", "send-result", "check"]) $(id).innerHTML = "";
     const grid = info.kind === "grid";
     $("grid-tools").hidden = !grid;
     $("grid").hidden = !grid;
@@ -34,6 +35,12 @@ export class Editor {
     $("send").onclick = () => this.send();
     $("source").onchange = (e) => { if (e.target.value) this.load(e.target.value); };
     this.refresh();
+  }
+
+  stop() {
+    if (this.anim) { clearInterval(this.anim); clearTimeout(this.anim); this.anim = null; }
+    clearTimeout(this.checkTimer);
+    this.checkSeq += 1; // a check still in flight is ignored
   }
 
   text() {
@@ -159,7 +166,8 @@ export class Editor {
       const res = await api(`/runs/${encodeURIComponent(this.run)}/check`, { level: text });
       if (seq !== this.checkSeq) return;
       this.path = res.valid ? res.path || null : null;
-      const metrics = res.valid ? Object.entries(res.metrics).map(([k, v]) => `${k} ${fmt(v, 0)}`).join(" · ") : "";
+      const num = (v) => (v === null ? "–" : Number.isInteger(v) ? v : +v.toPrecision(4));
+      const metrics = res.valid ? Object.entries(res.metrics).map(([k, v]) => `${k} ${num(v)}`).join(" · ") : "";
       box.textContent = res.valid ? `valid level · ${metrics}` : `not valid: ${res.error}`;
       box.className = `check ${res.valid && (res.metrics.solvable ?? 1) > 0 ? "ok" : "bad"}`;
       this.draw();
