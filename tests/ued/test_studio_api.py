@@ -14,22 +14,47 @@ from tests.toy_family import REPLAY_CURRICULUM, toy_config  # noqa: E402
 from ued import config as config_lib  # noqa: E402
 from ued import inbox  # noqa: E402
 from ued.studio.app import MAX_BODY, TOKEN_HEADER, create_app  # noqa: E402
-from ued.train import train  # noqa: E402
 
 STEPS = 4 * 8
 JSON = {"Content-Type": "application/json"}
+
+
+def write_run(run_dir, cfg):
+    """A finished run folder without training: config, metrics rows, a summary and one
+    checkpoint of an initial state whose buffer holds two levels (through add_levels)."""
+    import jax
+
+    from ued.checkpoint import Checkpointer
+    from ued.experiment import build
+    from ued.parallel import make_runner
+
+    exp = build(cfg)
+    runner = make_runner(exp)
+    state = runner.init(runner.seed_keys(0))
+    texts = ("A.G...", "G...A.")
+    levels = exp.family.stack([exp.family.level_from_text(exp.env, t) for t in texts])
+    curriculum = exp.curriculum.add_levels(state.curriculum, levels, jax.random.PRNGKey(0))
+    run_dir.mkdir(parents=True)
+    config_lib.dump(cfg, run_dir / "config.yaml")
+    rows = [
+        {"updates": u, "env_steps": u * STEPS, "sps": 100.0, "mean_return": 0.1 * u} for u in (1, 2)
+    ]
+    rows.append({"updates": 2, "env_steps": 2 * STEPS, "eval/solve_rate": 0.5,
+                 "eval/far/solve_rate": 0.0, "eval/near/solve_rate": 1.0})  # fmt: skip
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run_dir / "summary.json").write_text(json.dumps({"status": "finished"}))
+    with Checkpointer(run_dir / "checkpoints", background=False) as ckpt:
+        ckpt.save(2, state.replace(curriculum=curriculum), cfg, {"inbox_ids": []})
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("studio")
     cfg = toy_config(
-        ppo={"epochs": 1},
-        eval={"levels": "named", "episodes": 2},
         curriculum={"name": "plr", **REPLAY_CURRICULUM},
-        run={"total_env_steps": 2 * STEPS, "chunk_updates": 1, "dir": str(root / "toy")},
+        run={"total_env_steps": 2 * STEPS, "dir": str(root / "toy")},
     )
-    train(cfg, verbose=False)
+    write_run(root / "toy", cfg)
     # A run that has not checkpointed yet: a config and nothing else.
     (root / "fresh").mkdir()
     config_lib.dump(config_lib.replace(cfg, run={"dir": str(root / "fresh")}),
@@ -56,7 +81,7 @@ def test_runs_are_listed_with_status_and_progress(client):
 
 def test_metrics_page_on_from_a_line(client):
     first = client.get("/api/runs/toy/metrics").json()
-    assert [r["updates"] for r in first["rows"] if "sps" in r] == [1, 2]
+    assert [r["updates"] for r in first["rows"] if "sps" in r] == [1, 2] and first["next"] == 3
     rest = client.get(f"/api/runs/toy/metrics?since={first['next']}").json()
     assert rest["rows"] == [] and rest["next"] == first["next"]
     bad = client.get("/api/runs/toy/metrics?since=-1")
@@ -67,10 +92,12 @@ def test_levels_show_the_buffer_and_the_named_levels(client):
     body = client.get("/api/runs/toy/levels?limit=4").json()
     assert body["checkpoint"] == 2
     cur = body["curriculum"]
-    assert cur["kind"] == "buffer" and 0 < len(cur["levels"]) <= 4
+    assert cur["kind"] == "buffer" and cur["size"] == 2 and cur["capacity"] == 16
+    # Added together, so scored alike (just above an empty buffer's 0): listed by slot.
+    assert [lv["text"] for lv in cur["levels"]] == ["A.G...", "G...A."]
+    assert cur["levels"][0]["score"] == cur["levels"][1]["score"] > 0
     assert {"slot", "score", "staleness", "num_edits", "text"} <= set(cur["levels"][0])
-    assert {lv["name"] for lv in body["named"]} == {"far", "near"}
-    assert all(0 <= lv["solve_rate"] <= 1 for lv in body["named"])
+    assert {lv["name"]: lv["solve_rate"] for lv in body["named"]} == {"far": 0.0, "near": 1.0}
     assert client.get("/api/runs/fresh/levels").json()["checkpoint"] is None
 
 
