@@ -199,3 +199,43 @@ def test_control_levels_are_edited_with_sliders():
     assert ok["valid"] and "gravity=12.5" in ok["text"]
     bad = levels.check(exp, "gravity=-3")
     assert not bad["valid"] and "gravity" in bad["error"]
+
+
+def test_the_cli_asks_for_a_token_off_localhost(runs):
+    """``scripts/studio.py`` on a non-local address prints a generated token with its URL,
+    and the server refuses writes without it."""
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, str(root / "scripts" / "studio.py"), str(runs),
+               "--host", "127.0.0.2", "--port", "0"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("[ued] studio on http://127.0.0.2:") and "?token=" in line
+        url, token = line.split()[-1].split("?token=")
+        assert len(token) >= 24
+        body = json.dumps({"level": "A.G"}).encode()
+
+        def post(headers):
+            request = urllib.request.Request(
+                url + "api/runs/toy/check", data=body, headers={**JSON, **headers}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as res:
+                    return res.status, ""
+            except urllib.error.HTTPError as err:
+                return err.code, json.loads(err.read())["error"]
+
+        assert post({}) == (403, f"this server needs its token in the {TOKEN_HEADER} header")
+        # With the token the request gets through; this process has no toy family to build
+        # the run with, and says so.
+        status, error = post({TOKEN_HEADER: token})
+        assert status == 422 and "unknown environment family 'toy_corridor'" in error
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -27,6 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ued import inbox as inbox_lib
+from ued.config import ConfigError
 from ued.studio import levels as levels_lib
 from ued.studio import runs as runs_lib
 
@@ -44,6 +45,14 @@ class ApiError(Exception):
 
 def _error(_request: Request, exc: ApiError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+def _experiment(model: runs_lib.RunModel):
+    """The run's experiment; a config this install cannot build is a 422 naming why."""
+    try:
+        return model.experiment()
+    except ConfigError as err:
+        raise ApiError(422, f"cannot build the run's experiment: {err}") from None
 
 
 def _not_found(request: Request, _exc) -> JSONResponse:
@@ -149,7 +158,7 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
         name = request.path_params["name"]
         run_dir = studio.run_dir(name)
         model = studio.model(name)
-        exp = await run_in_threadpool(model.experiment)
+        exp = await run_in_threadpool(_experiment, model)
         summary = runs_lib.run_summary(name, run_dir)
         return JSONResponse({**summary, "family_info": levels_lib.family_info(exp)})
 
@@ -166,7 +175,7 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
         limit = _int_param(request, "limit", 16, 1, levels_lib.MAX_BUFFER_LEVELS)
 
         def work():
-            exp = model.experiment()
+            exp = _experiment(model)
             rows, _ = runs_lib.read_metrics(model.run_dir)
             last_eval = next((r for r in reversed(rows) if "eval/solve_rate" in r), {})
             out: dict[str, Any] = {
@@ -217,7 +226,7 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
     async def check(request: Request):
         data = await studio.body(request, {"level": str})
         model = studio.model(request.path_params["name"])
-        exp = await run_in_threadpool(model.experiment)
+        exp = await run_in_threadpool(_experiment, model)
         result = await run_in_threadpool(levels_lib.check, exp, data["level"])
         return JSONResponse(result)
 
@@ -229,7 +238,7 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
         model = studio.model(request.path_params["name"])
 
         def work():
-            exp = model.experiment()
+            exp = _experiment(model)
             try:
                 level = inbox_lib.parse_level(exp.family, exp.env, data["level"])
             except ValueError as err:
@@ -252,7 +261,7 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
         data = await studio.body(request, {"level": str, "source": str})
         name = request.path_params["name"]
         model = studio.model(name)
-        exp = await run_in_threadpool(model.experiment)
+        exp = await run_in_threadpool(_experiment, model)
         try:
             level = inbox_lib.parse_level(exp.family, exp.env, data["level"])
         except ValueError as err:
