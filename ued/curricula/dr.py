@@ -33,9 +33,11 @@ from ued.options import option
 class DROptions:
     # A new level at every episode end (the papers), or one per env per rollout.
     resample: str = option("episode", choices=("episode", "rollout"))
-    # Levels sent to the run kept for replay (a shape: resume refuses a change), and the
-    # probability that an env starts its rollout on one of them.
-    grounding_capacity: int = option(16, ge=0, resume="refuse")
+    # Levels sent to the run kept for replay, and the probability that an env starts its
+    # rollout on one of them. The capacity is a shape, but a change only warns: the
+    # checkpoint's leaf shapes still refuse a real mismatch, and 0 resumes DR checkpoints
+    # written before the grounding set existed (their state has none).
+    grounding_capacity: int = option(16, ge=0, resume="warn")
     grounding_prob: float = option(0.25, ge=0.0, le=1.0)
 
 
