@@ -14,8 +14,32 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from ued.inbox import Inbox
+
+
+def level_store(cstate) -> tuple[str, Any] | None:
+    """Where a curriculum state keeps levels: ``("buffer", LevelBuffer)`` for the PLR family,
+    ``("grounding", state)`` for a state with ``levels`` and ``filled`` (DR's grounding
+    set), or None."""
+    buffer = getattr(cstate, "buffer", None)
+    if buffer is not None and hasattr(buffer, "levels") and hasattr(buffer, "filled"):
+        return "buffer", buffer
+    if hasattr(cstate, "levels") and hasattr(cstate, "filled"):
+        return "grounding", cstate
+    return None
+
+
+def find_slot(store, level) -> int | None:
+    """The filled slot of ``store`` (leaves (C, ...)) holding ``level``, or None."""
+    store, level = jax.device_get((store, level))
+    match = np.asarray(store.filled, bool).copy()
+    for held, leaf in zip(jax.tree.leaves(store.levels), jax.tree.leaves(level), strict=True):
+        held = np.asarray(held)
+        match &= (held == np.asarray(leaf)[None]).reshape(held.shape[0], -1).all(axis=1)
+    slots = np.flatnonzero(match)
+    return int(slots[0]) if slots.size else None
 
 
 class Grounding:
@@ -63,12 +87,27 @@ class Grounding:
                 cur = self._add(cur, exp.family.stack([level]), key)
             cur = jax.device_put(cur, self.runner.state_sharding())
             state = state.replace(curriculum=cur)
+            self._note_slots(cur, levels, accepted)
         self.inbox.commit(events)
         taken = sum(e["accepted"] for e in events)
         return state, {
             "grounding/accepted": float(taken),
             "grounding/rejected": float(len(events) - taken),
         }
+
+    def _note_slots(self, cur, levels, events) -> None:
+        """Records in each event where its level now is (seed 0's store), e.g. the buffer
+        slot, so the studio can show it was taken in even if it is evicted soon after."""
+        if self.runner.seeded:
+            cur = jax.tree.map(lambda x: x[0], cur)
+        found = level_store(cur)
+        if found is None:
+            return
+        kind, store = found
+        for event, level in zip(events, levels, strict=True):
+            slot = find_slot(store, level)
+            if slot is not None:
+                event["store"], event["slot"] = kind, slot
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"inbox_ids": self.inbox.ids_to_save()}

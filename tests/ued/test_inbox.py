@@ -74,7 +74,9 @@ def test_sent_levels_are_applied_exactly_once_across_sigint_crash_and_resume(tmp
     assert result["status"] == "interrupted"
     by_id = {e["id"]: e for e in events(run_dir)}
     assert by_id[good]["accepted"] and by_id[good]["update"] == 1
+    assert by_id[good]["store"] == "buffer" and isinstance(by_id[good]["slot"], int)
     assert not by_id[bad]["accepted"] and "exactly one A and one G" in by_id[bad]["reason"]
+    assert "slot" not in by_id[bad]
     assert hook.rows[0]["grounding/accepted"] == 1 and hook.rows[0]["grounding/rejected"] == 1
     _, _, snapshot = buffer_texts(run_dir)
     assert snapshot.step == 1 and snapshot.meta["inbox_ids"] == [good, bad]

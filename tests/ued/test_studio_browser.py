@@ -169,6 +169,10 @@ def test_draw_try_and_send_a_level_into_training(live, capsys):
         print(f"\n[studio] send -> in the buffer: {seconds:.1f} s ({trained.inner_text()})")
 
     (event,) = [e for e in inbox.read_events(run_dir) if e["accepted"]]
+    row = page.locator(f'#send-result tr[data-id="{event["id"]}"]')
+    assert f"accepted into the buffer (slot {event['slot']}) at update {event['update']}" in (
+        row.inner_text()
+    )
     assert (run_dir / "inbox" / "applied" / f"{event['id']}.json").exists()
     live["trainer"].send_signal(signal.SIGINT)
     assert live["trainer"].wait(timeout=60) == 4  # interrupted with a checkpoint

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ued import inbox as inbox_lib
+from ued.grounding import level_store
 from ued.parallel import per_seed
 
 MAX_EPISODES = 64  # episodes one try may run
@@ -112,21 +113,12 @@ def named_levels(exp, last_eval: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _level_store(cstate) -> tuple[str, Any] | None:
-    """Where the curriculum keeps levels: its buffer, or a grounding set of sent levels."""
-    if hasattr(cstate, "buffer") and hasattr(cstate.buffer, "levels"):
-        return "buffer", cstate.buffer
-    if hasattr(cstate, "levels") and hasattr(cstate, "filled"):
-        return "grounding", cstate
-    return None
-
-
 def curriculum_levels(exp, state, seed: int = 0, limit: int = 16) -> dict[str, Any]:
     """The curriculum's levels in a checkpoint's state: a buffer's top levels by score with
     staleness and edit depth, or a grounding set's levels."""
     seeds = per_seed(state.curriculum, exp.cfg.run.num_seeds)
     cstate = seeds[min(max(seed, 0), len(seeds) - 1)]
-    found = _level_store(cstate)
+    found = level_store(cstate)
     if found is None:
         return {"kind": "none", "levels": [], "size": 0, "capacity": 0}
     kind, store = found
@@ -161,7 +153,7 @@ def locate(exp, state, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Every level the curriculum holds, by its text: slot, and for a buffer its score and
     staleness (to find where sent levels are now)."""
     seeds = per_seed(state.curriculum, exp.cfg.run.num_seeds)
-    found = _level_store(seeds[min(max(seed, 0), len(seeds) - 1)])
+    found = level_store(seeds[min(max(seed, 0), len(seeds) - 1)])
     if found is None:
         return {}
     kind, store = found

@@ -168,7 +168,8 @@ export function sentLevels(inbox, box) {
       mine.found = e.found;
       mine.seconds = (Date.now() - mine.at) / 1000;
     }
-    const status = e.accepted ? `<span class="ok">accepted</span>` : `<span class="bad">rejected</span>`;
+    const into = e.store ? ` into the ${e.store === "grounding" ? "grounding set" : e.store} (slot ${e.slot})` : "";
+    const status = e.accepted ? `<span class="ok">accepted${into}</span>` : `<span class="bad">rejected</span>`;
     let where = "";
     const found = e.found || (mine && mine.found);
     if (found) {
