@@ -56,14 +56,18 @@ async function route() {
 async function runsPage() {
   const { runs } = await api("/runs");
   $("runs-empty").hidden = runs.length > 0;
-  $("runs-table").querySelector("tbody").innerHTML = runs.map((r) => `
+  const body = $("runs-table").querySelector("tbody");
+  // Keep open configs open across refreshes.
+  const open = new Set([...body.querySelectorAll("details[open]")].map((d) => d.closest("tr").dataset.run));
+  body.innerHTML = runs.map((r) => `
     <tr data-run="${esc(r.name)}"><td><a href="#/watch/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>
     <td><span class="badge ${r.status}">${r.status}</span></td><td>${esc(r.family)}</td>
     <td>${esc(r.curriculum)}${r.num_seeds > 1 ? ` × ${r.num_seeds} seeds` : ""}</td>
     <td><div class="bar"><div style="width:${(100 * r.progress).toFixed(1)}%"></div></div></td>
     <td>${r.env_steps.toLocaleString()} / ${r.total_env_steps.toLocaleString()}</td>
     <td>${r.pending} pending</td>
-    <td><a href="#/draw/${encodeURIComponent(r.name)}">draw</a></td></tr>`).join("");
+    <td><a href="#/draw/${encodeURIComponent(r.name)}">draw</a></td>
+    <td><details${open.has(r.name) ? " open" : ""}><summary>config</summary><pre class="config">${esc(JSON.stringify(r.config, null, 1))}</pre></details></td></tr>`).join("");
 }
 
 // --- watch ------------------------------------------------------------------------------
