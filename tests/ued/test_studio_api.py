@@ -239,3 +239,14 @@ def test_the_cli_asks_for_a_token_off_localhost(runs):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_tail_rows_reads_only_the_end_of_long_metrics(tmp_path):
+    from ued.studio.runs import tail_rows
+
+    rows = [{"updates": i, "env_steps": 8 * i, "pad": "x" * 50} for i in range(1, 2001)]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    (tmp_path / "metrics.jsonl").write_text(text + '{"updates": 2001, "env_st')  # mid-write
+    tail = tail_rows(tmp_path, nbytes=4096)
+    assert 0 < len(tail) < 100 and tail[-1] == rows[-1]
+    assert [r["updates"] for r in tail] == list(range(2001 - len(tail), 2001))

@@ -176,7 +176,7 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
 
         def work():
             exp = _experiment(model)
-            rows, _ = runs_lib.read_metrics(model.run_dir)
+            rows = runs_lib.tail_rows(model.run_dir)
             last_eval = next((r for r in reversed(rows) if "eval/solve_rate" in r), {})
             out: dict[str, Any] = {
                 "named": levels_lib.named_levels(exp, last_eval),

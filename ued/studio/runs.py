@@ -88,6 +88,27 @@ def read_metrics(run_dir: Path, since: int = 0) -> tuple[list[dict[str, Any]], i
     return rows, max(n, since)
 
 
+def tail_rows(run_dir: Path, nbytes: int = 256 * 1024) -> list[dict[str, Any]]:
+    """The complete rows in the last ``nbytes`` of ``metrics.jsonl`` (cheap on long runs)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - nbytes))
+        data = f.read().decode("utf-8", errors="replace")
+    lines = data.split("\n")
+    if size > nbytes:
+        lines = lines[1:]  # the first may be cut
+    rows = []
+    for line in lines[:-1]:  # the last is empty or still being written
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def run_summary(name: str, run_dir: Path) -> dict[str, Any]:
     """Name, status, progress and the main config keys of one run."""
     cfg = read_config(run_dir)
@@ -97,8 +118,7 @@ def run_summary(name: str, run_dir: Path) -> dict[str, Any]:
     if not running and summary_path.exists():
         with contextlib.suppress(OSError, ValueError):
             status = json.loads(summary_path.read_text()).get("status", status)
-    rows, _ = read_metrics(run_dir)
-    last = next((r for r in reversed(rows) if "env_steps" in r), {})
+    last = next((r for r in reversed(tail_rows(run_dir)) if "env_steps" in r), {})
     run = cfg.get("run", {}) or {}
     total = run.get("total_env_steps") or 0
     done = last.get("env_steps", 0)
