@@ -96,8 +96,15 @@ def pending(run_dir: Path) -> list[Path]:
     inbox = run_dir / INBOX
     if not inbox.is_dir():
         return []
-    files = [p for p in inbox.glob("*.json") if ID_PATTERN.match(p.stem) and p.is_file()]
-    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+    found = []
+    for path in inbox.glob("*.json"):
+        if not ID_PATTERN.match(path.stem):
+            continue
+        try:
+            found.append((path.stat().st_mtime, path.name, path))
+        except FileNotFoundError:  # filed or removed meanwhile
+            continue
+    return [path for *_, path in sorted(found)]
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
