@@ -1,8 +1,8 @@
 // The level editor: a grid for the maze (click and drag), sliders for control physics, a
 // text box for anything else; live checks, files, trying the agent and sending to training.
 import { api, state } from "./app.js";
-import { DIRS, drawMaze, drawPhysics, emptyMaze, mazeText, paramsText, parseMaze, parseParams,
-  resizeMaze } from "./levels.js";
+import { drawMaze, drawPhysics, mazeText, paramsText, parseMaze, parseParams, resizeMaze }
+  from "./levels.js";
 
 const $ = (id) => document.getElementById(id);
 const fmt = (v, d = 3) => (Number.isFinite(+v) ? (+v).toFixed(d) : "–");
@@ -255,5 +255,3 @@ export class Editor {
     }
   }
 }
-
-export { DIRS };
