@@ -22,6 +22,9 @@ Host code only drives chunks of jitted steps; nothing here runs per env step. A 
   ``NonFiniteError`` naming the update and the quantity; nothing of that chunk is saved, so
   the newest checkpoint is the last good state, and ``config.yaml`` is set back to that
   checkpoint's config (this call's goes to ``config.failed.yaml``).
+- Levels sent to the run (``RUN/inbox/``, ``ued.inbox``) are read at every chunk boundary,
+  validated and given to the curriculum's ``add_levels`` (``ued.grounding``), exactly once
+  across SIGINT, crashes and resume; rows log ``grounding/accepted``/``grounding/rejected``.
 - ``run.num_seeds = S > 1`` trains S seeds (``run.seed``, ``run.seed + 1``, ...) in one
   compiled program (``ued.parallel``). Each chunk logs one row per seed, with a ``seed``
   column; seed ``run.seed + i`` logs and evaluates exactly what a single-seed run with that
@@ -52,6 +55,8 @@ from ued.checkpoint import check_compatible, into_state
 from ued.config import Config, ConfigError
 from ued.evaluate import NamedEvaluator, before_after, format_table, seeds_result, sparkline
 from ued.experiment import NONFINITE, TrainState, build
+from ued.grounding import Grounding
+from ued.inbox import prune_events
 from ued.logging import Logger, make_logger, prune_metrics
 from ued.parallel import Runner
 
@@ -236,6 +241,9 @@ def _train(cfg, run_dir, logger, verbose, stop) -> dict[str, Any]:
         # Only now is anything written: a stop before this leaves the folder as it was.
         if run_dir is not None:
             prune_metrics(run_dir, start)
+            prune_events(run_dir, start)
+            done = snapshot.meta.get("inbox_ids", []) if snapshot is not None else []
+            driver.grounding = Grounding(runner, run_dir, done)
             config_lib.dump(cfg, run_dir / "config.yaml")
         logger = driver.logger = logger or make_logger(cfg, run_dir)
         result = driver.run(state, stop, run_chunk)
@@ -279,6 +287,7 @@ class _Driver:
         self.step_counts: list[dict[str, float]] = [{} for _ in self.seeds]
         self.before: dict[str, Any] | None = None  # the eval.at_start result, as a table section
         self.curves: dict[str, list[float]] = {"eval solve rate": [], "training return": []}
+        self.grounding: Grounding | None = None  # levels sent to the run (ued.inbox)
 
     def next_active(self, updates: int) -> int:
         """Updates in the next chunk: it ends on eval and checkpoint multiples."""
@@ -420,6 +429,10 @@ class _Driver:
         if interval and updates % interval == 0:
             for record, seed_evals in zip(records, self.evaluate(state, updates), strict=True):
                 record.update(seed_evals)
+        if self.grounding is not None:
+            state, counts = self.grounding.apply(state, updates)
+            for record in records:
+                record.update(counts)
         if (every and updates % every == 0) or updates == self.total or stop.requested:
             records[0]["checkpoint_seconds"] = self.save(state, updates)
         for record in records:
@@ -477,8 +490,13 @@ class _Driver:
             "env_steps_by_kind": self.step_counts,
             "time": time.time(),
         }
+        if self.grounding is not None:
+            extra.update(self.grounding.checkpoint_meta())
         self.ckpt.save(updates, state, self.cfg, extra)
         self.saved_step = updates
+        if self.grounding is not None and self.grounding.has_unsaved():
+            self.ckpt.wait()  # sent levels are filed only once a checkpoint holds them
+            self.grounding.saved()
         return time.perf_counter() - t0
 
 

@@ -54,6 +54,15 @@ class Curriculum(Protocol):
     ends inside the student's rollout to a fresh level instead of replaying its level (DR).
     ``update`` must return the same metric keys on every step (NaN where a metric does not
     apply to this step) so the step can be scanned.
+
+    Optionally, ``add_levels(self, cstate, levels: Level, key) -> cstate`` takes levels
+    from outside the curriculum (drawn by a person and sent to the run's inbox, see
+    ``ued.inbox``): ``levels`` is a stacked batch of valid levels (leading axis B), and the
+    curriculum puts them where it will train on them (PLR's buffer, DR's grounding set, a
+    program curriculum's grounding set). It must be pure and jittable, keep every shape of
+    ``cstate``, and work on one seed's state (the driver maps it over the seed axis). The
+    host calls it between chunks, never inside the train step. A curriculum without it
+    refuses sent levels, and the run logs why.
     """
 
     groups: tuple[str, ...]

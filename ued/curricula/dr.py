@@ -6,11 +6,23 @@ resets with its level generator inside the rollout); ``resample: rollout`` keeps
 per env for the whole rollout, replaying it, as dcd's 25-block DR config does (it runs PLR
 with replay probability 0, whose episodes replay their level). The ``levels/*`` metrics describe the
 levels each rollout started on.
+
+Levels sent to a run (``add_levels``, see ``ued.inbox``) go into a small grounding set of
+``grounding_capacity`` levels (the oldest is overwritten when full). While it holds any, each
+env starts a rollout on one of them, drawn uniformly, with probability ``grounding_prob``;
+the others are the generator's as before (their keys are the same, so an empty set leaves DR
+exactly as it was). ``grounding_capacity: 0`` keeps no set (and no state) and refuses sent
+levels.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
 
 from ued.curricula import register
 from ued.curricula.base import Deps, full_plan, generate
@@ -21,13 +33,31 @@ from ued.options import option
 class DROptions:
     # A new level at every episode end (the papers), or one per env per rollout.
     resample: str = option("episode", choices=("episode", "rollout"))
+    # Levels sent to the run kept for replay, and the probability that an env starts its
+    # rollout on one of them. The capacity is a shape, but a change only warns: the
+    # checkpoint's leaf shapes still refuse a real mismatch, and 0 resumes DR checkpoints
+    # written before the grounding set existed (their state has none).
+    grounding_capacity: int = option(16, ge=0, resume="warn")
+    grounding_prob: float = option(0.25, ge=0.0, le=1.0)
+
+
+@struct.dataclass
+class DRState:
+    """DR's grounding set: levels sent to the run."""
+
+    levels: Any  # leaves (K, ...) the sent levels; unfilled slots hold the example level
+    filled: jax.Array  # (K,) bool
+    count: jax.Array  # () int32 levels ever added (the next slot is count % K)
 
 
 @dataclasses.dataclass(frozen=True)
 class DomainRandomization:
     deps: Deps
     options: DROptions
-    groups: tuple[str, ...] = ("new",)
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return ("new", "grounding") if self.options.grounding_capacity else ("new",)
 
     @property
     def next_level(self):
@@ -35,11 +65,44 @@ class DomainRandomization:
         return self.deps.generator if self.options.resample == "episode" else None
 
     def init(self, key):
-        return ()
+        k = self.options.grounding_capacity
+        if not k:
+            return ()
+        example = self.deps.family.example_level(self.deps.env)
+        return DRState(
+            levels=jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), example),
+            filled=jnp.zeros((k,), bool),
+            count=jnp.zeros((), jnp.int32),
+        )
 
     def propose(self, key, cstate, student):
         n = self.deps.num_envs
-        return cstate, generate(self.deps.generator, key, n), full_plan(n)
+        levels, plan = generate(self.deps.generator, key, n), full_plan(n)
+        if not self.options.grounding_capacity:
+            return cstate, levels, plan
+        # A separate stream: the generator's keys are those of DR without a grounding set.
+        mix_key, pick_key = jax.random.split(jax.random.fold_in(key, 1))
+        size = cstate.filled.sum()
+        use = jax.random.bernoulli(mix_key, self.options.grounding_prob, (n,)) & (size > 0)
+        pick = jax.random.randint(pick_key, (n,), 0, jnp.maximum(size, 1))
+        sent = jax.tree.map(lambda x: x[pick], cstate.levels)
+        levels = jax.tree.map(
+            lambda a, b: jnp.where(use.reshape((n,) + (1,) * (a.ndim - 1)), a, b), sent, levels
+        )
+        return cstate, levels, plan.replace(group=use.astype(jnp.int32))
+
+    def add_levels(self, cstate, levels, key):
+        """Adds sent levels (a stacked batch) to the grounding set, overwriting the oldest
+        when it is full. ``key`` is unused."""
+        del key
+        k = self.options.grounding_capacity
+        n = jax.tree.leaves(levels)[0].shape[0]
+        slots = (cstate.count + jnp.arange(n)) % k
+        put = lambda x, v: x.at[slots].set(v.astype(x.dtype))
+        stored = jax.tree.map(put, cstate.levels, levels)
+        return DRState(
+            levels=stored, filled=cstate.filled.at[slots].set(True), count=cstate.count + n
+        )
 
     def update(self, key, cstate, plan, levels, rollout, student):
         return cstate, {}
@@ -47,4 +110,13 @@ class DomainRandomization:
 
 @register("dr", DROptions)
 def make_dr(options: DROptions, deps: Deps) -> DomainRandomization:
+    if not options.grounding_capacity:
+        return _DRWithoutGrounding(deps, options)
     return DomainRandomization(deps, options)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DRWithoutGrounding(DomainRandomization):
+    """DR with ``grounding_capacity: 0``: no ``add_levels``, so sent levels are refused."""
+
+    add_levels = None

@@ -134,6 +134,24 @@ class PLR:
         cstate = self.schedule.update(self, cstate, plan, levels, scores, best)
         return cstate, self._metrics(cstate, scores)
 
+    def add_levels(self, cstate: PLRState, levels, key) -> PLRState:
+        """Inserts levels sent from outside (a stacked batch) into the buffer.
+
+        Each gets a score just above the buffer's highest (0 when the buffer holds no finite
+        score): with rank prioritisation it ranks first, so it is replayed soon, and it
+        always wins a slot (the lowest-weight level is evicted). Its first replay measures
+        its real score, which replaces this one. A level already in the buffer only has its
+        score raised. ``key`` is unused: insertion is deterministic.
+        """
+        del key
+        buffer = cstate.buffer
+        finite = buffer.filled & jnp.isfinite(buffer.scores)
+        top = jnp.where(finite.any(), jnp.where(finite, buffer.scores, -jnp.inf).max(), 0.0)
+        n = jax.tree.leaves(levels)[0].shape[0]
+        scores = jnp.full((n,), jnp.nextafter(top, jnp.inf), jnp.float32)
+        extras = buf_lib.default_extras(n)
+        return self.insert(cstate, levels, scores, extras)
+
     # --- parts shared by the schedules ----------------------------------------------------
     def train_mask(self, group):
         return jnp.isin(group, jnp.asarray(self.trained, jnp.int32))

@@ -1,0 +1,175 @@
+"""Levels sent to a run's inbox: validated at chunk boundaries, put into the curriculum,
+logged, and applied exactly once across a crash, SIGINT and ``run.resume=true``."""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from tests.toy_family import REPLAY_CURRICULUM, toy_config, with_curriculum
+from ued import config as config_lib
+from ued import inbox
+from ued.checkpoint import Checkpointer, load_trained
+from ued.train import train
+
+STEPS = 4 * 8
+BASE = toy_config(
+    ppo={"epochs": 1},
+    eval={"levels": "none"},
+    curriculum={"name": "plr", **REPLAY_CURRICULUM},
+    run={"total_env_steps": 4 * STEPS, "chunk_updates": 1, "checkpoint_every": 2},
+)
+GOOD, OTHER, THIRD = "A....G", ".G..A.", "..G..A"
+
+
+def cfg_for(run_dir, cfg=BASE, **run):
+    return config_lib.replace(cfg, run={"dir": str(run_dir), **run})
+
+
+class Hook:
+    """A logger that runs ``actions[updates]()`` when the row of that update is logged."""
+
+    def __init__(self, actions):
+        self.actions, self.rows = actions, []
+
+    def log(self, record):
+        self.rows.append(record)
+        action = self.actions.pop(record.get("updates"), None)
+        if action is not None:
+            action()
+
+    def close(self):
+        pass
+
+
+def events(run_dir):
+    return inbox.read_events(run_dir)
+
+
+def buffer_texts(run_dir):
+    exp, state, snapshot = load_trained(run_dir)
+    buf = jax.device_get(state.curriculum.buffer)
+    levels = exp.family.unstack(buf.levels)
+    filled = np.flatnonzero(buf.filled)
+    texts = [exp.family.level_to_text(exp.env, levels[i]) for i in filled]
+    return texts, buf, snapshot
+
+
+def test_sent_levels_are_applied_exactly_once_across_sigint_crash_and_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    good = inbox.send(run_dir, GOOD)
+    bad = inbox.send(run_dir, "A..")  # no goal
+    sent = []
+
+    def send_and_interrupt():
+        sent.append(inbox.send(run_dir, OTHER))
+        os.kill(os.getpid(), signal.SIGINT)
+
+    # 1. Applied at update 1; OTHER arrives with a SIGINT, after that boundary.
+    hook = Hook({1: send_and_interrupt})
+    result = train(cfg_for(run_dir), logger=hook, verbose=False)
+    assert result["status"] == "interrupted"
+    by_id = {e["id"]: e for e in events(run_dir)}
+    assert by_id[good]["accepted"] and by_id[good]["update"] == 1
+    assert by_id[good]["store"] == "buffer" and isinstance(by_id[good]["slot"], int)
+    assert not by_id[bad]["accepted"] and "exactly one A and one G" in by_id[bad]["reason"]
+    assert "slot" not in by_id[bad]
+    assert hook.rows[0]["grounding/accepted"] == 1 and hook.rows[0]["grounding/rejected"] == 1
+    _, _, snapshot = buffer_texts(run_dir)
+    assert snapshot.step == 1 and snapshot.meta["inbox_ids"] == [good, bad]
+    assert (run_dir / "inbox" / "applied" / f"{good}.json").exists()
+    rejected = json.loads((run_dir / "inbox" / "rejected" / f"{bad}.json").read_text())
+    assert "exactly one A and one G" in rejected["reason"]
+    assert [p.stem for p in inbox.pending(run_dir)] == sent  # waits for the resumed run
+
+    # 2. Resumed: OTHER is applied at 2 (checkpointed); THIRD, sent then, is applied at 3
+    # and the process dies before the checkpoint at 4.
+    def crash():
+        raise RuntimeError("simulated crash")
+
+    hook = Hook({2: lambda: sent.append(inbox.send(run_dir, THIRD)), 3: crash})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg_for(run_dir, resume=True), logger=hook, verbose=False)
+    assert [(e["id"], e["update"]) for e in events(run_dir)][2:] == [(sent[0], 2), (sent[1], 3)]
+    assert [p.stem for p in inbox.pending(run_dir)] == sent[1:]  # no checkpoint holds it
+    with Checkpointer(run_dir / "checkpoints", background=False) as ckpt:
+        assert ckpt.steps == [1, 2]
+
+    # 3. Resumed from 2: THIRD is applied again, once, to a state that never had it.
+    result = train(cfg_for(run_dir, resume=True), verbose=False)
+    assert result["status"] == "finished" and result["resumed_from"] == 2
+    expected = [(good, 1), (bad, 1), (sent[0], 2), (sent[1], 3)]
+    assert [(e["id"], e["update"]) for e in events(run_dir)] == expected
+    assert not inbox.pending(run_dir)
+    texts, _, snapshot = buffer_texts(run_dir)
+    assert [texts.count(t) for t in (GOOD, OTHER, THIRD)] == [1, 1, 1]
+    assert snapshot.meta["inbox_ids"] == [good, bad, *sent]
+    # A copy left pending (as by a crash between a save and the move) is only filed.
+    applied = run_dir / "inbox" / "applied" / f"{sent[1]}.json"
+    (run_dir / "inbox" / f"{sent[1]}.json").write_text(applied.read_text())
+    box = inbox.Inbox(run_dir, snapshot.meta["inbox_ids"])
+    assert not inbox.pending(run_dir) and box.take(None, None, 5) == ([], [])
+
+
+def test_dr_starts_envs_on_sent_levels_and_is_unchanged_without_them():
+    from ued.experiment import build
+
+    key = jax.random.PRNGKey(3)
+    dr = build(with_curriculum(BASE, "dr", resample="rollout", grounding_prob=1.0))
+    cur, family, env = dr.curriculum, dr.family, dr.env
+    cstate = cur.init(key)
+    _, before, plan = cur.propose(key, cstate, None)
+    assert not plan.group.any()  # an empty set: every env on a generated level
+    off = build(with_curriculum(BASE, "dr", resample="rollout", grounding_capacity=0))
+    assert getattr(off.curriculum, "add_levels", None) is None
+    _, reference, _ = off.curriculum.propose(key, off.curriculum.init(key), None)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), before, reference))
+    sent = family.stack([family.level_from_text(env, GOOD)])
+    cstate = jax.jit(cur.add_levels)(cstate, sent, key)
+    _, levels, plan = cur.propose(key, cstate, None)
+    assert plan.group.all()  # grounding_prob 1: every env on the sent level
+    assert {family.level_to_text(env, lv) for lv in family.unstack(levels)} == {GOOD}
+    assert int(cstate.count) == 1 and cstate.filled.sum() == 1
+
+
+def test_a_curriculum_without_add_levels_rejects_sent_levels(tmp_path):
+    from ued.experiment import build
+    from ued.grounding import Grounding
+    from ued.parallel import make_runner
+
+    cfg = with_curriculum(BASE, "dr", grounding_capacity=0)
+    runner = make_runner(build(cfg))
+    state = runner.init(runner.seed_keys(0))
+    sent = inbox.send(tmp_path, GOOD)
+    grounding = Grounding(runner, tmp_path)
+    after, counts = grounding.apply(state, 1)
+    assert after is state and counts == {"grounding/accepted": 0.0, "grounding/rejected": 1.0}
+    (event,) = events(tmp_path)
+    assert event["id"] == sent and not event["accepted"]
+    assert "curriculum 'dr' takes no sent levels" in event["reason"]
+    assert "grounding_capacity is 0" in event["reason"]
+    grounding.saved()
+    assert (tmp_path / "inbox" / "rejected" / f"{sent}.json").exists()
+
+
+def test_plr_add_levels_scores_above_the_buffer_on_every_seed():
+    from ued.experiment import build
+    from ued.parallel import make_runner
+
+    cfg = config_lib.replace(BASE, run={"num_seeds": 2})
+    exp = build(cfg)
+    runner = make_runner(exp)
+    state = runner.init(runner.seed_keys(0))
+    add = jax.jit(jax.vmap(exp.curriculum.add_levels, in_axes=(0, None, 0)))
+    level = exp.family.stack([exp.family.level_from_text(exp.env, GOOD)])
+    cur = add(state.curriculum, level, jax.random.split(jax.random.PRNGKey(0), 2))
+    cur = add(cur, exp.family.stack([exp.family.level_from_text(exp.env, OTHER)]),
+              jax.random.split(jax.random.PRNGKey(1), 2))  # fmt: skip
+    buf = jax.device_get(cur.buffer)
+    assert buf.size.tolist() == [2, 2]
+    for seed in range(2):
+        scores = buf.scores[seed][buf.filled[seed]]
+        assert np.all(np.isfinite(scores)) and scores.max() > 0  # the second beats the first

@@ -1,0 +1,120 @@
+"""The trainer's chunk-boundary hook that feeds sent levels into the curriculum.
+
+Host code between jitted chunks: the train step keeps its shape. ``Grounding.apply`` takes
+the inbox's new messages (``ued.inbox``), inserts the accepted levels into the curriculum
+state with its optional ``add_levels`` (one level per call, so one compiled program serves
+every message; with ``run.num_seeds > 1`` it is mapped over the seed axis, so every seed
+gets the level) and returns the ``grounding/accepted`` and ``grounding/rejected`` counts
+the chunk's rows log.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from ued.inbox import Inbox
+
+
+def level_store(cstate) -> tuple[str, Any] | None:
+    """Where a curriculum state keeps levels: ``("buffer", LevelBuffer)`` for the PLR family,
+    ``("grounding", state)`` for a state with ``levels`` and ``filled`` (DR's grounding
+    set), or None."""
+    buffer = getattr(cstate, "buffer", None)
+    if buffer is not None and hasattr(buffer, "levels") and hasattr(buffer, "filled"):
+        return "buffer", buffer
+    if hasattr(cstate, "levels") and hasattr(cstate, "filled"):
+        return "grounding", cstate
+    return None
+
+
+def find_slot(store, level) -> int | None:
+    """The filled slot of ``store`` (leaves (C, ...)) holding ``level``, or None."""
+    store, level = jax.device_get((store, level))
+    match = np.asarray(store.filled, bool).copy()
+    for held, leaf in zip(jax.tree.leaves(store.levels), jax.tree.leaves(level), strict=True):
+        held = np.asarray(held)
+        match &= (held == np.asarray(leaf)[None]).reshape(held.shape[0], -1).all(axis=1)
+    slots = np.flatnonzero(match)
+    return int(slots[0]) if slots.size else None
+
+
+class Grounding:
+    """Sent levels into one run's curriculum (see the module docstring).
+
+    Args:
+        runner: the run's ``ued.parallel.Runner``.
+        run_dir: the run folder (its ``inbox/``).
+        done: ids the resumed checkpoint records (its metadata's ``inbox_ids``).
+    """
+
+    def __init__(self, runner, run_dir: Path, done=()):
+        self.runner = runner
+        self.exp = runner.exp
+        self.inbox = Inbox(run_dir, done)
+        add = getattr(self.exp.curriculum, "add_levels", None)
+        self._add = None
+        if add is not None:
+            fn = jax.vmap(add, in_axes=(0, None, 0)) if runner.seeded else add
+            self._add = jax.jit(fn)
+
+    def refusal(self) -> str:
+        name = self.exp.cfg.curriculum.name
+        hint = " (curriculum.options.grounding_capacity is 0)" if name == "dr" else ""
+        return f"curriculum {name!r} takes no sent levels: it has no add_levels{hint}"
+
+    def apply(self, state, updates: int) -> tuple[Any, dict[str, float]]:
+        """Applies the inbox's new messages to ``state`` after update ``updates``."""
+        exp = self.exp
+        levels, events = self.inbox.take(exp.family, exp.env, updates)
+        if not events:
+            return state, {"grounding/accepted": 0.0, "grounding/rejected": 0.0}
+        accepted = [e for e in events if e["accepted"]]
+        if self._add is None:
+            for event in accepted:
+                event.update(accepted=False, reason=self.refusal())
+            levels = []
+        if levels:
+            cur = state.curriculum
+            for i, level in enumerate(levels):
+                key = jax.random.fold_in(jax.random.PRNGKey(exp.cfg.run.seed), updates)
+                key = jax.random.fold_in(key, i)
+                if self.runner.seeded:
+                    key = jax.random.split(key, self.runner.num_seeds)
+                cur = self._add(cur, exp.family.stack([level]), key)
+            cur = jax.device_put(cur, self.runner.state_sharding())
+            state = state.replace(curriculum=cur)
+            self._note_slots(cur, levels, accepted)
+        self.inbox.commit(events)
+        taken = sum(e["accepted"] for e in events)
+        return state, {
+            "grounding/accepted": float(taken),
+            "grounding/rejected": float(len(events) - taken),
+        }
+
+    def _note_slots(self, cur, levels, events) -> None:
+        """Records in each event where its level now is (seed 0's store), e.g. the buffer
+        slot, so the studio can show it was taken in even if it is evicted soon after."""
+        if self.runner.seeded:
+            cur = jax.tree.map(lambda x: x[0], cur)
+        found = level_store(cur)
+        if found is None:
+            return
+        kind, store = found
+        for event, level in zip(events, levels, strict=True):
+            slot = find_slot(store, level)
+            if slot is not None:
+                event["store"], event["slot"] = kind, slot
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"inbox_ids": self.inbox.ids_to_save()}
+
+    def has_unsaved(self) -> bool:
+        return bool(self.inbox.unsaved)
+
+    def saved(self) -> None:
+        """The checkpoint holding ``checkpoint_meta()`` is on disk: file the messages."""
+        self.inbox.saved()

@@ -1,0 +1,227 @@
+"""Reading run folders for the studio, read-only and without disturbing a trainer.
+
+A run folder is found by its ``config.yaml``; its status is ``running`` while a live
+process holds its lock (``RUN/.lock``, ``ued.run_dir.RunLock``), else the ``status`` of its
+``summary.json`` (``finished`` or ``interrupted``), else ``stopped`` (ended without a summary:
+a crash or an early stop). Checkpoints are read straight from their step folders (never
+through an orbax manager, which could tidy the trainer's folder); a step folder that is
+being written or removed while it is read is skipped for the previous one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ued import inbox as inbox_lib
+
+MAX_METRIC_ROWS = 20_000  # rows one metrics request returns at most
+
+
+def find_runs(root: Path) -> dict[str, Path]:
+    """Run folders by name: ``root`` itself when it is one, else its subfolders that are
+    (one level deep). Names are folder names; requests look runs up here, never by path."""
+    root = Path(root).resolve()
+    if (root / "config.yaml").is_file():
+        return {root.name: root}
+    if not root.is_dir():
+        return {}
+    return {
+        p.name: p
+        for p in sorted(root.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and (p / "config.yaml").is_file()
+    }
+
+
+def _lock_alive(run_dir: Path) -> bool:
+    try:
+        info = json.loads((run_dir / ".lock").read_text() or "{}")
+    except (OSError, ValueError):
+        return False
+    pid = info.get("pid")
+    if not isinstance(pid, int) or info.get("host") != socket.gethostname():
+        return bool(info)  # another machine's lock: trust it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_metrics(run_dir: Path, since: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Rows of ``metrics.jsonl`` from line ``since`` on, and the next line number (a line
+    being written is left for the next call)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return [], 0
+    rows, n = [], 0
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if n <= since:
+                continue
+            if not line.endswith("\n"):
+                return rows, n - 1
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                rows.append({})
+            if len(rows) >= MAX_METRIC_ROWS:
+                return rows, n
+    return rows, max(n, since)
+
+
+def tail_rows(run_dir: Path, nbytes: int = 256 * 1024) -> list[dict[str, Any]]:
+    """The complete rows in the last ``nbytes`` of ``metrics.jsonl`` (cheap on long runs)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - nbytes))
+        data = f.read().decode("utf-8", errors="replace")
+    lines = data.split("\n")
+    if size > nbytes:
+        lines = lines[1:]  # the first may be cut
+    rows = []
+    for line in lines[:-1]:  # the last is empty or still being written
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def run_summary(name: str, run_dir: Path) -> dict[str, Any]:
+    """Name, status, progress and the main config keys of one run."""
+    cfg = read_config(run_dir)
+    running = _lock_alive(run_dir)
+    status = "running" if running else "stopped"
+    summary_path = run_dir / "summary.json"
+    if not running and summary_path.exists():
+        with contextlib.suppress(OSError, ValueError):
+            status = json.loads(summary_path.read_text()).get("status", status)
+    last = next((r for r in reversed(tail_rows(run_dir)) if "env_steps" in r), {})
+    run = cfg.get("run", {}) or {}
+    total = run.get("total_env_steps") or 0
+    done = last.get("env_steps", 0)
+    return {
+        "name": name,
+        "status": status,
+        "family": (cfg.get("env") or {}).get("family"),
+        "curriculum": (cfg.get("curriculum") or {}).get("name"),
+        "env_steps": done,
+        "total_env_steps": total,
+        "progress": min(1.0, done / total) if total else 0.0,
+        "updates": last.get("updates", 0),
+        "num_seeds": run.get("num_seeds", 1),
+        "pending": len(inbox_lib.pending(run_dir)),
+        "config": cfg,
+    }
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()]
+    return sorted(steps)
+
+
+def read_step(step_dir: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """The leaves and metadata of one checkpoint step folder, verified by its digest.
+
+    Raises:
+        ValueError: the folder is incomplete, unreadable or does not match its digest.
+    """
+    import orbax.checkpoint as ocp
+
+    from ued.checkpoint import digest
+
+    try:
+        meta = json.loads((step_dir / "meta" / "metadata").read_text())
+        target = {
+            f"leaf_{i:05d}": np.zeros(shape, np.dtype(dtype))
+            for i, (_, shape, dtype, *_) in enumerate(meta["leaves"])
+        }
+        with ocp.StandardCheckpointer() as reader:
+            tree = reader.restore(step_dir / "state", target)
+    except Exception as err:  # being written or removed: the caller tries an older one
+        raise ValueError(f"{step_dir}: unreadable ({type(err).__name__})") from err
+    leaves = [np.asarray(tree[f"leaf_{i:05d}"]) for i in range(len(target))]
+    if digest(leaves) != meta.get("digest"):
+        raise ValueError(f"{step_dir}: the data do not match the recorded digest")
+    return leaves, meta
+
+
+class RunModel:
+    """One run's experiment and its newest checkpoint, cached by step (thread-safe)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.lock = threading.RLock()
+        self.exp = None
+        self._config: dict[str, Any] | None = None
+        self.step: int | None = None
+        self.state = None
+        self.meta: dict[str, Any] = {}
+        self.evaluators: dict[int, Any] = {}
+        self.episode_fn = None
+        self.located: tuple[int, dict[str, Any]] | None = None  # (step, levels by text)
+
+    def experiment(self):
+        """The run's experiment, built from ``config.yaml`` (rebuilt if it changes)."""
+        with self.lock:
+            cfg = read_config(self.run_dir)
+            if self.exp is None or cfg != self._config:
+                from ued import config as config_lib
+                from ued.experiment import build
+
+                self.exp = build(config_lib.from_dict(cfg))
+                self._config = cfg
+                self.evaluators, self.episode_fn, self.located = {}, None, None
+            return self.exp
+
+    def latest(self):
+        """``(step, state, meta)`` of the newest readable checkpoint, or None."""
+        with self.lock:
+            steps = checkpoint_steps(self.run_dir)
+            if self.step is not None and steps and steps[-1] == self.step:
+                return self.step, self.state, self.meta
+            for step in reversed(steps):
+                try:
+                    leaves, meta = read_step(self.run_dir / "checkpoints" / str(step))
+                except ValueError:
+                    continue
+                from ued import config as config_lib
+                from ued.checkpoint import into_state
+                from ued.experiment import build
+                from ued.parallel import init_shapes
+
+                exp = self.experiment()
+                if meta.get("config") != self._config:
+                    exp = build(config_lib.from_dict(meta["config"]))
+                self.state = into_state(init_shapes(exp), leaves)
+                self.step, self.meta = step, meta
+                return self.step, self.state, self.meta
+            return None
