@@ -113,11 +113,17 @@ def named_levels(exp, last_eval: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def curriculum_levels(exp, state, seed: int = 0, limit: int = 16) -> dict[str, Any]:
-    """The curriculum's levels in a checkpoint's state: a buffer's top levels by score with
+def curriculum_levels(
+    exp, state, seed: int = 0, limit: int = 16, archive: ArchiveView | None = None
+) -> dict[str, Any]:
+    """The curriculum's levels in a checkpoint's state: a program archive's fittest slots
+    (through ``archive``, the run's ``ArchiveView``), a buffer's top levels by score with
     staleness and edit depth, or a grounding set's levels."""
     seeds = per_seed(state.curriculum, exp.cfg.run.num_seeds)
     cstate = seeds[min(max(seed, 0), len(seeds) - 1)]
+    limit = max(1, min(int(limit), MAX_BUFFER_LEVELS))
+    if archive is not None and hasattr(cstate, "archive"):
+        return archive(cstate, limit)
     found = level_store(cstate)
     if found is None:
         return {"kind": "none", "levels": [], "size": 0, "capacity": 0}
@@ -125,7 +131,6 @@ def curriculum_levels(exp, state, seed: int = 0, limit: int = 16) -> dict[str, A
     store = jax.device_get(store)
     filled = np.asarray(store.filled, bool)
     capacity = int(filled.shape[0])
-    limit = max(1, min(int(limit), MAX_BUFFER_LEVELS))
     rows = []
     if kind == "buffer":
         scores = np.where(np.isfinite(store.scores), store.scores, -np.inf)
@@ -147,6 +152,81 @@ def curriculum_levels(exp, state, seed: int = 0, limit: int = 16) -> dict[str, A
             level = jax.tree.map(lambda x, s=int(slot): x[s], store.levels)
             rows.append({"slot": int(slot), "text": exp.family.level_to_text(exp.env, level)})
     return {"kind": kind, "levels": rows, "size": int(filled.sum()), "capacity": capacity}
+
+
+class ArchiveView:
+    """A program curriculum's archive, read from a curriculum state (one seed's): its
+    occupied slots fittest first, each with its program, estimates, grid cell and a sample
+    level generated from the program with a fixed key. Compiled once per run."""
+
+    def __init__(self, exp):
+        cur = exp.curriculum
+        self.exp, self.cur, self.space = exp, cur, cur.space
+        generate = jax.vmap(cur.space.generate, in_axes=(None, 0))
+        self.sample = jax.jit(lambda programs: generate(jax.random.PRNGKey(0), programs))
+        self.view = jax.jit(cur.archive_view)
+
+    def __call__(self, cstate, limit: int) -> dict[str, Any]:
+        from ued import program_archive as arc
+
+        exp, cur, space = self.exp, self.cur, self.space
+        fit, cell, _ = jax.device_get(self.view(cstate))
+        a = jax.device_get(cstate.archive)
+        filled = np.asarray(a.filled, bool)
+        fit = np.asarray(fit, np.float64)
+        ranked = np.where(filled & ~np.isnan(fit), fit, -np.inf)
+        order = [int(i) for i in np.argsort(-ranked, kind="stable") if filled[i]][:limit]
+        levels = jax.device_get(self.sample(jnp.asarray(a.programs)))
+        spread = np.asarray(arc.spread(a.lp, a.lp_sq))
+        count = int(cstate.count)
+        r, grid = cur.options.grid_resolution, cur.grid
+        names = space.descriptor_names
+        rows = []
+        for slot in order:
+            c = int(cell[slot])
+            level = jax.tree.map(lambda x, s=slot: x[s], levels)
+            rows.append(
+                {
+                    "slot": slot,
+                    "program": space.to_dict(a.programs[slot]),
+                    "fitness": _scalar(fit[slot]),
+                    "lp": _scalar(a.lp[slot]),
+                    "lp_spread": _scalar(spread[slot]),
+                    "solvable": _scalar(a.solvable[slot]),
+                    "descriptors": {n: _scalar(a.descriptor[slot, i]) for i, n in enumerate(names)},
+                    "cell": [(c // r**i) % r for i in reversed(range(len(grid)))],
+                    "age": max(count - int(a.last_seen[slot]), 0),
+                    "born": int(a.born[slot]),
+                    "text": exp.family.level_to_text(exp.env, level),
+                }
+            )
+        occupied = len({int(cell[i]) for i in np.flatnonzero(filled)})
+        low, high = space.stage_bounds()
+        stage = int(cstate.stage)
+        return {
+            "kind": "archive",
+            "levels": rows,
+            "size": int(filled.sum()),
+            "capacity": int(filled.shape[0]),
+            "stage": stage,
+            "num_stages": space.num_stages,
+            "stage_bounds": {
+                n: [float(low[stage, i]), float(high[stage, i])] for i, n in enumerate(space.names)
+            },
+            "widen_events": int(cstate.widen_events),
+            "grid": [names[i] for i in grid],
+            "grid_resolution": r,
+            "occupied_cells": occupied,
+            "num_cells": cur.num_cells,
+            "coverage": occupied / cur.num_cells,
+            "updates": count,
+        }
+
+
+def has_archive(exp) -> bool:
+    """Whether the run's curriculum keeps a program archive (``ued.curricula.programs``)."""
+    cur = exp.curriculum
+    return hasattr(cur, "archive_view") and hasattr(cur, "space")
 
 
 def locate(exp, state, seed: int = 0) -> dict[str, dict[str, Any]]:

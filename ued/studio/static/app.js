@@ -134,10 +134,28 @@ export function thumbnail(text, size = 138) {
   return canvas;
 }
 
+// A program archive: its size, widening stage and grid coverage.
+function archiveNote(cur) {
+  return `program archive: ${cur.size} of ${cur.capacity} programs, widening stage ${cur.stage + 1} of ${cur.num_stages}, `
+    + `${cur.occupied_cells} of ${cur.num_cells} cells of ${cur.grid.join(" × ")} (${fmt(100 * cur.coverage, 0)}%)`;
+}
+
+// What a card says of its level: a buffer's score, a program's values and fitness, a slot.
+function levelInfo(lv) {
+  if (lv.program !== undefined) {
+    const values = Object.entries(lv.program).map(([k, v]) => `${esc(k)}=${+v.toFixed(3)}`).join(" ");
+    return `fitness ${fmt(lv.fitness)}<br>lp ${fmt(lv.lp)} ± ${fmt(lv.lp_spread)} · age ${lv.age}<br>`
+      + `cell (${lv.cell.join(",")}) · slot ${lv.slot}<br><span class="program">${values}</span>`;
+  }
+  return lv.score === undefined ? `slot ${lv.slot}`
+    : `score ${fmt(lv.score)}<br>staleness ${lv.staleness} · edits ${lv.num_edits}`;
+}
+
 function bufferLevels(levels) {
   const cur = levels.curriculum;
+  const what = cur.kind === "archive" ? archiveNote(cur) : `${cur.kind}: ${cur.size} of ${cur.capacity}`;
   $("levels-note").textContent = levels.checkpoint === null ? "(no checkpoint yet)"
-    : `${cur.kind}: ${cur.size} of ${cur.capacity}, checkpoint at update ${levels.checkpoint}`;
+    : `${what}, checkpoint at update ${levels.checkpoint}`;
   const box = $("buffer-levels");
   box.innerHTML = "";
   cur.levels.forEach((lv) => {
@@ -145,12 +163,11 @@ function bufferLevels(levels) {
     card.className = "level-card";
     card.dataset.text = lv.text;
     card.appendChild(thumbnail(lv.text));
-    const info = lv.score === undefined ? `slot ${lv.slot}`
-      : `score ${fmt(lv.score)}<br>staleness ${lv.staleness} · edits ${lv.num_edits}`;
-    card.insertAdjacentHTML("beforeend", `<div>${info}</div>`);
+    card.insertAdjacentHTML("beforeend", `<div>${levelInfo(lv)}</div>`);
     const edit = document.createElement("button");
     edit.textContent = "edit";
-    edit.onclick = () => openInEditor(lv.text, `buffer slot ${lv.slot}`);
+    const from = cur.kind === "archive" ? "a sample of archive program" : `${cur.kind} slot`;
+    edit.onclick = () => openInEditor(lv.text, `${from} ${lv.slot}`);
     card.appendChild(edit);
     box.appendChild(card);
   });

@@ -66,7 +66,10 @@ export class Editor {
     for (const lv of levels.named) add(`named: ${lv.name}${lv.solve_rate == null ? "" : ` (solve ${fmt(lv.solve_rate, 2)})`}`, lv.text);
     const failures = levels.named.filter((l) => l.solve_rate != null).sort((a, b) => a.solve_rate - b.solve_rate).slice(0, 3);
     for (const lv of failures) add(`failure: ${lv.name} (solve ${fmt(lv.solve_rate, 2)})`, lv.text);
-    for (const lv of levels.curriculum.levels) add(`${levels.curriculum.kind} slot ${lv.slot}${lv.score === undefined ? "" : ` (score ${fmt(lv.score)})`}`, lv.text);
+    for (const lv of levels.curriculum.levels) {
+      const note = lv.score !== undefined ? ` (score ${fmt(lv.score)})` : lv.fitness !== undefined ? ` (fitness ${fmt(lv.fitness)})` : "";
+      add(`${levels.curriculum.kind} slot ${lv.slot}${note}`, lv.text);
+    }
     $("source").innerHTML = opts.join("");
   }
 
