@@ -60,7 +60,9 @@ def main(argv: list[str]) -> int:
 
 def _main(argv: list[str]) -> int:
     from ued import config as config_lib
-    from ued.train import Interrupted, NonFiniteError, train
+    from ued.chunk_records import NonFiniteError
+    from ued.stop import Interrupted
+    from ued.train import train
 
     path, overrides = QUICKSTART, list(argv)
     if overrides and "=" not in overrides[0]:

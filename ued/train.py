@@ -36,9 +36,7 @@ Host code only drives chunks of jitted steps; nothing here runs per env step. A 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -52,17 +50,21 @@ from ued import config as config_lib
 from ued import gallery, limits, parallel
 from ued import run_dir as run_dir_lib
 from ued.checkpoint import check_compatible, into_state
+from ued.chunk_records import (
+    NonFiniteError,
+    check_finite,
+    chunk_events,
+    mean_record,
+    summarize_chunk,
+)
 from ued.config import Config, ConfigError
 from ued.evaluate import NamedEvaluator, before_after, format_table, seeds_result, sparkline
-from ued.experiment import NONFINITE, TrainState, build
+from ued.experiment import TrainState, build
 from ued.grounding import Grounding
 from ued.inbox import prune_events
 from ued.logging import Logger, make_logger, prune_metrics
 from ued.parallel import Runner
-
-
-class NonFiniteError(FloatingPointError):
-    """A parameter, loss or gradient norm became NaN or infinite."""
+from ued.stop import Interrupted, StopSignal
 
 
 def enable_compile_cache(path: str) -> None:
@@ -74,101 +76,6 @@ def enable_compile_cache(path: str) -> None:
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
-
-def summarize_chunk(metrics: dict[str, Any], active: int | None = None) -> dict[str, float]:
-    """Mean over the chunk's first ``active`` updates; NaN entries (a branch that did not
-    apply) are ignored. The ``nonfinite`` flag is checked, not logged."""
-    out = {}
-    for key, value in jax.device_get(metrics).items():
-        if key == "nonfinite":
-            continue
-        value = np.asarray(value, dtype=np.float64)[:active]
-        finite = value[np.isfinite(value)]
-        out[key] = float(finite.mean()) if finite.size else float("nan")
-    return out
-
-
-def chunk_events(metrics: dict[str, Any], first_update: int, active: int) -> list[dict[str, Any]]:
-    """``{"updates": u, "event": name}`` for every update ``u`` (1-based, as in the metrics)
-    of the chunk whose ``events/<name>`` metric is positive: what a curriculum marks as an
-    event (e.g. ``events/widen``, the program space widening)."""
-    out = []
-    for key, value in metrics.items():
-        if key.startswith("events/"):
-            hits = np.flatnonzero(np.asarray(value, np.float64)[:active] > 0)
-            out += [{"updates": first_update + int(i) + 1, "event": key[7:]} for i in hits]
-    return sorted(out, key=lambda e: e["updates"])
-
-
-def mean_record(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The mean over seeds of each numeric entry of per-seed records (NaN-aware), with
-    ``seeds`` the seeds' count; a single record is returned as it is."""
-    if len(records) <= 1:
-        return dict(records[0]) if records else {}
-    out: dict[str, Any] = {}
-    for key in records[0]:
-        if key == "seed":
-            continue
-        values = np.asarray([r.get(key, np.nan) for r in records], np.float64)
-        finite = values[np.isfinite(values)]
-        out[key] = float(finite.mean()) if finite.size else float("nan")
-    for key in ("updates", "env_steps"):
-        if key in out:
-            out[key] = int(out[key])
-    out["seeds"] = len(records)
-    return out
-
-
-def check_finite(metrics: dict[str, Any], first_update: int, active: int, where: str = "") -> None:
-    """Raises ``NonFiniteError`` naming the first update (1-based) whose flag is set
-    (``where``, e.g. ``" of seed 3"``, is added after the update)."""
-    flags = np.nan_to_num(np.asarray(metrics.get("nonfinite", []), np.float64)[:active])
-    bad = np.flatnonzero(flags)
-    if bad.size:
-        mask = int(flags[bad[0]])
-        names = [name for i, name in enumerate(NONFINITE) if mask >> i & 1]
-        losses = {k: float(np.asarray(v)[bad[0]]) for k, v in metrics.items() if "loss" in k}
-        raise NonFiniteError(
-            f"non-finite {' and '.join(names)} at update {first_update + int(bad[0]) + 1}"
-            f"{where} (losses then: {losses})"
-        )
-
-
-class StopSignal:
-    """Context manager: the first SIGINT/SIGTERM sets ``requested``; a second one aborts."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, verbose: bool = True):
-        self.requested: str | None = None
-        self.verbose = verbose
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = signal.Signals(signum).name
-        for sig in self.SIGNALS:  # the next signal gets the default action: abort now
-            signal.signal(sig, signal.SIG_DFL)
-        if self.verbose:
-            print(
-                f"\n[ued] {self.requested}: stopping at the end of this chunk (with a "
-                "checkpoint) or before training begins; send it again to abort at once",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def __enter__(self) -> StopSignal:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-class Interrupted(Exception):
-    """SIGINT/SIGTERM before training began: nothing was written (exit 130 in the CLI)."""
 
 
 def _restore(runner: Runner, snapshot, verbose: bool):

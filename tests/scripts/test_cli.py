@@ -4,7 +4,6 @@ One run of ``scripts/train.py`` is interrupted with SIGINT after its first metri
 resumed to completion; the evaluate, render and plot tools then work on its folder.
 """
 
-import importlib.util
 import json
 import signal
 import subprocess
@@ -15,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
+
+from tests.scripts_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 4 * 8  # env steps per update
@@ -34,14 +35,6 @@ TINY = [
     "run.progress=false",
 ]
 LEVELS = ">G\n\n>#G\n"  # goal straight ahead; goal behind a wall (never solvable)
-
-
-def load_script(name):
-    path = ROOT / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"ued_script_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def train_command(run_dir, *extra):

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.scripts.test_cli import ROOT, STEPS, load_script, metric_rows, train_command
+from tests.scripts.test_cli import ROOT, STEPS, metric_rows, train_command
+from tests.scripts_loader import load_script
 from tests.toy_family import TOY_BASE, toy_config
 from ued.checkpoint import Checkpointer
 from ued.train import train

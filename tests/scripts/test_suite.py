@@ -8,7 +8,6 @@ and the report's numbers are checked against values recomputed here from the per
 evaluations.
 """
 
-import importlib.util
 import itertools
 import json
 import signal
@@ -20,6 +19,7 @@ import yaml
 from PIL import Image
 
 import ued.train
+from tests.scripts_loader import load_script
 from tests.toy_family import TOY_BASE
 from ued.config import ConfigError
 from ued.suite import make_cells, plan, run_suite
@@ -50,14 +50,6 @@ SUITE = {
         ],
     },
 }
-
-
-def load_script(name):
-    path = ROOT / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"ued_script_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_suite(folder: Path) -> Path:

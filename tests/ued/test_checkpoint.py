@@ -12,9 +12,11 @@ from PIL import Image
 from tests.toy_family import toy_config
 from ued import config as config_lib
 from ued.checkpoint import Checkpointer, CheckpointError, check_compatible
+from ued.chunk_records import NonFiniteError, check_finite
 from ued.config import ConfigError
 from ued.experiment import build, nonfinite_flags
-from ued.train import NonFiniteError, check_finite, make_logger, train
+from ued.logging import make_logger
+from ued.train import train
 
 STEPS = 4 * 8  # env steps per update
 TOY = toy_config(

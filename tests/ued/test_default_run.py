@@ -11,7 +11,7 @@ import pytest
 from envs.core import families
 from envs.maze import Maze
 from envs.maze.standard import catalogue
-from tests.scripts.test_cli import load_script
+from tests.scripts_loader import load_script
 from tests.toy_family import toy_config
 from ued import config as config_lib
 from ued.evaluate import before_after, sparkline

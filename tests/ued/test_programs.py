@@ -6,7 +6,6 @@ options, a real maze run, and a toy run's events, gallery and plot."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,14 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.scripts_loader import load_script
 from tests.toy_family import CorridorLevel, toy_config
 from ued import config as config_lib
 from ued import program_archive as arc
+from ued.chunk_records import chunk_events
 from ued.config import ConfigError
 from ued.curricula import parse_options
 from ued.curricula.programs import GROUNDING, make_programs
 from ued.experiment import build
-from ued.train import chunk_events, train
+from ued.train import train
 
 BEST_DISTANCE = 4.0  # the synthetic learning potential peaks at this goal distance
 
@@ -271,10 +272,7 @@ def test_toy_run_logs_widenings_and_draws_the_archive(tmp_path):
     assert len(events) == stage == int(result["state"].curriculum.widen_events) >= 1
     assert all(e["event"] == "widen" and 1 <= e["updates"] <= 4 for e in events)
     assert (run_dir / "gallery" / "programs_00000004.png").exists()
-    plot = importlib.util.spec_from_file_location(
-        "ued_plot", EXPERIMENTS.parent / "scripts" / "plot.py"
+    assert (
+        load_script("plot").main([str(run_dir), "--programs", "-o", str(tmp_path / "plots")]) == 0
     )
-    module = importlib.util.module_from_spec(plot)
-    plot.loader.exec_module(module)
-    assert module.main([str(run_dir), "--programs", "-o", str(tmp_path / "plots")]) == 0
     assert (tmp_path / "plots" / "programs.png").stat().st_size > 0
