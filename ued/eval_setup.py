@@ -159,26 +159,34 @@ def set_env_options(
     return {**own, **{k: v for k, v in explicit.items() if v is not None}}
 
 
-def level_horizons(text: str) -> list[int | None]:
-    """Per level of a level file's text (levels separated by blank lines), the first integer
-    of the ``; horizon: ...`` comment above it (None without one)."""
-    out: list[int | None] = []
+def level_annotations(text: str, key: str) -> list[str | None]:
+    """Per level of a level file's text (levels separated by blank lines), the value of the
+    ``; key: value`` comment above it (None without one)."""
+    out: list[str | None] = []
     pending, inside = None, False
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith(";"):
-            if inside:
-                inside = False
-            key, sep, value = stripped[1:].partition(":")
-            if sep and key.strip() == "horizon":
-                numbers = [w for w in value.replace(",", " ").split() if w.isdigit()]
-                pending = int(numbers[0]) if numbers else None
+            inside = False
+            name, sep, value = stripped[1:].partition(":")
+            if sep and name.strip() == key:
+                pending = value.strip()
         elif stripped:
             if not inside:
                 out.append(pending)
                 pending, inside = None, True
         else:
             inside = False
+    return out
+
+
+def level_horizons(text: str) -> list[int | None]:
+    """Per level of a level file's text, the first integer of its ``; horizon:`` comment
+    (None without one)."""
+    out = []
+    for value in level_annotations(text, "horizon"):
+        numbers = [w for w in (value or "").replace(",", " ").split() if w.isdigit()]
+        out.append(int(numbers[0]) if numbers else None)
     return out
 
 

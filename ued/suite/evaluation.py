@@ -26,7 +26,13 @@ import jax
 import numpy as np
 
 from ued.config import ConfigError, call_with_options
-from ued.eval_setup import ANNOTATED, eval_env, level_horizons, split_by_horizon
+from ued.eval_setup import (
+    ANNOTATED,
+    eval_env,
+    level_annotations,
+    level_horizons,
+    split_by_horizon,
+)
 from ued.evaluate import INDEPENDENT, METRICS, LevelEvaluator, random_levels, solvable_check
 from ued.suite.cells import Cell, read_metrics
 from ued.suite.spec import EvalSet, Suite
@@ -53,7 +59,11 @@ def level_set(suite: Suite, spec: EvalSet, exp, env=None) -> tuple[list[str], An
             levels = family.read_levels(env, suite.resolve(spec.path))
         except ValueError as err:
             raise ConfigError(f"evaluation set {spec.name}: {err}") from None
-        names = [f"{spec.name}/{i}" for i in range(len(jax.tree.leaves(levels)[0]))]
+        count = len(jax.tree.leaves(levels)[0])
+        annotated = level_annotations(suite.resolve(spec.path).read_text(), "name")
+        names = [f"{spec.name}/{i}" for i in range(count)]
+        if len(annotated) == count and all(annotated) and len(set(annotated)) == count:
+            names = list(annotated)  # the file's own ``; name:`` for each level
         return names, levels
     if spec.generator not in family.generators:
         raise ConfigError(
