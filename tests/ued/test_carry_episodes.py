@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from tests.toy_family import toy_config
-from ued import config as config_lib
 from ued import ppo
 from ued.config import ConfigError
 from ued.experiment import build
