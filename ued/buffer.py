@@ -251,7 +251,8 @@ def insert(
     levels get ``last_sampled = clock`` (staleness 0). With ``staleness_clock="level"`` the
     clock first advances by one per level of the batch (an insertion attempt each), and the
     level at batch index i, inserted or refreshed as a duplicate, gets ``clock_before + i +
-    1``; ``"batch"`` and ``"replay"`` do not advance the clock here. NaN scores are treated as ``-inf``; a ``-inf`` level enters only an empty slot.
+    1``; ``"batch"`` and ``"replay"`` do not advance the clock here. NaN scores are treated
+    as ``-inf``; a ``-inf`` level enters only an empty slot.
 
     Args:
         buf: the buffer (capacity C).

@@ -191,7 +191,8 @@ def test_results_match_statistics_recomputed_by_hand(suite_run):
             low, high = entry["return"]["mean_ci"]
             assert low - 1e-9 <= ret.mean() <= high + 1e-9
             # CVaR: each seed's worst level by the first play, measured on the second.
-            worst = [b[np.argsort(a, kind="stable")[:1]].mean() for a, b in zip(solve, again)]
+            pairs = zip(solve, again, strict=True)
+            worst = [b[np.argsort(a, kind="stable")[:1]].mean() for a, b in pairs]
             assert entry["cvar_10"]["mean"] == pytest.approx(np.mean(worst))
             assert entry["cvar_10"]["estimator"] == "independent play"
             if label == "dr":
@@ -348,3 +349,31 @@ def test_a_student_updates_budget_trains_until_every_seed_took_that_many(tmp_pat
     assert out["results"]["budget"] == {"student_updates": 6}
     table = (tmp_path / "r" / "table.md").read_text()
     assert "6 student gradient updates per seed" in table
+
+
+def test_report_only_and_the_readme_block(suite_run, tmp_path, capsys):
+    results = suite_run["results"]
+    folder = suite_run["folder"]
+    script = load_script("suite")
+    argv = [str(folder / "tiny.yaml"), "--out", str(tmp_path / "none"), "--results", str(results)]
+    assert script.main([*argv, "--report", "--no-plots"]) == 0  # from committed results only
+    assert not (tmp_path / "none").exists()
+    assert script.main([*argv[:-1], str(tmp_path / "empty"), "--report"]) == 2
+    assert "no committed result" in capsys.readouterr().err
+    table = load_script("results_table")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:tiny -->\nold\n<!-- /results:tiny -->\nafter\n")
+    assert table.main([str(results / "results.json"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("<!-- /results:tiny -->\nafter\n")
+    assert "| curriculum | n | random (ID): solve rate | vs dr |" in text
+    assert "| fast | 2 |" in text and "python scripts/suite.py experiments/suites/tiny.yaml" in text
+    readme.write_text("no markers\n")
+    assert table.main([str(results / "results.json"), "--readme", str(readme)]) == 2
+
+
+def test_shipped_suites_load(tmp_path):
+    for path in sorted((ROOT / "experiments" / "suites").glob("*.yaml")):
+        suite = suite_spec.load(path)
+        cells = make_cells(suite, tmp_path / path.stem)
+        assert cells and all(s.group in suite_spec.GROUPS for s in suite.evaluation.sets), path

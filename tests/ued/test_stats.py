@@ -74,9 +74,7 @@ def test_the_old_per_level_interval_is_a_stratified_bootstrap():
     rows = rng.integers(0, 6, size=(reps, 6, 4))
     draws = x[rows, np.arange(4)].mean(axis=(1, 2))
     expected = np.percentile(draws, [2.5, 97.5])
-    low, high = stats.stratified_bootstrap_ci(
-        lambda m: m.mean(axis=(-2, -1)), [x], resamples=reps
-    )
+    low, high = stats.stratified_bootstrap_ci(lambda m: m.mean(axis=(-2, -1)), [x], resamples=reps)
     assert low == pytest.approx(expected[0], abs=0.01)
     assert high == pytest.approx(expected[1], abs=0.01)
     assert low < x.mean() < high
