@@ -1,21 +1,28 @@
 """Benchmark curricula against each other: train, evaluate and compare a suite.
 
-    python scripts/suite.py experiments/suites/NAME.yaml [--out results/NAME] [--dry-run]
+    python scripts/suite.py experiments/suites/NAME.yaml [--out runs/suites/NAME]
+        [--results docs/results/NAME] [--only LABEL,...] [--dry-run] [--report]
         [--bench-updates 2] [--no-plots]
 
 Each (experiment, seed group) of the suite file is one run folder ``OUT/<label>/seeds<a>-<b>``
 trained by ``ued.train``; rerunning skips finished cells and resumes interrupted ones from
-their checkpoints. When every cell has finished, each final checkpoint is evaluated on every
-level set and ``OUT/results.json``, ``OUT/table.md`` and ``OUT/plots/*.png`` are written
-(statistics: ``ued.suite.report``; figures need the ``suite`` extra).
+their checkpoints. As soon as a cell is trained, its final checkpoint is evaluated on every
+level set and the cell's result is written to ``RESULTS/cells/<label>/seeds<a>-<b>.json``:
+commit it. A cell with a committed result is done, on any machine: it is neither trained nor
+evaluated again (``ued.suite.results``). ``--only`` runs some experiments' cells (another
+machine can take the others). When every cell has a result, ``RESULTS/results.json``,
+``RESULTS/table.md`` and ``RESULTS/plots/*.png`` are written from the committed results
+alone (statistics: ``ued.suite.report``; figures need the ``suite`` extra); ``--report``
+writes them without training anything.
 
 ``--dry-run`` trains nothing: it prints the cells, their status and budgets and, from a short
 measurement of each experiment with ``scripts/benchmark.py`` (its compile time and steps per
 second over ``--bench-updates`` train steps at the cell's seed count), an estimate of the
 training wall time left.
 
-Exit codes: 0 done; 2 bad suite file or config; 4 interrupted by SIGINT/SIGTERM (the cell
-was checkpointed; run the same command again to resume).
+Exit codes: 0 done (with ``--only``: those cells done); 2 bad suite file or config, or
+``--report`` with cells missing; 4 interrupted by SIGINT/SIGTERM (the cell was checkpointed;
+run the same command again to resume).
 """
 
 from __future__ import annotations
@@ -28,7 +35,16 @@ import tempfile
 from pathlib import Path
 
 from ued.config import ConfigError
-from ued.suite import format_plan, load, make_cells, plan, run_suite
+from ued.suite import (
+    default_results_dir,
+    format_plan,
+    load,
+    make_cells,
+    make_report,
+    plan,
+    run_suite,
+)
+from ued.suite import results as cell_results
 
 BENCHMARK = Path(__file__).resolve().parent / "benchmark.py"
 
@@ -83,33 +99,65 @@ def measure(cells, updates: int) -> dict[str, dict[str, float]]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suite", type=Path, help="suite file (YAML)")
-    parser.add_argument("--out", type=Path, help="output folder (default results/<name>)")
+    parser.add_argument("--out", type=Path, help="run folders (default runs/suites/<name>)")
+    parser.add_argument(
+        "--results", type=Path, help="cell results and report (default docs/results/<name>)"
+    )
+    parser.add_argument("--only", default="", help="comma-separated labels to run")
     parser.add_argument("--dry-run", action="store_true", help="list cells and estimate time")
+    parser.add_argument(
+        "--report", action="store_true", help="only write the report from committed results"
+    )
     parser.add_argument("--bench-updates", type=int, default=2, help="timed steps (dry run)")
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
     try:
         suite = load(args.suite)
-        out = args.out or Path("results") / suite.name
+        out = args.out or Path("runs") / "suites" / suite.name
+        results_dir = args.results or default_results_dir(suite)
         cells = make_cells(suite, out)
     except (ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    only = tuple(label for label in args.only.split(",") if label)
     if args.dry_run:
-        todo = [c for c in cells if c.status() != "finished"]
-        print(format_plan(suite, plan(suite, cells, measure(todo, args.bench_updates))))
+        done = ("finished", "committed", "partial")
+        todo = [
+            c for c in cells
+            if cell_results.status(suite, c, results_dir) not in done
+            and (not only or c.label in only)
+        ]  # fmt: skip
+        rows = plan(suite, cells, measure(todo, args.bench_updates), results_dir)
+        print(format_plan(suite, rows))
         return 0
     try:
-        result = run_suite(suite, out, plots=not args.no_plots)
+        if args.report:
+            missing = [
+                c.name for c in cells if cell_results.status(suite, c, results_dir) != "committed"
+            ]
+            if missing:
+                print(f"error: no committed result for {missing}", file=sys.stderr)
+                return 2
+            result = {
+                "status": "finished",
+                **make_report(suite, cells, results_dir, not args.no_plots),
+            }
+        else:
+            result = run_suite(
+                suite, out, plots=not args.no_plots, results_dir=results_dir, only=only
+            )
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # between cells or while evaluating: nothing half-written
         result = {"status": "interrupted"}
+    if result["status"] == "incomplete":
+        print(f"[suite] the cells asked for are done; others have no result yet in {results_dir}")
+        return 0
     if result["status"] != "finished":
         print("[suite] interrupted; run the same command again to resume", file=sys.stderr)
         return 4
-    print((out / "table.md").read_text())
+    print((results_dir / "table.md").read_text())
     for path in result["files"]:
         print(f"[suite] wrote {path}")
     return 0

@@ -11,7 +11,8 @@ Replay distribution (Prioritized Level Replay, Jiang et al. 2021)::
 over filled slots only. Staleness is ``clock - last_sampled``. With ``staleness_clock="batch"``
 the clock counts ``sample`` calls, so it is the number of replay steps since the level was
 last sampled or inserted; with ``"level"`` it counts sampled levels and insertion attempts,
-as dcd and JaxUED do.
+as JaxUED does; with ``"replay"`` it counts sampled levels only, as dcd does (a new level's
+insertion does not age the others).
 """
 
 from __future__ import annotations
@@ -250,7 +251,8 @@ def insert(
     levels get ``last_sampled = clock`` (staleness 0). With ``staleness_clock="level"`` the
     clock first advances by one per level of the batch (an insertion attempt each), and the
     level at batch index i, inserted or refreshed as a duplicate, gets ``clock_before + i +
-    1``. NaN scores are treated as ``-inf``; a ``-inf`` level enters only an empty slot.
+    1``; ``"batch"`` and ``"replay"`` do not advance the clock here. NaN scores are treated
+    as ``-inf``; a ``-inf`` level enters only an empty slot.
 
     Args:
         buf: the buffer (capacity C).
@@ -314,7 +316,8 @@ def sample(
     clock advances by one per call, the sampled slots get ``last_sampled`` = the new clock
     (staleness 0) and every other filled slot grows one step staler. ``"level"``: the n
     draws are made one after another, each advancing the clock by one and marking its slot,
-    so a later draw sees the staleness left by earlier ones (dcd, JaxUED).
+    so a later draw sees the staleness left by earlier ones (dcd, JaxUED); ``"replay"``
+    samples as ``"level"`` (only its insertions differ).
 
     An empty buffer (size 0) must not be replayed (see ``should_replay``); if it is, this
     returns index 0 n times with slot 0's level (the example level given to ``init``) and
@@ -325,7 +328,7 @@ def sample(
     """
     c = buf.capacity
     nonempty = buf.size > 0
-    if params.staleness_clock == "level":
+    if params.staleness_clock in ("level", "replay"):
         return _sample_one_by_one(buf, params, key, n)
     p = jnp.where(nonempty, replay_weights(buf, params), jnp.arange(c) == 0)
     idx = jax.random.choice(key, c, (n,), replace=True, p=p).astype(jnp.int32)

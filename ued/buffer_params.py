@@ -18,7 +18,7 @@ from ued.options import option
 
 PRIORITISATIONS = ("rank", "power", "top_k")
 REPLAY_SCHEDULES = ("fixed", "proportionate")
-STALENESS_CLOCKS = ("batch", "level")
+STALENESS_CLOCKS = ("batch", "level", "replay")
 
 
 @struct.dataclass
@@ -42,9 +42,11 @@ class BufferParams:
     prioritisation: str = option("rank", choices=PRIORITISATIONS, static=True)
     replay_schedule: str = option("fixed", choices=REPLAY_SCHEDULES, static=True)
     dedup: bool = option(True, static=True)
-    # What advances the staleness clock: one tick per ``sample`` call ("batch"), or one per
+    # What advances the staleness clock: one tick per ``sample`` call ("batch"); one per
     # sampled level and per insertion attempt, sampling the batch's levels one after another
-    # ("level": dcd's level_sampler.py and JaxUED's level_sampler.py).
+    # ("level": JaxUED's level_sampler.py, whose insert ticks the timestamp); or one per
+    # sampled level only, insertions not ticking ("replay": dcd's level_sampler.py, where
+    # _update_staleness runs on replay samples and a new level enters without a tick).
     staleness_clock: str = option("batch", choices=STALENESS_CLOCKS, static=True)
 
 

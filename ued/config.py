@@ -253,11 +253,13 @@ def read_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
 def merge_files(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
     """``child`` (an experiment file) over ``parent`` (its ``base``), by the config's types.
 
-    Sections and typed option groups (``curriculum.options.buffer``) merge key by key; a
-    free-form mapping (``curriculum.options.score``, ``...editors``, ``env.options``,
-    ``env.generator_options``) in the child *replaces* the parent's, so that a child's
-    ``score: {positive_value_loss: 1.0}`` means that score alone. Write the key with a
-    trailing ``+`` (``score+: {novelty: 0.1}``) to merge into the parent's mapping instead.
+    Sections and typed option groups (``curriculum.options.buffer``) merge key by key, and
+    so does ``env.options`` (the env constructor's options: a child that sets ``max_steps``
+    keeps its base's ``num_actions: 7``). Any other free-form mapping
+    (``curriculum.options.score``, ``...editors``, ``env.generator_options``) in the child
+    *replaces* the parent's, so that a child's ``score: {positive_value_loss: 1.0}`` means
+    that score alone (and a child's generator gets only its own options). Write the key with
+    a trailing ``+`` (``score+: {novelty: 0.1}``) to merge into the parent's mapping instead.
     A child that names another curriculum keeps only the parent's options it declares.
     """
     return _merge_typed(dict(parent), child, Config)
@@ -274,11 +276,18 @@ def _merge_typed(base: dict[str, Any], new: Mapping[str, Any], cls) -> dict[str,
             out[name] = _merge(old, value) if isinstance(old, Mapping) else _strip_plus(value)
         elif cls is Config and name == "curriculum" and isinstance(value, Mapping):
             out[name] = _merge_curriculum(old if isinstance(old, Mapping) else {}, value)
+        elif cls is EnvConfig and name in KEYWISE_ENV and isinstance(value, Mapping):
+            base = dict(old) if isinstance(old, Mapping) else {}
+            out[name] = {**base, **_strip_plus(value)}
         elif dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
             out[name] = _merge_typed(dict(old) if isinstance(old, Mapping) else {}, value, kind)
         else:
             out[name] = _strip_plus(value)
     return out
+
+
+# Free-form mappings of the env section that merge key by key across ``base:`` files.
+KEYWISE_ENV = ("options",)
 
 
 def _strip_plus(value: Any) -> Any:

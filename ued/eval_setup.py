@@ -9,6 +9,12 @@ The evaluation env is the training env rebuilt with other options: the episode h
 ``maze_ood.py``, while training at 250) and ``max_size`` (for levels larger than the
 training grid). The horizon is a static option of the env (its ``done`` and the reward
 ``1 - 0.9 t / T`` read it), so capping the evaluation loop alone cannot lengthen episodes.
+
+A shipped set brings its own env (``SET_ENV``): the literature's ``standard`` mazes are
+13x13 and played at 250 steps (JaxUED's and SFL's horizon; minimax and dcd use 450:
+``--max-steps 450``), ``standard_large`` needs ``max_size`` 99 and each of its levels is
+played at the horizon its file annotates (``; horizon:``, dcd's), ``ANNOTATED``. The size
+only grows (a set of smaller levels is played in the training grid); explicit options win.
 """
 
 from __future__ import annotations
@@ -21,6 +27,13 @@ import jax
 
 from ued.options import ConfigError
 
+_MISSING = object()
+ANNOTATED = "annotated"  # max_steps: each level's ``; horizon:`` annotation (its first number)
+# The env options a shipped set is evaluated with, by (family, set name), unless overridden.
+SET_ENV = {
+    ("maze", "standard"): {"max_size": 13, "max_steps": 250},
+    ("maze", "standard_large"): {"max_size": 99, "max_steps": ANNOTATED},
+}
 ALIASES = {"both": ("named", "standard"), "none": ()}
 ALLOWED = (
     "a level set (named, both, none, or one a family offers: the maze's standard, "
@@ -86,9 +99,15 @@ def load_level_sets(family, env, spec: str) -> dict[str, dict[str, Any]]:
     return sets
 
 
-def eval_env(exp, max_steps: int | None = None, max_size: int | None = None):
+def eval_env(
+    exp,
+    max_steps: int | None = None,
+    max_size: int | None = None,
+    options: Mapping[str, Any] | None = None,
+):
     """``(env, env_params)``: the experiment's env rebuilt with ``max_steps`` and/or
-    ``max_size`` in its options (None keeps the training value).
+    ``max_size`` (None keeps the training value) and any other env ``options`` (e.g. a
+    suite set's ``env``) over the training env's options.
 
     Raises:
         ConfigError: the family's env takes no such option, or the new env's observations
@@ -97,15 +116,18 @@ def eval_env(exp, max_steps: int | None = None, max_size: int | None = None):
     """
     from ued.config import call_with_options  # ued.config imports this module
 
-    overrides = {"max_steps": max_steps, "max_size": max_size}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    explicit = {"max_steps": max_steps, "max_size": max_size}
+    overrides = {**(options or {}), **{k: v for k, v in explicit.items() if v is not None}}
+    if all(exp.cfg.env.options.get(k, _MISSING) == v for k, v in overrides.items()):
+        overrides = {}
     if not overrides:
         return exp.env, exp.env_params
     options = {**exp.cfg.env.options, **overrides}
     env = call_with_options(exp.family.make_env, options, "env.options")
     env_params = env.default_params()
-    if max_steps is not None and env.max_episode_steps(env_params) != max_steps:
-        raise ConfigError(f"env.options.max_steps={max_steps} did not set the env's horizon")
+    horizon = overrides.get("max_steps")
+    if horizon is not None and env.max_episode_steps(env_params) != horizon:
+        raise ConfigError(f"env.options.max_steps={horizon} did not set the env's horizon")
     family = exp.family
     if _obs_shapes(family, env, env_params) != _obs_shapes(family, exp.env, exp.env_params):
         raise ConfigError(
@@ -121,3 +143,74 @@ def _obs_shapes(family, env, env_params) -> Mapping:
 
     obs = jax.eval_shape(reset, jax.random.PRNGKey(0))
     return jax.tree.map(lambda s: (s.shape, s.dtype), obs)
+
+
+def set_env_options(
+    exp, item: str, max_steps: int | None = None, max_size: int | None = None
+) -> dict[str, Any]:
+    """The env options the set ``item`` is evaluated with: ``max_steps`` and ``max_size``
+    when given, else the set's own (``SET_ENV``; a size only above the training one), else
+    none (the training env's)."""
+    own = dict(SET_ENV.get((exp.family.name, item), {}))
+    trained = exp.cfg.env.options.get("max_size")
+    if "max_size" in own and trained is not None and own["max_size"] <= trained:
+        del own["max_size"]
+    explicit = {"max_steps": max_steps, "max_size": max_size}
+    return {**own, **{k: v for k, v in explicit.items() if v is not None}}
+
+
+def level_annotations(text: str, key: str) -> list[str | None]:
+    """Per level of a level file's text (levels separated by blank lines), the value of the
+    ``; key: value`` comment above it (None without one)."""
+    out: list[str | None] = []
+    pending, inside = None, False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(";"):
+            inside = False
+            name, sep, value = stripped[1:].partition(":")
+            if sep and name.strip() == key:
+                pending = value.strip()
+        elif stripped:
+            if not inside:
+                out.append(pending)
+                pending, inside = None, True
+        else:
+            inside = False
+    return out
+
+
+def level_horizons(text: str) -> list[int | None]:
+    """Per level of a level file's text, the first integer of its ``; horizon:`` comment
+    (None without one)."""
+    out = []
+    for value in level_annotations(text, "horizon"):
+        numbers = [w for w in (value or "").replace(",", " ").split() if w.isdigit()]
+        out.append(int(numbers[0]) if numbers else None)
+    return out
+
+
+def set_file(family, item: str) -> Path | None:
+    """The level file of a shipped set or a ``.txt`` path (None for the named levels)."""
+    if item.endswith(".txt"):
+        return Path(item)
+    if family.name == "maze" and item in ("standard", "standard_large", "random_9x9"):
+        from envs.maze.standard import LEVELS_DIR, SET_FILES
+
+        return LEVELS_DIR / SET_FILES[item]
+    return None
+
+
+def split_by_horizon(options: Mapping[str, Any], horizons: list[int | None], where: str):
+    """``[(options with one max_steps, [level indices])]``: the levels grouped by their
+    annotated horizon when ``options["max_steps"]`` is ``ANNOTATED``, else one group."""
+    if options.get("max_steps") != ANNOTATED:
+        return [(dict(options), list(range(len(horizons))))]
+    if any(h is None for h in horizons):
+        missing = [i for i, h in enumerate(horizons) if h is None]
+        raise ConfigError(f"{where}: max_steps {ANNOTATED}, but levels {missing} have no "
+                          "'; horizon:' annotation")  # fmt: skip
+    groups: dict[int, list[int]] = {}
+    for i, h in enumerate(horizons):
+        groups.setdefault(h, []).append(i)
+    return [({**options, "max_steps": h}, idx) for h, idx in groups.items()]

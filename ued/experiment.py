@@ -69,7 +69,14 @@ def make_rollout(
     (a ``jax.sharding.Sharding`` of the levels' leading axis, or None for wherever XLA puts
     it) constrains the env batch axis; see ``ued.parallel``."""
 
-    def rollout(key: chex.PRNGKey, params, levels, num_steps: int | None = None, next_level=None):
+    def rollout(
+        key: chex.PRNGKey,
+        params,
+        levels,
+        num_steps: int | None = None,
+        next_level=None,
+        start: EpisodeCarry | None = None,
+    ):
         reset_key, roll_key = jax.random.split(key)
         n = jax.tree.leaves(levels)[0].shape[0]
         if batch_sharding is not None:
@@ -77,12 +84,52 @@ def make_rollout(
         reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
         obs, env_state = reset(jax.random.split(reset_key, n), levels, env_params)
         steps = num_steps or ppo_cfg.num_steps
-        out, _ = ppo.collect(
-            roll_key, env, env_params, network, params, obs, env_state, steps, next_level
+        if start is None:
+            out, _ = ppo.collect(
+                roll_key, env, env_params, network, params, obs, env_state, steps, next_level
+            )
+            return ppo.with_gae(out, ppo_cfg.gamma, ppo_cfg.gae_lambda)
+        # Episodes continue from the previous rollout (after the first, fresh one).
+        keep = lambda old, new: jnp.where(start.started, old, new)  # noqa: E731
+        obs, env_state = jax.tree.map(keep, (start.obs, start.env_state), (obs, env_state))
+        carried = jax.tree.map(
+            keep,
+            ppo.Carried(start.rnn, start.done),
+            ppo.Carried(network.initial_carry(n), jnp.ones((n,), bool)),
         )
-        return ppo.with_gae(out, ppo_cfg.gamma, ppo_cfg.gae_lambda)
+        out, (obs, env_state, end) = ppo.collect(
+            roll_key, env, env_params, network, params, obs, env_state, steps, next_level,
+            start=carried,
+        )  # fmt: skip
+        end = EpisodeCarry(obs, env_state, end.carry, end.done, jnp.ones((), bool))
+        return ppo.with_gae(out, ppo_cfg.gamma, ppo_cfg.gae_lambda), end
 
     return rollout
+
+
+@struct.dataclass
+class EpisodeCarry:
+    """Where a curriculum's episodes stand between updates, when they continue across
+    rollouts (DR's ``carry_episodes``, as JaxUED's DR): each env's last observation and
+    state, the student's recurrent state and done flags (leaves (N, ...)), and whether a
+    rollout has run yet (the first one starts fresh episodes on the proposed levels)."""
+
+    obs: Any
+    env_state: Any
+    rnn: Any
+    done: chex.Array  # (N,) bool
+    started: chex.Array  # () bool
+
+
+def carry_start(env, env_params, network, level, num_envs: int) -> EpisodeCarry:
+    """An ``EpisodeCarry`` of the right shapes that has not started (``started`` False)."""
+    levels = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs, *jnp.shape(x))), level)
+    reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
+    obs, state = reset(jax.random.split(jax.random.PRNGKey(0), num_envs), levels, env_params)
+    return EpisodeCarry(
+        obs, state, network.initial_carry(num_envs), jnp.ones((num_envs,), bool),
+        jnp.zeros((), bool),
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +173,7 @@ class Experiment:
         cstate, levels, plan = self.curriculum.propose(k_propose, state.curriculum, state.student)
         # A curriculum may reset finished episodes to fresh levels (DR) instead of replaying.
         next_level = getattr(self.curriculum, "next_level", None)
-        rollout = self.rollout(k_roll, state.student.params, levels, next_level=next_level)
+        rollout, cstate = self._rollout(k_roll, state.student.params, cstate, levels, next_level)
         cstate, cmetrics = self.curriculum.update(
             k_update, cstate, plan, levels, rollout, state.student
         )
@@ -160,6 +207,17 @@ class Experiment:
             student=student, curriculum=cstate, key=key, updates=state.updates + 1
         )
         return new_state, metrics
+
+    def _rollout(self, key, params, cstate, levels, next_level):
+        """The student's rollout on ``levels``; a curriculum whose episodes continue across
+        updates (``episodes_of(cstate)`` / ``with_episodes(cstate, carry)``, DR's
+        ``carry_episodes``) starts it where the last one ended and keeps where it ends."""
+        episodes_of = getattr(self.curriculum, "episodes_of", None)
+        if episodes_of is None:
+            return self.rollout(key, params, levels, next_level=next_level), cstate
+        start = episodes_of(cstate)
+        rollout, end = self.rollout(key, params, levels, next_level=next_level, start=start)
+        return rollout, self.curriculum.with_episodes(cstate, end)
 
     def _episode_metrics(self, rollout) -> dict[str, chex.Array]:
         stats = scoring.episode_stats(rollout)

@@ -8,6 +8,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 from flax.training.train_state import TrainState
 
 from ued.networks import ActorCritic, log_prob_and_entropy, sample_and_log_prob
@@ -30,6 +31,17 @@ def init_student(key, network: ActorCritic, example_obs, tx) -> TrainState:
     return TrainState.create(apply_fn=network.apply, params=params, tx=tx)
 
 
+@struct.dataclass
+class Carried:
+    """A rollout's start when its episodes continue from the previous rollout: the recurrent
+    state and whether each env's previous step ended an episode (leaves (N, ...)). As a
+    ``Rollout.init_carry`` it makes the loss reset the recurrent state at the first step
+    only where an episode starts there."""
+
+    carry: Any
+    done: chex.Array  # (N,) bool
+
+
 def collect(
     key: chex.PRNGKey,
     env,
@@ -40,6 +52,7 @@ def collect(
     env_state,
     num_steps: int,
     next_level=None,
+    start: Carried | None = None,
 ) -> tuple[Rollout, Any]:
     """Rolls the student out for ``num_steps`` from ``(obs, env_state)`` (leaves (N, ...)).
 
@@ -48,10 +61,15 @@ def collect(
     and JaxUED run it (a new level every episode).
 
     Returns the rollout (advantages and targets still zero; see ``with_gae``) and the final
-    env state. The recurrent state starts at zero, as every rollout starts an episode.
+    env state. The recurrent state starts at zero, as every rollout starts an episode; with
+    ``start`` the episodes continue where an earlier rollout left them (its recurrent state
+    and done flags), the rollout's ``init_carry`` is that ``Carried``, and the second result
+    is ``(last obs, env state, Carried(last recurrent state, last done))``, the next
+    rollout's start.
     """
     num_envs = jax.tree.leaves(obs)[0].shape[0]
-    init_carry = network.initial_carry(num_envs)
+    init_carry = network.initial_carry(num_envs) if start is None else start.carry
+    first_done = jnp.ones((num_envs,), bool) if start is None else start.done
     step_env = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
     def resample(key, out):
@@ -82,9 +100,8 @@ def collect(
         transition = (obs, action, log_prob, value[0], out.reward, out.done, out.info["success"])
         return (next_obs, next_state, rnn, out.done), transition
 
-    start = (obs, env_state, init_carry, jnp.ones((num_envs,), bool))
     (last_obs, env_state, rnn, last_done), traj = jax.lax.scan(
-        step, start, jax.random.split(key, num_steps)
+        step, (obs, env_state, init_carry, first_done), jax.random.split(key, num_steps)
     )
     batched = jax.tree.map(lambda x: x[None], last_obs)
     _, _, last_value = network.apply(params, rnn, batched, last_done[None])
@@ -101,8 +118,10 @@ def collect(
         last_value=last_value[0],
         advantages=zeros,
         targets=zeros,
-        init_carry=init_carry,
+        init_carry=init_carry if start is None else start,
     )
+    if start is not None:
+        return rollout, (last_obs, env_state, Carried(rnn, last_done))
     return rollout, env_state
 
 
@@ -135,8 +154,11 @@ def _masked_mean(x, weight):
 
 def loss_fn(params, network: ActorCritic, batch: Rollout, weight, ppo_cfg):
     """Clipped PPO loss over a (T, n) batch; ``weight`` (T, n) masks out untrained envs."""
-    resets = jnp.concatenate([jnp.ones_like(batch.dones[:1]), batch.dones[:-1]], axis=0)
-    _, policy, values = network.apply(params, batch.init_carry, batch.obs, resets)
+    init, first = batch.init_carry, jnp.ones_like(batch.dones[:1])
+    if isinstance(init, Carried):  # episodes continued from the previous rollout
+        init, first = init.carry, init.done[None]
+    resets = jnp.concatenate([first, batch.dones[:-1]], axis=0)
+    _, policy, values = network.apply(params, init, batch.obs, resets)
     log_prob, entropy = log_prob_and_entropy(policy, batch.actions, network.continuous)
     adv = batch.advantages
     if ppo_cfg.normalize_advantages:

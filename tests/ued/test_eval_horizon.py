@@ -131,3 +131,56 @@ def test_evaluate_cli_standard_levels_at_450(exp, tmp_path):
         "StandardMaze", "StandardMaze2", "StandardMaze3",
     ]  # fmt: skip
     assert report["sets"]["file:blocked.txt"]["levels"]["blocked/0"]["mean_length"] == 450.0
+
+
+def test_a_named_set_brings_its_own_size_and_the_papers_horizon(tmp_path):
+    # A new user's command: the default 9x9 run (horizon 100), `--levels standard`. Before,
+    # it was refused (13x13 levels), and with --max-size 13 it kept the 100-step horizon.
+    small = build(
+        config_lib.from_dict(
+            {
+                "env": {"options": {"max_size": 9, "max_steps": 100}},
+                "ppo": {"num_envs": 4, "num_steps": 8, "epochs": 1},
+                "network": {"lstm_size": 16, "head_size": 16, "conv_channels": 4},
+            }
+        )
+    )
+    state = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init_shapes(small))
+    with Checkpointer(tmp_path / "run" / "checkpoints", background=False) as ckpt:
+        ckpt.save(0, state, small.cfg)
+    script = load_evaluate_script()
+    output = tmp_path / "eval.json"
+    argv = [str(tmp_path / "run"), "--levels", "standard", "--episodes", "1", "-o", str(output)]
+    assert script.main(argv) == 0
+    report = json.loads(output.read_text())
+    standard, named = report["sets"]["standard"], report["sets"]["named"]
+    assert (standard["max_steps"], standard["max_size"]) == (250, 13)
+    assert standard["num_levels"] == 8
+    assert (named["max_steps"], named["max_size"]) == (100, 9)  # the run's own env
+    assert script.main([*argv, "--max-steps", "450", "--no-named"]) == 0
+    assert json.loads(output.read_text())["sets"]["standard"]["max_steps"] == 450
+    assert script.main([*argv, "--max-size", "9"]) == 2  # explicit, and too small: refused
+
+
+def test_set_env_options_and_annotated_horizons(exp):
+    from ued.eval_setup import (
+        ANNOTATED,
+        level_horizons,
+        set_env_options,
+        set_file,
+        split_by_horizon,
+    )
+
+    assert set_env_options(exp, "standard") == {"max_steps": 250}  # 13x13 run: size kept
+    assert set_env_options(exp, "standard", max_steps=450) == {"max_steps": 450}
+    assert set_env_options(exp, "standard_large") == {"max_size": 99, "max_steps": ANNOTATED}
+    assert set_env_options(exp, "my_levels.txt") == {}
+    horizons = level_horizons(set_file(exp.family, "standard_large").read_text())
+    assert horizons == [484, 100, 450, 882, 882, 5202, 20402]  # dcd's, per level
+    groups = split_by_horizon({"max_size": 99, "max_steps": ANNOTATED}, horizons, "x")
+    assert [(o["max_steps"], idx) for o, idx in groups] == [
+        (484, [0]), (100, [1]), (450, [2]), (882, [3, 4]), (5202, [5]), (20402, [6])
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="no '; horizon:' annotation"):
+        split_by_horizon({"max_steps": ANNOTATED}, [100, None], "x")
+    assert split_by_horizon({"max_steps": 250}, [1, 2], "x") == [({"max_steps": 250}, [0, 1])]

@@ -13,6 +13,13 @@ env starts a rollout on one of them, drawn uniformly, with probability ``groundi
 the others are the generator's as before (their keys are the same, so an empty set leaves DR
 exactly as it was). ``grounding_capacity: 0`` keeps no set (and no state) and refuses sent
 levels.
+
+``carry_episodes: true`` continues each env's episode, and the student's recurrent state,
+from one update's rollout into the next, as JaxUED's DR does (examples/maze_dr.py keeps
+``train_state.last_env_state`` and ``last_hstate``): only the first rollout starts on the
+proposed levels, and an episode that begins late in a rollout is finished in the next one
+instead of being cut off. Needs ``resample: episode`` (new levels come from episode ends).
+The episodes are part of the curriculum's state, so checkpoints resume them exactly.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from flax import struct
 
 from ued.curricula import register
 from ued.curricula.base import Deps, full_plan, generate
-from ued.options import option
+from ued.options import ConfigError, option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +46,18 @@ class DROptions:
     # written before the grounding set existed (their state has none).
     grounding_capacity: int = option(16, ge=0, resume="warn")
     grounding_prob: float = option(0.25, ge=0.0, le=1.0)
+    # Episodes and the student's recurrent state continue across updates (JaxUED's DR);
+    # off: every rollout starts fresh episodes on new levels.
+    carry_episodes: bool = option(False, resume="refuse")
+
+
+@struct.dataclass
+class CarriedDRState:
+    """DR's state with ``carry_episodes``: the grounding set's (or ``()``) and where the
+    episodes stand (``ued.experiment.EpisodeCarry``)."""
+
+    grounding: Any
+    episodes: Any
 
 
 @struct.dataclass
@@ -64,7 +83,32 @@ class DomainRandomization:
         """The generator finished episodes are reset with, or None (replay)."""
         return self.deps.generator if self.options.resample == "episode" else None
 
+    @property
+    def episodes_of(self):
+        """``cstate -> EpisodeCarry`` with ``carry_episodes`` (see ``Experiment._rollout``),
+        else None."""
+        return (lambda cstate: cstate.episodes) if self.options.carry_episodes else None
+
+    def with_episodes(self, cstate, episodes):
+        return cstate.replace(episodes=episodes)
+
     def init(self, key):
+        if not self.options.carry_episodes:
+            return self._init_grounding()
+        from ued.experiment import carry_start  # ued.experiment imports the curricula
+
+        deps = self.deps
+        level = deps.family.example_level(deps.env)
+        start = carry_start(deps.env, deps.env_params, deps.network, level, deps.num_envs)
+        return CarriedDRState(grounding=self._init_grounding(), episodes=start)
+
+    def _grounding(self, cstate):
+        return cstate.grounding if self.options.carry_episodes else cstate
+
+    def _with_grounding(self, cstate, grounding):
+        return cstate.replace(grounding=grounding) if self.options.carry_episodes else grounding
+
+    def _init_grounding(self):
         k = self.options.grounding_capacity
         if not k:
             return ()
@@ -80,6 +124,7 @@ class DomainRandomization:
         levels, plan = generate(self.deps.generator, key, n), full_plan(n)
         if not self.options.grounding_capacity:
             return cstate, levels, plan
+        whole, cstate = cstate, self._grounding(cstate)
         # A separate stream: the generator's keys are those of DR without a grounding set.
         mix_key, pick_key = jax.random.split(jax.random.fold_in(key, 1))
         size = cstate.filled.sum()
@@ -89,20 +134,22 @@ class DomainRandomization:
         levels = jax.tree.map(
             lambda a, b: jnp.where(use.reshape((n,) + (1,) * (a.ndim - 1)), a, b), sent, levels
         )
-        return cstate, levels, plan.replace(group=use.astype(jnp.int32))
+        return whole, levels, plan.replace(group=use.astype(jnp.int32))
 
     def add_levels(self, cstate, levels, key):
         """Adds sent levels (a stacked batch) to the grounding set, overwriting the oldest
         when it is full. ``key`` is unused."""
         del key
+        whole, cstate = cstate, self._grounding(cstate)
         k = self.options.grounding_capacity
         n = jax.tree.leaves(levels)[0].shape[0]
         slots = (cstate.count + jnp.arange(n)) % k
         put = lambda x, v: x.at[slots].set(v.astype(x.dtype))
         stored = jax.tree.map(put, cstate.levels, levels)
-        return DRState(
+        grounding = DRState(
             levels=stored, filled=cstate.filled.at[slots].set(True), count=cstate.count + n
         )
+        return self._with_grounding(whole, grounding)
 
     def update(self, key, cstate, plan, levels, rollout, student):
         return cstate, {}
@@ -110,6 +157,11 @@ class DomainRandomization:
 
 @register("dr", DROptions)
 def make_dr(options: DROptions, deps: Deps) -> DomainRandomization:
+    if options.carry_episodes and options.resample != "episode":
+        raise ConfigError(
+            "curriculum.options.carry_episodes needs resample: episode (carried episodes get "
+            "new levels only at their ends)"
+        )
     if not options.grounding_capacity:
         return _DRWithoutGrounding(deps, options)
     return DomainRandomization(deps, options)

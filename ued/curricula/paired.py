@@ -343,6 +343,13 @@ class PAIRED:
         rollout, (final, _) = ppo.collect(
             roll_key, env, None, self.adversary, params, obs, state, self.builder.num_steps
         )
+        # noise_dim 0 (JaxUED's zeroed noise): the empty noise adds nothing to the adversary's
+        # input; it is dropped from the stored rollout, since orbax cannot save a zero-size
+        # array (the state would not checkpoint).
+        if isinstance(rollout.obs, dict):
+            rollout = rollout.replace(
+                obs={k: v for k, v in rollout.obs.items() if math.prod(v.shape) > 0}
+            )
         return rollout, jax.vmap(self.builder.to_level)(final)
 
     def _train_adversary(self, key, adversary: TrainState, pending: Rollout, reward):

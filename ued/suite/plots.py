@@ -1,5 +1,7 @@
-"""Suite figures (the ``plot`` extra, matplotlib): learning curves with 95% bands,
-performance profiles and per-level solve-rate heatmaps (experiment x level)."""
+"""Suite figures (the ``suite`` extra, matplotlib), from the committed cell results: learning
+curves with 95% bands (return, solve rate, and the ``levels/*`` analytics of the levels each
+curriculum trained on: their walls and shortest paths over time), performance profiles and
+per-level solve-rate heatmaps (experiment x level)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from ued import stats
-from ued.suite.cells import Cell, read_metrics
 
-CURVES = ("mean_return", "solve_rate", "eval/solve_rate")
 THRESHOLDS = np.linspace(0.0, 1.0, 51)
 DPI = 100
 
@@ -28,19 +28,14 @@ def _pyplot():
     return plt
 
 
-def seed_curves(cells: list[Cell], metric: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(env steps, values) of ``metric`` for each seed of the cells."""
+def seed_curves(cell_results: list[dict], metric: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(env steps, values) of ``metric`` for each seed of the cells' committed results."""
     curves = []
-    for cell in cells:
-        rows = read_metrics(cell)
-        for seed in cell.seeds:
-            points = sorted(
-                (r["env_steps"], r[metric])
-                for r in rows
-                if r.get("seed", seed) == seed and r.get(metric) is not None
-            )
-            if points:
-                curves.append(tuple(np.asarray(points, np.float64).T))
+    for result in cell_results:
+        for seed_curves in result.get("curves", {}).values():
+            if metric in seed_curves:
+                xs, ys = seed_curves[metric]
+                curves.append((np.asarray(xs, np.float64), np.asarray(ys, np.float64)))
     return curves
 
 
@@ -55,14 +50,15 @@ def band(curves: list[tuple[np.ndarray, np.ndarray]]):
     return x, mean, (mean - half, mean + half)
 
 
-def learning_curves(cells: list[Cell], out: Path) -> list[Path]:
+def learning_curves(committed: list[dict], out: Path) -> list[Path]:
     plt = _pyplot()
-    labels = list(dict.fromkeys(c.label for c in cells))
+    labels = list(dict.fromkeys(r["label"] for r in committed))
+    metrics = sorted({m for r in committed for c in r.get("curves", {}).values() for m in c})
     written = []
-    for metric in CURVES:
+    for metric in metrics:
         fig, ax = plt.subplots(figsize=(6, 4), dpi=DPI)
         for label in labels:
-            curves = seed_curves([c for c in cells if c.label == label], metric)
+            curves = seed_curves([r for r in committed if r["label"] == label], metric)
             if not curves:
                 continue
             x, mean, interval = band(curves)
@@ -79,15 +75,16 @@ def learning_curves(cells: list[Cell], out: Path) -> list[Path]:
     return written
 
 
-def profiles(results: dict[str, Any], evals: dict[str, dict], out: Path) -> list[Path]:
+def profiles(results: dict[str, Any], out: Path) -> list[Path]:
     """Per set: the fraction of (seed, level) solve rates above each threshold."""
     plt = _pyplot()
     written = []
-    for name in results["sets"]:
+    for name, res in results["sets"].items():
         fig, ax = plt.subplots(figsize=(6, 4), dpi=DPI)
-        for label, by_set in evals.items():
-            ax.plot(THRESHOLDS, stats.performance_profile(by_set[name]["solve_rate"], THRESHOLDS),
-                    label=label)  # fmt: skip
+        for label, raw in res["raw"].items():
+            n = len(raw["seeds"])
+            profile = stats.performance_profile(raw["solve_rate"], THRESHOLDS)
+            ax.plot(THRESHOLDS, profile, label=f"{label} ({n} seeds)")
         ax.set(xlabel="solve rate tau", ylabel="fraction of (seed, level) > tau", title=name)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
@@ -126,6 +123,6 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_plots(cells: list[Cell], results: dict, evals: dict, out: Path) -> list[Path]:
+def write_plots(results: dict, committed: list[dict], out: Path) -> list[Path]:
     out = Path(out)
-    return learning_curves(cells, out) + profiles(results, evals, out) + heatmaps(results, out)
+    return learning_curves(committed, out) + profiles(results, out) + heatmaps(results, out)

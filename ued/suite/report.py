@@ -1,102 +1,185 @@
-"""``results.json`` and ``table.md`` of a suite: robust aggregates over seeds (``ued.stats``).
+"""``results.json`` and ``table.md`` of a suite, from the committed cell results alone.
 
-Per experiment and level set, over the (seeds, levels) matrix of per-level values:
-- solve rate and return: mean and IQM with 95% stratified-bootstrap intervals (levels are
-  the strata);
+Per experiment and level set, over the (seeds, levels) matrix of per-level values, with the
+seed as the unit (``ued.stats``; two-level bootstrap for a set whose levels are a sample):
+- solve rate and return: mean and IQM with 95% intervals;
 - ``cvar_10``: per seed, the mean solve rate of its worst 10% of levels (at least one),
-  then the mean over seeds with a bootstrap interval over seeds. Taking the worst levels
-  seed by seed keeps the estimate unbiased; the worst levels of the seed-averaged rates
-  would overstate it (a minimum of means is at least the mean of minima);
-- ``improvement``: the probability that the experiment's solve rate on a level beats the
-  baseline's (ties count half), averaged over levels, with its interval.
-Per experiment: wall seconds of training (all attempts), env steps by kind per seed and
-student env steps per wall second (all seeds).
+  ranked on one play and measured on an independent second play (SFL's estimator; biased
+  high by about 0.05 for the true worst decile at 10 episodes and solve rates near 0.9, as
+  the same-play one is biased low by as much: ``ued.stats.cvar_independent``), then the mean
+  over seeds with its interval over seeds. Without a second play (``independent_play:
+  false``) the same-play estimator is used and marked so;
+- against the baseline: ``difference`` of mean solve rates with a Welch interval over seeds
+  (it *separates* when it excludes 0), and ``improvement``, the probability that a seed's
+  mean solve rate on the set beats a baseline seed's (over all seed pairs), with the exact
+  Mann-Whitney p-value.
+Every figure carries its number of seeds. Sets are reported in two groups, in-distribution
+first; each out-of-distribution set says how many of its levels each experiment's training
+could produce at all (``ued.suite.support``).
+Per experiment: wall seconds of training (all attempts) and the machines, env steps by kind
+and student gradient updates per seed, and student env steps per wall second.
+``results.json`` also holds the raw per-seed, per-level solve rates, returns and lengths of
+every set (``raw``), from which all of the above can be recomputed.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ued import stats
-from ued.suite.cells import Cell, env_steps_by_kind, read_metrics
-from ued.suite.spec import Suite
+from ued.evaluate import INDEPENDENT, METRICS
+from ued.suite.evaluation import dumps, merged
+from ued.suite.spec import GROUPS, Suite
 
 CVAR_FRACTION = 0.10
+GROUP_TITLES = {"in_distribution": "In distribution", "out_of_distribution": "Out of distribution"}
 
 
-def run_stats(cells: list[Cell]) -> dict[str, dict[str, Any]]:
-    """Per label: seeds, wall seconds, env steps by kind (per seed) and steps per second."""
-    out: dict[str, dict[str, Any]] = {}
-    for cell in cells:
-        record = cell.record()
-        entry = out.setdefault(
-            cell.label, {"seeds": [], "wall_seconds": 0.0, "env_steps": {}, "student_steps": 0}
-        )
-        entry["seeds"] += cell.seeds
-        entry["wall_seconds"] += record.get("wall_seconds", 0.0)
-        kinds = env_steps_by_kind(read_metrics(cell), cell.seeds)
-        for kind, value in kinds.items():
-            entry["env_steps"][kind] = entry["env_steps"].get(kind, 0.0) + value * cell.num_seeds
-        entry["student_steps"] += kinds.get("student", 0.0) * cell.num_seeds
-    for entry in out.values():
-        n = len(entry["seeds"])
-        entry["env_steps"] = {k: v / n for k, v in entry["env_steps"].items()}  # per seed
-        wall = entry["wall_seconds"]
-        entry["steps_per_second"] = entry.pop("student_steps") / wall if wall else float("nan")
+def _by_label(suite: Suite, committed: list[dict[str, Any]]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {e.label: [] for e in suite.experiments}
+    for result in committed:
+        out[result["label"]].append(result)
+    for label, results in out.items():
+        results.sort(key=lambda r: r["seeds"][0])
+        if not results:
+            raise ValueError(f"no committed result for experiment {label}")
     return out
 
 
-def set_stats(matrices: dict[str, np.ndarray], baseline: dict[str, np.ndarray] | None, seed: int):
+def run_stats(by_label: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
+    """Per label: seeds, wall seconds, machines, env steps by kind (mean per seed and per
+    seed), student gradient updates per seed, student env steps per wall second."""
+    out = {}
+    for label, results in by_label.items():
+        seeds, per_seed, updates, wall, machines, dates = [], [], [], 0.0, [], []
+        for r in results:
+            seeds += r["seeds"]
+            per_seed += r.get("env_steps") or [{} for _ in r["seeds"]]
+            record = r.get("record") or {}
+            updates += record.get("student_updates") or [None] * len(r["seeds"])
+            wall += record.get("wall_seconds") or 0.0
+            for attempt in record.get("attempts") or []:
+                if attempt.get("machine") and attempt["machine"] not in machines:
+                    machines.append(attempt["machine"])
+                if attempt.get("date"):
+                    dates.append(attempt["date"])
+        kinds = sorted({k for t in per_seed for k in t})
+        mean_steps = {k: float(np.mean([t.get(k, 0.0) for t in per_seed])) for k in kinds}
+        student = sum(t.get("student", 0.0) for t in per_seed)
+        out[label] = {
+            "seeds": seeds,
+            "wall_seconds": wall,
+            "env_steps": mean_steps,
+            "env_steps_per_seed": per_seed,
+            "student_updates": updates,
+            "steps_per_second": student / wall if wall else float("nan"),
+            "machines": machines,
+            "dates": sorted(set(dates)),
+        }
+    return out
+
+
+def set_stats(data: dict, baseline: dict | None, sampled: bool, seed: int, resamples: int):
     """Aggregates of one experiment on one set (see the module docstring)."""
-    solve, ret = matrices["solve_rate"], matrices["mean_return"]
-    per_seed_cvar = np.asarray([stats.cvar(row, CVAR_FRACTION) for row in solve])
-    cvar_agg = stats.aggregate(per_seed_cvar, seed=seed)
-    out = {
-        "solve_rate": stats.aggregate(solve, seed=seed),
-        "return": stats.aggregate(ret, seed=seed),
-        "cvar_10": {"mean": cvar_agg["mean"], "mean_ci": cvar_agg["mean_ci"],
-                    "seeds": per_seed_cvar.tolist()},
-        "per_level_solve_rate": solve.mean(axis=0).tolist(),
-    }  # fmt: skip
+    solve, ret = data["solve_rate"], data["mean_return"]
+    out: dict[str, Any] = {
+        "seeds": len(data["seeds"]),
+        "solve_rate": stats.aggregate(solve, seed, resamples, levels=sampled, bounds=(0, 1)),
+        "return": stats.aggregate(ret, seed, resamples, levels=sampled),
+        "per_level_solve_rate": [round(float(v), 4) for v in solve.mean(axis=0)],
+    }
+    if INDEPENDENT in data:
+        cvar = stats.cvar_aggregate(solve, data[INDEPENDENT], CVAR_FRACTION, seed, resamples,
+                                    levels=sampled)  # fmt: skip
+        cvar["estimator"] = "independent play"
+    else:
+        per_seed = np.asarray([stats.cvar(row, CVAR_FRACTION) for row in solve])
+        agg = stats.aggregate(per_seed[:, None], seed, resamples, bounds=(0, 1))
+        cvar = {"mean": agg["mean"], "mean_ci": agg["mean_ci"], "seeds": per_seed.tolist(),
+                "runs": len(per_seed), "estimator": "same play (biased low)"}  # fmt: skip
+    out["cvar_10"] = cvar
     if baseline is not None:
-        out["improvement"] = stats.improvement(solve, baseline["solve_rate"], seed=seed)
+        base = baseline["solve_rate"]
+        out["difference"] = stats.difference(solve, base, sampled, resamples=resamples, seed=seed)
+        out["improvement"] = stats.probability_of_improvement_seeds(
+            solve.mean(axis=1), base.mean(axis=1)
+        )
     return out
 
 
-def build_results(suite: Suite, cells: list[Cell], evals: dict[str, dict]) -> dict[str, Any]:
-    """The whole report as one JSON-ready dict."""
-    runs = run_stats(cells)
+def _producible(entries: list[dict | None]) -> dict | None:
+    entries = [e for e in entries if e is not None]
+    return entries[0] if entries else None
+
+
+def build_results(
+    suite: Suite, committed: list[dict[str, Any]], resamples: int = stats.RESAMPLES
+) -> dict[str, Any]:
+    """The whole report as one JSON-ready dict, from the cells' committed results."""
+    by_label = _by_label(suite, committed)
+    runs = run_stats(by_label)
     sets = {}
-    for s in suite.evaluation.sets:
-        base = evals[suite.baseline][s.name]
-        names = base["names"]
-        sets[s.name] = {
-            "kind": s.kind,
-            "levels": names,
+    for spec in suite.evaluation.sets:
+        data = {label: merged(results, label, spec.name) for label, results in by_label.items()}
+        base = data[suite.baseline]
+        sampled = spec.levels_sampled
+        sets[spec.name] = {
+            "kind": spec.kind,
+            "group": spec.group,
+            "env": dict(spec.env),
+            "max_steps": base.get("max_steps"),
+            "sampled": sampled,
+            "note": spec.note,
+            "levels": base["names"],
+            "producible": {label: _producible(d["producible"]) for label, d in data.items()},
             "experiments": {
                 label: set_stats(
-                    by_set[s.name], None if label == suite.baseline else base, suite.evaluation.seed
-                )
-                for label, by_set in evals.items()
+                    d,
+                    None if label == suite.baseline else base,
+                    sampled,
+                    suite.evaluation.seed,
+                    resamples,
+                )  # fmt: skip
+                for label, d in data.items()
+            },
+            "raw": {
+                label: {
+                    "seeds": d["seeds"],
+                    **{m: np.round(d[m], 4).tolist() for m in (*METRICS, INDEPENDENT) if m in d},
+                }
+                for label, d in data.items()
             },
         }
+    machines = []
+    for run in runs.values():
+        machines += [m for m in run["machines"] if m not in machines]
+    dates = sorted({d for run in runs.values() for d in run["dates"]})
     return {
         "suite": suite.name,
         "baseline": suite.baseline,
-        "env_steps_per_seed": suite.env_steps,
+        "budget": {suite.budget_kind: suite.budget_value},
+        "env_steps_per_seed": suite.env_steps or None,
+        "seeds": suite.seeds,
         "episodes": suite.evaluation.episodes,
+        "independent_play": suite.evaluation.independent_play,
         "confidence": stats.CONFIDENCE,
-        "bootstrap_resamples": stats.RESAMPLES,
+        "bootstrap_resamples": resamples,
+        "machines": machines,
+        "dates": [dates[0], dates[-1]] if dates else [],
+        "training_wall_seconds": sum(r["wall_seconds"] for r in runs.values()),
+        "groups": {g: [s.name for s in suite.evaluation.sets if s.group == g] for g in GROUPS},
         "runs": runs,
         "sets": sets,
     }
 
 
-def _ci(entry: dict, key: str, fmt: str = ".2f") -> str:
+# --- text --------------------------------------------------------------------------------------
+
+
+def ci_text(entry: dict, key: str = "mean", fmt: str = ".2f") -> str:
     low, high = entry[f"{key}_ci"]
     value = format(entry[key], fmt)
     if low != low:  # NaN: a single seed has no interval
@@ -104,53 +187,152 @@ def _ci(entry: dict, key: str, fmt: str = ".2f") -> str:
     return f"{value} [{low:{fmt}}, {high:{fmt}}]"
 
 
-def _steps(n: float) -> str:
+def difference_text(entry: dict) -> str:
+    d = entry.get("difference")
+    if d is None:
+        return "(baseline)"
+    low, high = d["ci"]
+    sign = "+" if d["value"] >= 0 else ""
+    if low != low:
+        return f"{sign}{d['value']:.2f}"
+    mark = " *" if low > 0 or high < 0 else ""
+    return f"{sign}{d['value']:.2f} [{low:+.2f}, {high:+.2f}]{mark}"
+
+
+def poi_text(entry: dict) -> str:
+    poi = entry.get("improvement")
+    if poi is None:
+        return "(baseline)"
+    p = poi["p_value"]
+    return f"{poi['value']:.2f} (p={p:.2f})" if p == p else f"{poi['value']:.2f}"
+
+
+def steps_text(n: float) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
 
 
-def format_table(results: dict[str, Any]) -> str:
-    """``table.md``: one table per level set, then the runs' costs."""
-    lines = [f"# Suite {results['suite']}", ""]
-    lines.append(
-        f"{_steps(results['env_steps_per_seed'])} student env steps per seed; "
-        f"{results['episodes']} episodes per level; 95% stratified-bootstrap intervals "
-        f"({results['bootstrap_resamples']} resamples) in brackets; P(improve) is against "
-        f"{results['baseline']}."
+def budget_text(results: dict) -> str:
+    kind, value = next(iter(results["budget"].items()))
+    if kind == "env_steps":
+        return f"{steps_text(value)} student env steps per seed"
+    return f"{value:,} student gradient updates per seed"
+
+
+def machine_text(machine: dict) -> str:
+    return (
+        f"{machine.get('devices', '')} ({machine.get('processor', '')}, "
+        f"{machine.get('cpu_count', '?')} cores), JAX {machine.get('jax', '?')}"
     )
-    for name, res in results["sets"].items():
-        lines += ["", f"## {name} ({res['kind']}, {len(res['levels'])} levels)", ""]
-        lines.append(
-            "| experiment | seeds | solve rate (mean) | solve rate (IQM) | return (mean) "
-            "| return (IQM) | CVaR 10% solve | P(improve) |"
-        )
-        lines.append("|---|---|---|---|---|---|---|---|")
-        for label, e in res["experiments"].items():
-            poi = e.get("improvement")
-            poi_text = "(baseline)"
-            if poi is not None:
-                low, high = poi["ci"]
-                poi_text = f"{poi['value']:.2f}" + (
-                    "" if low != low else f" [{low:.2f}, {high:.2f}]"
-                )
+
+
+def set_heading(name: str, res: dict) -> str:
+    env = ", ".join(f"{k} {v}" for k, v in res["env"].items())
+    extra = f"; env {env}" if env else ""
+    sample = "a sample of levels" if res["sampled"] else "fixed levels"
+    return (
+        f"### {name} ({res['kind']}, {len(res['levels'])} levels, horizon "
+        f"{res['max_steps']}{extra}; {sample})"
+    )
+
+
+def producible_text(res: dict) -> str:
+    parts = []
+    for label, p in res["producible"].items():
+        if p is None or p.get("levels") is None:
+            parts.append(f"{label} ?")
+        else:
+            parts.append(f"{label} {p['levels']}/{p['of']} ({p['how']})")
+    return "Levels each curriculum's training can produce at all: " + "; ".join(parts) + "."
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """``table.md``: the sets in two groups (in-distribution first), then the costs."""
+    lines = [f"# Suite {results['suite']}", ""]
+    machines = "; ".join(machine_text(m) for m in results["machines"]) or "unknown"
+    dates = " to ".join(dict.fromkeys(results["dates"])) or "unknown"
+    lines.append(
+        f"{budget_text(results)}, {results['seeds']} seeds per experiment; "
+        f"{results['episodes']} episodes per level"
+        f"{' (and a second, independent play for the CVaR)' if results['independent_play'] else ''}"
+        f". Machine: {machines}. Trained {dates}, "
+        f"{results['training_wall_seconds'] / 60:.1f} min of training in all."
+    )
+    lines += [
+        "",
+        "n: seeds. Means over (seed, level) with 95% intervals over seeds (Student t on the "
+        "seed bootstrap's standard error; for a sample of levels the bootstrap resamples "
+        "seeds, then levels). CVaR 10%: each seed's worst tenth of levels ranked on one play "
+        f"and measured on another, mean over seeds. Difference: mean solve rate minus "
+        f"{results['baseline']}'s, Welch interval over seeds (* when it excludes 0). "
+        "P(improve): over all seed pairs, a seed's mean solve rate on the set above a "
+        f"{results['baseline']} seed's (exact Mann-Whitney p).",
+    ]
+    for group in GROUPS:
+        names = results["groups"].get(group, [])
+        if not names:
+            continue
+        lines += ["", f"## {GROUP_TITLES[group]}"]
+        for name in names:
+            res = results["sets"][name]
+            lines += ["", set_heading(name, res), ""]
+            if res.get("note"):
+                lines += [res["note"], ""]
+            if group == "out_of_distribution":
+                lines += [producible_text(res), ""]
             lines.append(
-                f"| {label} | {e['solve_rate']['runs']} | {_ci(e['solve_rate'], 'mean')} "
-                f"| {_ci(e['solve_rate'], 'iqm')} | {_ci(e['return'], 'mean', '.3f')} "
-                f"| {_ci(e['return'], 'iqm', '.3f')} | {_ci(e['cvar_10'], 'mean')} | {poi_text} |"
+                "| experiment | n | solve rate | IQM | return | CVaR 10% | difference "
+                "| P(improve) |"
             )
-    lines += ["", "## Cost", "", "| experiment | seeds | wall time | env steps per seed (by kind) "
-              "| student steps/s |", "|---|---|---|---|---|"]  # fmt: skip
+            lines.append("|---|---|---|---|---|---|---|---|")
+            for label, e in res["experiments"].items():
+                lines.append(
+                    f"| {label} | {e['seeds']} | {ci_text(e['solve_rate'])} "
+                    f"| {ci_text(e['solve_rate'], 'iqm')} | {ci_text(e['return'], 'mean', '.3f')} "
+                    f"| {ci_text(e['cvar_10'])} | {difference_text(e)} | {poi_text(e)} |"
+                )
+    lines += [
+        "",
+        "## Cost",
+        "",
+        "| experiment | n | wall time | env steps per seed (by kind) | student gradient updates "
+        "per seed | student steps/s |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, run in results["runs"].items():
-        kinds = ", ".join(f"{k} {_steps(v)}" for k, v in run["env_steps"].items())
-        minutes = run["wall_seconds"] / 60
+        kinds = ", ".join(f"{k} {steps_text(v)}" for k, v in run["env_steps"].items())
+        grads = [u for u in run["student_updates"] if u is not None]
+        grad_text = f"{np.mean(grads):,.0f} ({min(grads):,}-{max(grads):,})" if grads else "unknown"
         lines.append(
-            f"| {label} | {len(run['seeds'])} | {minutes:.1f} min | {kinds} "
-            f"| {run['steps_per_second']:.0f} |"
+            f"| {label} | {len(run['seeds'])} | {run['wall_seconds'] / 60:.1f} min | {kinds} "
+            f"| {grad_text} | {run['steps_per_second']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def readme_table(results: dict[str, Any], sets: list[str] | None = None) -> str:
+    """A compact table for the README: one row per experiment, per set its mean solve rate
+    with the interval and the difference to the baseline (in-distribution sets first)."""
+    order = [n for g in GROUPS for n in results["groups"].get(g, [])]
+    names = [n for n in order if sets is None or n in sets]
+    head = ["curriculum", "n"]
+    for name in names:
+        tag = "ID" if results["sets"][name]["group"] == "in_distribution" else "OOD"
+        head += [f"{name} ({tag}): solve rate", "vs " + results["baseline"]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label in results["runs"]:
+        n = results["sets"][names[0]]["experiments"][label]["seeds"] if names else 0
+        row = [label, str(n)]
+        for name in names:
+            e = results["sets"][name]["experiments"][label]
+            row += [ci_text(e["solve_rate"]), difference_text(e)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def write_report(results: dict[str, Any], out: Path) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     paths = [out / "results.json", out / "table.md"]
-    paths[0].write_text(json.dumps(results, indent=1))
+    paths[0].write_text(dumps(results))
     paths[1].write_text(format_table(results))
     return paths

@@ -1,10 +1,11 @@
-"""The suite file: experiments x seeds at one env-step budget, and the level sets to score.
+"""The suite file: experiments x seeds at one budget, and the level sets to score.
 
 A suite file (YAML) looks like::
 
     name: maze_cpu_small
-    env_steps: 2000000        # student env steps per seed (run.total_env_steps)
-    seeds: 3                  # seeds first_seed, first_seed + 1, ...
+    env_steps: 2000000        # student env steps per seed (run.total_env_steps), or:
+    # budget: {student_updates: 250}   # student gradient updates per seed (as dcd's ACCEL)
+    seeds: 5                  # seeds first_seed, first_seed + 1, ...
     first_seed: 0
     seeds_per_run: 0          # seeds trained in one program (run.num_seeds); 0 = all
     baseline: dr              # label compared against (probability of improvement)
@@ -15,11 +16,22 @@ A suite file (YAML) looks like::
     evaluation:
       episodes: 10
       seed: 0
+      independent_play: true  # a second play of every level, for the CVaR (ued.stats)
       sets:
-        - {name: named, kind: named}
+        - {name: named, kind: named, group: out_of_distribution}
         - {name: random_walls, kind: random, generator: random_walls, count: 100,
-           options: {num_walls: 25}}
-        - {name: mine, kind: file, path: my_levels.txt}
+           options: {num_walls: 25}, group: in_distribution}
+        - {name: standard, kind: file, path: ../../envs/maze/levels/standard.txt,
+           env: {max_size: 13, max_steps: 250}, group: out_of_distribution}
+
+Every set names its ``group``, ``in_distribution`` (the levels the baseline trains on, or a
+mild shift of its generator) or ``out_of_distribution``; the report shows the groups apart,
+in-distribution first. A set's ``env`` holds env options for its evaluation only (the
+family's env options, e.g. the maze's ``max_size`` and the horizon ``max_steps``): the
+trained network plays the levels in that env (``ued.eval_setup.eval_env``), so a 9x9-trained
+agent can be scored on the 13x13 standard mazes at the papers' horizon. ``sampled`` says
+whether the set's levels are a sample of a larger population (default: true for random sets,
+false otherwise): its intervals then resample the levels too (``ued.stats``, two-level).
 
 Paths are relative to the suite file. The suite owns ``run.seed``, ``run.num_seeds``,
 ``run.total_env_steps``, ``run.dir`` and ``run.resume``; overrides may not set them.
@@ -38,6 +50,8 @@ from ued.config import ConfigError, coerce, parse_override
 
 SUITE_OWNED = ("run.seed", "run.num_seeds", "run.total_env_steps", "run.dir", "run.resume")
 SET_KINDS = ("named", "file", "random")
+GROUPS = ("in_distribution", "out_of_distribution")
+BUDGET_KINDS = ("env_steps", "student_updates")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,20 +70,31 @@ class EvalSet:
     count: int = 100  # kind random: levels kept (solvable ones only)
     options: dict = dataclasses.field(default_factory=dict)  # kind random: generator options
     seed: int = 0  # kind random: which levels
+    group: str = ""  # one of GROUPS (required)
+    env: dict = dataclasses.field(default_factory=dict)  # env options of this set's evaluation
+    sampled: object = None  # bool; None: true for kind random
+    note: str = ""  # shown under the set's table
+
+    @property
+    def levels_sampled(self) -> bool:
+        return self.kind == "random" if self.sampled is None else bool(self.sampled)
 
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     episodes: int = 10
     seed: int = 0  # key of the evaluation episodes, shared by every experiment
+    # A second, independent play of every level (the CVaR ranks on one, measures on the other).
+    independent_play: bool = True
     sets: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class Suite:
     name: str
-    env_steps: int
     experiments: tuple
+    env_steps: int = 0  # student env steps per seed; or budget: {student_updates: N}
+    budget: dict = dataclasses.field(default_factory=dict)
     seeds: int = 3
     first_seed: int = 0
     seeds_per_run: int = 0
@@ -77,6 +102,14 @@ class Suite:
     overrides: tuple = ()
     evaluation: Evaluation = dataclasses.field(default_factory=Evaluation)
     root: str = "."  # the suite file's folder
+
+    @property
+    def budget_kind(self) -> str:
+        return "student_updates" if "student_updates" in self.budget else "env_steps"
+
+    @property
+    def budget_value(self) -> int:
+        return int(self.budget.get(self.budget_kind, self.env_steps))
 
     def seed_groups(self) -> list[tuple[int, int]]:
         """(first seed, seed count) of each run folder of one experiment."""
@@ -100,7 +133,7 @@ def _fields(cls, data: Any, where: str, required: tuple = ()) -> dict[str, Any]:
         if key not in data:
             raise ConfigError(f"{where}.{key} is required")
     types = {f.name: f.type for f in dataclasses.fields(cls)}
-    kinds = {"int": int, "str": str, "dict": dict, "tuple": tuple}
+    kinds = {"int": int, "str": str, "dict": dict, "tuple": tuple, "bool": bool}
     return {
         k: coerce(f"{where}.{k}", v, kinds[types[k]]) if types[k] in kinds else v
         for k, v in data.items()
@@ -130,14 +163,44 @@ def _eval_set(data: Any, where: str) -> EvalSet:
         raise ConfigError(f"{where}: a {kind} set needs {needs}")
     if kwargs.get("count", 1) < 1:
         raise ConfigError(f"{where}.count must be >= 1, got {kwargs['count']}")
+    if kwargs.get("group") not in GROUPS:
+        raise ConfigError(
+            f"{where}.group={kwargs.get('group')!r}: every set says whether it is "
+            f"{GROUPS[0]} or {GROUPS[1]}"
+        )
+    if kwargs.get("sampled") is not None:
+        kwargs["sampled"] = coerce(f"{where}.sampled", kwargs["sampled"], bool)
     return EvalSet(**kwargs)
+
+
+def _budget(kwargs: dict) -> None:
+    """One budget: ``env_steps: N`` or ``budget: {env_steps: N}`` or ``{student_updates: N}``."""
+    budget = dict(kwargs.get("budget") or {})
+    unknown = sorted(set(budget) - set(BUDGET_KINDS))
+    if unknown or len(budget) > 1:
+        raise ConfigError(
+            f"suite.budget must be one of {{env_steps: N}} or {{student_updates: N}}, got {budget}"
+        )
+    if budget and kwargs.get("env_steps"):
+        raise ConfigError("suite: give env_steps or budget, not both")
+    if not budget and "env_steps" not in kwargs:
+        raise ConfigError("suite.env_steps (or suite.budget) is required")
+    for key, value in budget.items():
+        budget[key] = coerce(f"suite.budget.{key}", value, int)
+        if budget[key] < 1:
+            raise ConfigError(f"suite.budget.{key} must be >= 1, got {budget[key]}")
+    if "env_steps" in budget:  # one spelling of the env-step budget
+        kwargs["env_steps"] = budget.pop("env_steps")
+    kwargs["budget"] = budget
 
 
 def from_dict(data: Any, root: str | Path = ".") -> Suite:
     """A validated ``Suite``; a ``ConfigError`` names the first bad key."""
-    kwargs = _fields(Suite, data, "suite", ("name", "env_steps", "experiments"))
-    for key in ("env_steps", "seeds"):
-        if kwargs.get(key, 1) < 1:
+    kwargs = _fields(Suite, data, "suite", ("name", "experiments"))
+    _budget(kwargs)
+    checked = ("seeds",) if kwargs["budget"] else ("env_steps", "seeds")
+    for key in checked:
+        if key in kwargs and kwargs[key] < 1:
             raise ConfigError(f"suite.{key} must be >= 1, got {kwargs[key]}")
     if kwargs.get("seeds_per_run", 0) < 0:
         raise ConfigError(f"suite.seeds_per_run must be >= 0, got {kwargs['seeds_per_run']}")

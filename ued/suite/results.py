@@ -1,0 +1,117 @@
+"""Each cell's evaluated result, the suite's durable artefact: ``RESULTS/cells/<label>/
+seeds<a>-<b>.json`` (``RESULTS`` is ``docs/results/<suite>`` by default).
+
+A cell result holds everything the report needs, so that a suite can be finished on another
+machine and recomputed from the repository alone: the cell's ``train_key`` (a digest of its
+training config, seeds and budget; ``Cell.train_key``), its record (wall seconds and machine
+of every training attempt, updates, env steps by kind and student gradient updates per
+seed), its training curves, and per set the per-seed, per-level solve rates, returns,
+lengths and the second play's solve rates, with that set's ``eval_key``.
+
+A cell whose committed result has its ``train_key`` and every set's ``eval_key`` is done:
+the suite neither trains nor evaluates it. With the same ``train_key`` but a new or changed
+set, only that set is evaluated, from the run folder's checkpoint when it is there (else the
+cell is trained again). Commit the files as they appear; run folders are caches.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+from ued.suite.cells import Cell, env_steps_per_seed, read_metrics
+from ued.suite.evaluation import curves, eval_key, write_json
+from ued.suite.spec import Suite
+
+
+def path(results_dir: Path, cell: Cell) -> Path:
+    return Path(results_dir) / "cells" / cell.label / f"{cell.directory.name}.json"
+
+
+def load(results_dir: Path, cell: Cell) -> dict[str, Any] | None:
+    try:
+        return json.loads(path(results_dir, cell).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def missing_sets(suite: Suite, cell: Cell, result: dict[str, Any] | None, train_key: str):
+    """The suite's sets this committed ``result`` lacks (all of them when it is for
+    another training config, or absent)."""
+    if not result or result.get("train_key") != train_key:
+        return list(suite.evaluation.sets)
+    have = result.get("sets", {})
+    return [
+        s
+        for s in suite.evaluation.sets
+        if have.get(s.name, {}).get("eval_key") != eval_key(suite, s)
+    ]
+
+
+def status(suite: Suite, cell: Cell, results_dir: Path) -> str:
+    """``committed`` (a result for every set), ``partial`` (a result, some sets missing),
+    or the run folder's status (``finished``, ``resumable``, ``new``)."""
+    result = load(results_dir, cell)
+    if result and result.get("train_key") == cell.train_key():
+        return "partial" if missing_sets(suite, cell, result, cell.train_key()) else "committed"
+    return cell.status()
+
+
+def write(
+    suite: Suite,
+    cell: Cell,
+    results_dir: Path,
+    train_key: str,
+    evaluated: dict[str, Any],
+    previous: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Writes the cell's result: its record and curves from the run folder, the sets just
+    ``evaluated`` and those of ``previous`` (a result of the same ``train_key``) still
+    wanted."""
+    record = cell.record()
+    keep = {}
+    if previous and previous.get("train_key") == train_key:
+        wanted = {s.name for s in suite.evaluation.sets}
+        keep = {k: v for k, v in previous.get("sets", {}).items() if k in wanted}
+    rows = read_metrics(cell)
+    result = {
+        "suite": suite.name,
+        "label": cell.label,
+        "seeds": cell.seeds,
+        "train_key": train_key,
+        "config": _relative(cell.config_path),
+        "overrides": [o for o in cell.overrides if not o.startswith("run.dir=")],
+        "budget": cell.budget,
+        "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "record": {
+            k: record.get(k)
+            for k in (
+                "updates",
+                "env_steps_per_seed",
+                "target_env_steps",
+                "student_updates",
+                "wall_seconds",
+                "compile_seconds",
+                "attempts",
+            )  # fmt: skip
+        },
+        "env_steps": env_steps_per_seed(rows, cell.seeds)
+        if rows
+        else (previous or {}).get("env_steps", []),
+        "curves": curves(cell) if rows else (previous or {}).get("curves", {}),
+        "sets": {**keep, **evaluated},
+    }
+    if not rows and previous:  # evaluated again from a checkpoint without its metrics
+        result["record"] = previous.get("record", result["record"])
+    write_json(path(results_dir, cell), result)
+    return result
+
+
+def _relative(p: Path) -> str:
+    """``p`` relative to the working folder (the repository's root, when run from there)."""
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
