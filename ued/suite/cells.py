@@ -99,10 +99,14 @@ def make_cells(suite: Suite, out: str | Path) -> list[Cell]:
 
 
 def _overrides(suite: Suite, exp: ExperimentSpec, first: int, count: int, directory: Path):
+    # Every cell draws its shared decisions (ued.schedule) from the suite's first seed, so a
+    # seed's result does not depend on how the seeds are grouped into cells
+    # (seeds_per_run) or on how a cell runs them (run.seed_mode).
     return (
         *suite.overrides,
         *exp.overrides,
         f"run.seed={first}",
+        f"run.schedule_seed={suite.first_seed}",
         f"run.num_seeds={count}",
         f"run.total_env_steps={suite.env_steps}",
         f"run.dir={directory}",
@@ -123,6 +127,8 @@ def run_cell(cell: Cell, verbose: bool = True) -> dict[str, Any]:
     if verbose:
         how = f"resuming from {cell.checkpoints()[-1]} updates" if resume else "starting"
         print(f"[suite] {cell.name}: {how} ({cfg.total_updates} updates)", flush=True)
+    # run.seed_mode (default auto) chooses how the cell's seeds share the machine: the
+    # faster way on this backend (ued.parallel.resolve_seed_mode); train prints which.
     t0 = time.perf_counter()
     result = train(cfg, verbose=verbose)
     seconds = time.perf_counter() - t0
@@ -138,6 +144,8 @@ def run_cell(cell: Cell, verbose: bool = True) -> dict[str, Any]:
         "env_steps_per_seed": final.get("env_steps"),
         "wall_seconds": sum(a["seconds"] for a in attempts),
         "compile_seconds": result.get("compile_seconds"),
+        # How the cell's seeds ran (run.seed_mode, resolved: vmap or sequential), or None.
+        "seed_mode": result.get("seed_mode"),
         "attempts": attempts,
     }
     write_atomic(cell.directory / CELL_FILE, json.dumps(record, indent=1))
