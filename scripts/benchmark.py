@@ -29,8 +29,25 @@ printed); 2 bad arguments or config.
 Sweeps (comma-separated lists; the product is measured): ``--curricula dr,plr,robust_plr,accel``
 (default: every registered curriculum; an entry ending in ``.yaml`` is an experiment file used
 instead of the main one), ``--num-envs 32,256,1024,4096``, ``--capacity 1000,4000`` (buffer
-curricula only), ``--devices 1,2,4`` (on CPU, fake host devices), ``--num-seeds 1,2``.
-``--env-envs 32,1024`` sets the env-only batches (``none`` to skip).
+curricula only), ``--devices 1,2,4`` (on CPU, fake host devices), ``--num-seeds 1,3,5``,
+``--seed-mode vmap,sequential`` (``run.seed_mode``; default: the config's, ``auto``).
+``--env-envs 32,1024`` sets the env-only batches (``none`` to skip). An override written
+``NAME:section.key=value`` applies to curriculum ``NAME`` only (e.g.
+``sfl:curriculum.options.refresh_every=5``).
+
+**Seeds.** ``sps_per_seed`` is the student env steps per second of each seed (``sps`` over
+``run.num_seeds``), ``all_sps_per_seed`` counts every kind of env step that ran
+(``env_steps/*``: SFL's refreshes, PAIRED's builder and antagonist). With ``--num-seeds``
+including 1, the run ends with a seed-scaling table: per curriculum, the per-seed throughput
+at each seed count and the *ratio*, per-seed throughput at the most seeds over single-seed
+throughput (1 = seeds cost nothing extra; 1/S = S seeds cost S single runs), beside DR's.
+
+**Before and after in one run.** ``--compare-ref REV`` checks out git revision ``REV`` of this
+repository in a temporary worktree and measures every configuration with that checkout's
+code too (its own ``scripts/benchmark.py --worker`` and ``ued``), each right after this
+checkout's measurement of it, so both see the same machine load. Options this checkout adds
+(``run.seed_mode``) are not passed to the older code, which always vmaps its seeds. The
+parent prints the 1-minute load average before and after.
 
 To reach replay steps quickly, ``curriculum.options.buffer.min_fill_ratio`` is lowered so replay can
 start after two steps (it changes when replay starts, not what a step costs; recorded as
@@ -53,7 +70,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
+# Measure this checkout's code, whichever checkout `pip install -e` points at.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 MARK = "BENCH_RESULT "
 
 
@@ -80,15 +102,21 @@ def worker(spec: dict) -> None:
 # --- orchestration (the parent process never starts JAX) -------------------------------------
 
 
-def run_worker(spec: dict, timeout: float) -> dict:
+def run_worker(spec: dict, timeout: float, root: Path = ROOT) -> dict:
+    """One measurement in a fresh process running the code of checkout ``root``."""
     env = dict(os.environ)
     devices = spec.get("devices", 1)
     if devices > 1:  # fake host devices; harmless for GPU/TPU backends
         flag = f"--xla_force_host_platform_device_count={devices}"
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flag).strip()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    # The checkout's own ued, whatever `pip install -e` points at.
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
+    script = root / "scripts" / "benchmark.py"
+    cmd = [sys.executable, str(script), "--worker", json.dumps(spec)]
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, env=env, cwd=root, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f}s"}
     for line in proc.stdout.splitlines():
@@ -114,10 +142,23 @@ def split_list(text: str | None, cast=str, name: str = "") -> list:
     return out
 
 
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Overrides for every configuration, and ``NAME:key=value`` ones by curriculum."""
+    common, by_curriculum = [], {}
+    for item in overrides:
+        head, _, rest = item.partition(":")
+        if rest and "=" in rest and "=" not in head and "." not in head:
+            by_curriculum.setdefault(head, []).append(rest)
+        else:
+            common.append(item)
+    return common, by_curriculum
+
+
 def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
     from ued import config as config_lib
     from ued.curricula import CURRICULA, parse_options
 
+    overrides, own = split_overrides(overrides)
     curricula = split_list(args.curricula) or sorted(CURRICULA)
     unknown = [c for c in curricula if not c.endswith(".yaml") and c not in CURRICULA]
     if unknown:
@@ -129,15 +170,26 @@ def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
     caps = split_list(args.capacity, int, "capacity") or [None]
     devs = split_list(args.devices, int, "devices") or [1]
     seeds = split_list(args.num_seeds, int, "num-seeds") or [None]
+    modes = split_list(getattr(args, "seed_mode", None)) or [None]
+    bad = [m for m in modes if m not in (None, "vmap", "sequential", "auto")]
+    if bad:
+        raise ValueError(f"--seed-mode: {bad[0]!r} is not one of vmap, sequential, auto")
     specs, seen = [], set()
-    for cur, n, cap, dev, s in itertools.product(curricula, envs, caps, devs, seeds):
-        path = cur if cur.endswith(".yaml") else experiment
+    product = itertools.product(curricula, envs, caps, devs, seeds, modes)
+    for cur, n, cap, dev, s, mode in product:
+        # Absolute: workers run in the measured checkout's folder.
+        path = str(Path(cur if cur.endswith(".yaml") else experiment).resolve())
         extra = []
-        if not cur.endswith(".yaml") and config_lib.load(path, overrides).curriculum.name != cur:
+        name = config_lib.load(path, overrides).curriculum.name
+        if not cur.endswith(".yaml") and name != cur:
             # Another curriculum than the file's: its own default options.
             extra = [f"curriculum.name={cur}", "curriculum.options={}"]
+            name = cur
+        extra += own.get(name, [])
         extra += [f"ppo.num_envs={n}"] * (n is not None) + [f"run.num_seeds={s}"] * (s is not None)
         extra += [f"run.devices={dev}", "eval.levels=none", "run.progress=false"]
+        if mode is not None and (s or 1) > 1:  # one seed has no mode: measured once
+            extra.append(f"run.seed_mode={mode}")
         cfg = config_lib.load(path, overrides + extra)
         buffer = getattr(parse_options(cfg.curriculum.name, cfg.curriculum.options), "buffer", None)
         if buffer is None:
@@ -168,6 +220,7 @@ def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
                     "capacity": buffer.capacity if buffer is not None else None,
                     "devices": dev,
                     "num_seeds": cfg.run.num_seeds,
+                    "seed_mode": cfg.run.seed_mode if cfg.run.num_seeds > 1 else None,
                     "bench_min_fill_ratio": buffer.min_fill_ratio if buffer is not None else None,
                 },
                 "config": config_lib.to_dict(cfg),
@@ -180,17 +233,34 @@ def fmt(x, spec=".0f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def side_of(row: dict) -> str:
+    """``before`` (the ``--compare-ref`` checkout), ``after`` (this checkout, compared) or
+    ``this`` (this checkout, nothing to compare with)."""
+    return row.get("side", "this")
+
+
+def mode_of(row: dict) -> str:
+    """How the seeds ran: ``vmap``/``sequential`` (``-`` for one seed)."""
+    if row["summary"]["num_seeds"] <= 1:
+        return "-"
+    if side_of(row) == "before":
+        return "vmap"  # the code before run.seed_mode always vmapped its seeds
+    return row["result"].get("seed_mode") or row["summary"].get("seed_mode") or "?"
+
+
 def print_table(rows: list[dict], header: bool = True) -> None:
     head = (
-        f"{'curriculum':<11} {'envs':>5} {'cap':>5} {'dev':>3} {'seed':>4} {'compile':>7} "
-        f"{'warm':>5} {'sps mix':>8} {'by step kind':<34} {'GFLOP/s':>7} {'%mm':>4} {'peak MB':>8}"
+        f"{'curriculum':<11} {'side':<6} {'envs':>5} {'cap':>5} {'dev':>3} {'seed':>4} "
+        f"{'mode':<10} {'compile':>7} {'warm':>5} {'sps mix':>8} {'sps/seed':>8} "
+        f"{'by step kind':<34} {'GFLOP/s':>7} {'%mm':>4} {'peak MB':>8}"
     )
     if header:
         print(head)
     for r in rows:
         s, res = r["summary"], r["result"]
         if "error" in res:
-            print(f"{s['curriculum']:<11} {s['num_envs']:>5} error: {res['error'][:100]}")
+            where = f"{s['curriculum']:<11} {side_of(r):<6} {s['num_envs']:>5}"
+            print(f"{where} error: {res['error'][:100]}")
             continue
         c, w = res["compile"], res.get("warm", {})
         cold = c["trace_seconds"] + c["compile_seconds"]
@@ -198,16 +268,109 @@ def print_table(rows: list[dict], header: bool = True) -> None:
         branches = " ".join(f"{k}={v:.0f}" for k, v in res["sps"].items() if k != "mix")
         mem = res["memory"]
         peak = mem.get("device_peak_bytes", mem.get("host_peak_rss_bytes"))
+        per_seed = res["sps"]["mix"] / max(1, s["num_seeds"])
         print(
-            f"{s['curriculum']:<11} {s['num_envs']:>5} {fmt(s['capacity'], 'd'):>5} "
-            f"{s['devices']:>3} {s['num_seeds']:>4} {cold:>6.1f}s {fmt(warm, '.1f'):>4}s "
-            f"{res['sps']['mix']:>8.0f} {branches:<34} {res['achieved_gflops']:>7.1f} "
-            f"{100 * res['fraction_of_matmul']:>3.0f}% {peak / 2**20:>8.0f}"
+            f"{s['curriculum']:<11} {side_of(r):<6} {s['num_envs']:>5} "
+            f"{fmt(s['capacity'], 'd'):>5} {s['devices']:>3} {s['num_seeds']:>4} "
+            f"{mode_of(r):<10} {cold:>6.1f}s {fmt(warm, '.1f'):>4}s "
+            f"{res['sps']['mix']:>8.0f} {per_seed:>8.0f} {branches:<34} "
+            f"{res['achieved_gflops']:>7.1f} {100 * res['fraction_of_matmul']:>3.0f}% "
+            f"{peak / 2**20:>8.0f}"
         )
     if header and rows and "matmul_gflops" in rows[0]["result"]:
         r = rows[0]["result"]
         where = f"{r['backend']} ({r['device_kind']})"
-        print(f"float32 matmul: {r['matmul_gflops']:.0f} GFLOP/s on {where}")
+        rates = [x["result"]["matmul_gflops"] for x in rows if "matmul_gflops" in x["result"]]
+        print(
+            f"float32 matmul: {np.median(rates):.0f} GFLOP/s on {where} (median of the run's "
+            f"{len(rates)} measurements, {min(rates):.0f}-{max(rates):.0f})"
+        )
+
+
+def seed_scaling(rows: list[dict]) -> list[dict]:
+    """Per (curriculum, envs, devices, side, mode): per-seed throughput by seed count, and
+    the ratio of the most seeds' per-seed throughput to one seed's (needs a 1-seed row)."""
+    groups: dict[tuple, dict[int, float]] = {}
+    single: dict[tuple, float] = {}
+    for r in rows:
+        s, res = r["summary"], r["result"]
+        if "error" in res:
+            continue
+        per_seed = res["sps"]["mix"] / max(1, s["num_seeds"])
+        base = (s["curriculum"], s["num_envs"], s["capacity"], s["devices"], side_of(r))
+        if s["num_seeds"] == 1:
+            single[base] = per_seed
+        else:
+            groups.setdefault((*base, mode_of(r)), {})[s["num_seeds"]] = per_seed
+    out = []
+    for key, by_seeds in groups.items():
+        one = single.get(key[:-1])
+        if one is None:
+            continue
+        top = max(by_seeds)
+        out.append(
+            {
+                "curriculum": key[0],
+                "num_envs": key[1],
+                "capacity": key[2],
+                "devices": key[3],
+                "side": key[4],
+                "mode": key[5],
+                "sps_per_seed": {1: one, **dict(sorted(by_seeds.items()))},
+                "ratio": by_seeds[top] / one,
+                "ratio_seeds": top,
+            }
+        )
+    # Relative to DR's ratio of the same side, mode and sizes.
+    dr = {
+        (o["side"], o["mode"], o["num_envs"], o["devices"], o["ratio_seeds"]): o["ratio"]
+        for o in out
+        if o["curriculum"] == "dr"
+    }
+    for o in out:
+        ref = dr.get((o["side"], o["mode"], o["num_envs"], o["devices"], o["ratio_seeds"]))
+        o["vs_dr"] = o["ratio"] / ref if ref else None
+    order = {"before": 0, "after": 1, "this": 1}
+    return sorted(out, key=lambda o: (o["num_envs"], o["devices"], order.get(o["side"], 2),
+                                      o["mode"], o["curriculum"]))  # fmt: skip
+
+
+def print_seed_scaling(table: list[dict]) -> None:
+    if not table:
+        return
+    counts = sorted({n for o in table for n in o["sps_per_seed"]})
+    cols = " ".join(f"{f'{n} seed' + ('s' if n > 1 else ''):>9}" for n in counts)
+    print("\nseed scaling: student env steps/s per seed; ratio = most seeds / 1 seed")
+    head = f"{'curriculum':<11} {'side':<6} {'mode':<10} {'envs':>5}"
+    print(f"{head} {cols} {'ratio':>6} {'vs DR':>6}")
+    for o in table:
+        vals = " ".join(f"{fmt(o['sps_per_seed'].get(n)):>9}" for n in counts)
+        print(
+            f"{o['curriculum']:<11} {o['side']:<6} {o['mode']:<10} {o['num_envs']:>5} {vals} "
+            f"{o['ratio']:>6.2f} {fmt(o['vs_dr'], '.2f'):>6}"
+        )
+
+
+def ref_checkout(rev: str, where: Path) -> Path:
+    """A detached worktree of revision ``rev`` of this repository at ``where``."""
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return where
+
+
+def ref_spec(spec: dict, ref_root: Path) -> dict:
+    """``spec`` for the older checkout: its own copy of the experiment file, and without
+    the options this checkout adds."""
+    path = Path(spec["experiment"]).resolve()
+    if path.is_relative_to(ROOT):  # else a file outside the repository: used as it is
+        path = ref_root / path.relative_to(ROOT)
+    new_keys = ("run.seed_mode=", "run.schedule_seed=")
+    overrides = [o for o in spec["overrides"] if not o.startswith(new_keys)]
+    return {**spec, "experiment": str(path), "overrides": overrides}
 
 
 def main(argv: list[str]) -> int:
@@ -220,6 +383,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--capacity", help="comma list of curriculum.options.buffer.capacity")
     parser.add_argument("--devices", help="comma list of device counts (run.devices)")
     parser.add_argument("--num-seeds", help="comma list of run.num_seeds")
+    parser.add_argument("--seed-mode", help="comma list of run.seed_mode (vmap,sequential)")
+    parser.add_argument("--compare-ref", help="git revision measured too, as 'before'")
     parser.add_argument("--env-envs", default="1024", help="env-only batch sizes, or none")
     parser.add_argument("--env-steps", type=int, default=256)
     parser.add_argument("--updates", type=int, default=4, help="timed train steps per config")
@@ -244,8 +409,30 @@ def main(argv: list[str]) -> int:
     except (config_lib.ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    with tempfile.TemporaryDirectory(prefix="ued-bench-ref-") as tmp:
+        ref_root = None
+        if args.compare_ref:
+            try:
+                ref_root = ref_checkout(args.compare_ref, Path(tmp) / "ref")
+            except subprocess.CalledProcessError as err:
+                message = err.stderr.strip()
+                print(f"error: --compare-ref {args.compare_ref}: {message}", file=sys.stderr)
+                return 2
+        try:
+            return _measure(args, specs, env_batches, experiment, positional, ref_root)
+        finally:
+            if ref_root is not None:
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_root)],
+                    capture_output=True,
+                )
+
+
+def _measure(args, specs, env_batches, experiment, positional, ref_root) -> int:
     out = open(args.output, "a") if args.output else None  # noqa: SIM115
-    rows, failed_env = [], []
+    rows, failed_env, measured_ref = [], [], set()
+    load_before = os.getloadavg()[0]
+    print(f"[bench] load average (1 min) before: {load_before:.2f}", flush=True)
 
     def emit(record: dict) -> None:
         record["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -253,23 +440,34 @@ def main(argv: list[str]) -> int:
             out.write(json.dumps(record) + "\n")
             out.flush()
 
-    for spec in specs:
+    def measure(spec: dict, root: Path, side: str) -> None:
         with tempfile.TemporaryDirectory(prefix="ued-bench-cache-") as cache:
-            spec["cache_dir"] = cache
-            print(f"[bench] {spec['summary']}", flush=True)
-            result = run_worker(spec, args.timeout)
+            spec = {**spec, "cache_dir": cache}
+            print(f"[bench] {side}: {spec['summary']}", flush=True)
+            result = run_worker(spec, args.timeout, root)
             if "error" not in result and not args.no_warm:
-                warm = run_worker({**spec, "compile_only": True}, args.timeout)
+                warm = run_worker({**spec, "compile_only": True}, args.timeout, root)
                 result["warm"] = warm.get("compile", {"error": warm.get("error")})
-        record = {"kind": "train", **spec["summary"], "result": result, "config": spec["config"]}
-        emit(record)
-        rows.append({"summary": spec["summary"], "result": result})
+        record = {"kind": "train", "side": side, **spec["summary"], "result": result}
+        emit({**record, "config": spec["config"]})
+        rows.append({"summary": spec["summary"], "result": result, "side": side})
         print_table(rows[-1:], header=False)
+
+    for spec in specs:
+        if ref_root is not None:
+            old = ref_spec(spec, ref_root)
+            key = json.dumps(old["overrides"])
+            if key not in measured_ref:  # seed modes share one older measurement
+                measured_ref.add(key)
+                summary = {**old["summary"], "seed_mode": None}
+                measure({**old, "summary": summary}, ref_root, "before")
+        measure(spec, ROOT, "after" if ref_root is not None else "this")
+    common, _ = split_overrides(positional)
     for n in env_batches:
         spec = {
             "kind": "env",
-            "experiment": experiment,
-            "overrides": positional,
+            "experiment": str(Path(experiment).resolve()),
+            "overrides": common,
             "env_envs": n,
             "env_steps": args.env_steps,
         }
@@ -279,14 +477,20 @@ def main(argv: list[str]) -> int:
             failed_env.append((n, result["error"]))
         sps = result.get("env_sps")
         print(f"env only, {n} envs: {fmt(sps)} steps/s {result.get('error', '')}", flush=True)
+    print_table(rows)
+    scaling = seed_scaling(rows)
+    print_seed_scaling(scaling)
+    load_after = os.getloadavg()[0]
+    print(f"[bench] load average (1 min) before: {load_before:.2f}, after: {load_after:.2f}")
+    emit({"kind": "seed_scaling", "rows": scaling, "load_before": load_before,
+          "load_after": load_after})  # fmt: skip
     if out:
         out.close()
-    print_table(rows)
     # A failed measurement is a failure of the command, with its whole message.
     failed = [r["summary"] for r in rows if "error" in r["result"]] + failed_env
     for r in rows:
         if "error" in r["result"]:
-            print(f"error: {r['summary']}: {r['result']['error']}", file=sys.stderr)
+            print(f"error: {side_of(r)} {r['summary']}: {r['result']['error']}", file=sys.stderr)
     for n, error in failed_env:
         print(f"error: env only, {n} envs: {error}", file=sys.stderr)
     return 1 if failed else 0

@@ -48,9 +48,18 @@ MAZE = {
 CHUNK = 3
 
 
-def make_cfg(base: config_lib.Config, curriculum: str, devices: int, seeds: int = 1, seed: int = 0):
+def make_cfg(
+    base: config_lib.Config,
+    curriculum: str,
+    devices: int,
+    seeds: int = 1,
+    seed: int = 0,
+    mode: str = "vmap",
+    schedule_seed: int = -1,
+):
     cfg = with_curriculum(base, curriculum)
-    return config_lib.replace(cfg, run={"devices": devices, "num_seeds": seeds, "seed": seed})
+    run = {"devices": devices, "num_seeds": seeds, "seed": seed, "seed_mode": mode}
+    return config_lib.replace(cfg, run={**run, "schedule_seed": schedule_seed})
 
 
 _RUNS: dict = {}
@@ -104,11 +113,16 @@ def take_seed(tree, i: int):
     return jax.tree.map(lambda x: x[i], tree)
 
 
-def check_seeds(base: config_lib.Config, curriculum: str) -> dict:
-    runner, both, metrics, _ = run(make_cfg(base, curriculum, devices=4, seeds=2, seed=7))
+def check_seeds(base: config_lib.Config, curriculum: str, mode: str = "vmap") -> dict:
+    """2 seeds on 4 devices (vmapped: one seed per pair of devices, the schedule's
+    collectives across them; sequential: each seed on all 4) against each seed alone on 1
+    device with the shared schedule seed."""
+    cfg = make_cfg(base, curriculum, devices=4, seeds=2, seed=7, mode=mode)
+    runner, both, metrics, _ = run(cfg)
     out = {"mesh": dict(runner.mesh.shape), "metric_shape": list(metrics[0]["mean_return"].shape)}
     for i in range(2):
-        _, single, m, _ = run(make_cfg(base, curriculum, devices=1, seed=7 + i))
+        single_cfg = make_cfg(base, curriculum, devices=1, seed=7 + i, schedule_seed=7)
+        _, single, m, _ = run(single_cfg)
         out[f"seed{i}_params"] = max_diff(take_seed(both.student.params, i), single.student.params)
         out[f"seed{i}_metrics"] = max_diff([take_seed(x, i) for x in metrics], m)
     params = both.student.params
@@ -121,7 +135,10 @@ def check_refusals() -> dict:
     out = {}
     for name, overrides in {
         "num_envs": {"ppo": {"num_envs": 6}},
-        "seeds": {"ppo": {"num_envs": 6}, "run": {"num_seeds": 3, "devices": 4}},
+        "seeds": {
+            "ppo": {"num_envs": 6},
+            "run": {"num_seeds": 3, "devices": 4, "seed_mode": "vmap"},
+        },
     }.items():
         cfg = config_lib.replace(with_curriculum(TOY, "dr"), **overrides)
         try:
@@ -139,6 +156,8 @@ def main() -> None:
         "plr": check_devices(TOY, "plr"),
         "maze_dr": check_devices(config_lib.from_dict(MAZE), "dr"),
         "seeds": check_seeds(TOY, "dr"),
+        "seeds_plr": check_seeds(TOY, "plr"),
+        "seeds_sequential": check_seeds(TOY, "plr", mode="sequential"),
         "refused": check_refusals(),
     }
     print(json.dumps(result))

@@ -89,20 +89,22 @@ def measure_train(spec: dict) -> dict:
     init_seconds = time.perf_counter() - t0
     chunk = min(cfg.run.chunk_updates, cfg.total_updates)
     fn = jax.jit(
-        lambda s, n: runner.chunk(s, chunk, n),
-        in_shardings=(runner.state_sharding(), runner.replicated()),
+        lambda s, n, base: runner.chunk(s, chunk, n, base),
+        in_shardings=(runner.state_sharding(), runner.replicated(), runner.replicated()),
         out_shardings=(runner.state_sharding(), runner.metrics_sharding()),
         donate_argnums=0,
     )
+    base = jax.device_put(runner.schedule_base(), runner.replicated())
     t0 = time.perf_counter()
-    lowered = fn.lower(state, jnp.int32(chunk))
+    lowered = fn.lower(state, jnp.int32(chunk), base)
     trace_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    compiled = lowered.compile()
+    compiled = parallel.CompiledChunk(lowered.compile(), base)
     compile_seconds = time.perf_counter() - t0
     result = {
         "compile": {"trace_seconds": trace_seconds, "compile_seconds": compile_seconds},
         "init_seconds": init_seconds,
+        "seed_mode": runner.seed_mode if runner.seeded else None,
     }
     if spec.get("compile_only"):
         return result
@@ -114,10 +116,14 @@ def measure_train(spec: dict) -> dict:
     params = state.student.params
     flops = student_flops(exp, jax.tree.map(lambda x: x[0], params) if runner.seeded else params)
     per_kind: dict[str, list[float]] = {}
-    total = work = 0.0
+    total = work = executed = 0.0
     for _ in range(spec["updates"]):
         (state, metrics), seconds = _timed(compiled, state, one)
         metrics = jax.device_get(metrics)
+        # Every kind of env step that ran (student, refresh, builder, antagonist), all seeds.
+        executed += sum(
+            float(np.nansum(v)) for k, v in metrics.items() if k.startswith("env_steps/")
+        )
         present = [g for g in exp.curriculum.groups if np.nanmax(metrics[f"curriculum/{g}"]) > 0]
         per_kind.setdefault("+".join(present), []).append(seconds)
         total += seconds
@@ -126,12 +132,17 @@ def measure_train(spec: dict) -> dict:
         trained = float(np.mean(trained[np.isfinite(trained)] > 0))
         work += steps * (flops["forward"] + trained * cfg.ppo.epochs * flops["forward_backward"])
     sps = {"mix": steps * spec["updates"] / total}
+    # Student env steps per second of each seed: the seed-scaling figure.
+    sps_per_seed = sps["mix"] / cfg.run.num_seeds
     if len(per_kind) > 1:
         for key, times in sorted(per_kind.items()):
             sps[key] = steps * len(times) / sum(times)
     rate = matmul_gflops()
     result.update(
         sps=sps,
+        sps_per_seed=sps_per_seed,
+        # Env steps of every kind (env_steps/*) per second of each seed.
+        all_sps_per_seed=executed / total / cfg.run.num_seeds,
         step_counts={k: len(v) for k, v in per_kind.items()},
         flops=flops,
         achieved_gflops=work / total / 1e9,

@@ -108,6 +108,15 @@ class RunConfig:
     # A fresh run into a folder with earlier results moves them aside (never deletes them).
     overwrite: bool = option(False, resume="free")
     num_seeds: int = option(1, gt=0, resume="refuse")
+    # How num_seeds > 1 seeds share the machine: "vmap" (one batched program), "sequential"
+    # (one program that runs the seeds one after another), "auto" (vmap on a GPU or TPU,
+    # sequential on a CPU, where vmapped seeds were measured slower; README "Speed"). The
+    # results are the same up to float rounding; the run prints which it chose.
+    seed_mode: str = option("auto", choices=("auto", "vmap", "sequential"), resume="free")
+    # The seed of the schedule key that the run's seeds share (their replay/new draws, see
+    # ued.schedule); -1 = run.seed. Seed run.seed + i of a multi-seed run is the single-seed
+    # run with run.seed + i and run.schedule_seed = run.seed.
+    schedule_seed: int = option(-1, ge=-1)
     devices: int = option(0, ge=0, resume="free")  # 0 = all local devices
     # "" disables the persistent compilation cache.
     compile_cache: str = option("~/.cache/ued/jax", resume="free")

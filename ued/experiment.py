@@ -1,14 +1,17 @@
 """Builds a run from a config: env, generator, student, curriculum, and the one train step.
 
-``Experiment.step`` is the pure function ``TrainState -> (TrainState, metrics)`` that every
-curriculum shares: propose levels, roll the student out on them, let the curriculum score
-and store them, and update the student where the plan says so.
+``Experiment.step`` is the pure function ``(TrainState, Schedule) -> (TrainState, metrics)``
+that every curriculum shares: propose levels, roll the student out on them, let the
+curriculum score and store them, and update the student where the plan says so. The
+``Schedule`` (``ued.schedule``) is what the seeds of a run share: the update count and the
+schedule key, passed unbatched so that branches stay branches when seeds are vmapped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import chex
@@ -23,6 +26,7 @@ from ued.config import Config, ConfigError, PPOConfig, call_with_options
 from ued.curricula import Curriculum, Deps, make_curriculum
 from ued.curricula.base import group_fractions
 from ued.networks import ActorCritic, make_network
+from ued.schedule import Schedule, schedule_base
 
 # Bits of the ``nonfinite`` metric, in order: a quantity that became NaN or infinite.
 NONFINITE = ("params", "loss", "grad_norm")
@@ -168,13 +172,31 @@ class Experiment:
         )
 
     # --- the train step -----------------------------------------------------------------
-    def step(self, state: TrainState) -> tuple[TrainState, dict[str, chex.Array]]:
+    @property
+    def schedule_seed(self) -> int:
+        """``run.schedule_seed``, or ``run.seed`` when it is -1."""
+        run = self.cfg.run
+        return run.schedule_seed if run.schedule_seed >= 0 else run.seed
+
+    def schedule_base(self) -> chex.PRNGKey:
+        """The base key of this run's schedule (``ued.schedule.schedule_base``)."""
+        return schedule_base(self.schedule_seed)
+
+    def step(
+        self, state: TrainState, schedule: Schedule | None = None
+    ) -> tuple[TrainState, dict[str, chex.Array]]:
+        """One train step. ``schedule`` defaults to update ``state.updates`` of this run's
+        schedule (``run.schedule_seed``), without a seed axis."""
+        if schedule is None:
+            schedule = Schedule.at(self.schedule_base(), state.updates)
         key, k_propose, k_roll, k_update, k_ppo = jax.random.split(state.key, 5)
-        cstate, levels, plan = self.curriculum.propose(k_propose, state.curriculum, state.student)
+        cstate, levels, plan = _scheduled(self.curriculum.propose, schedule)(
+            k_propose, state.curriculum, state.student
+        )
         # A curriculum may reset finished episodes to fresh levels (DR) instead of replaying.
         next_level = getattr(self.curriculum, "next_level", None)
         rollout, cstate = self._rollout(k_roll, state.student.params, cstate, levels, next_level)
-        cstate, cmetrics = self.curriculum.update(
+        cstate, cmetrics = _scheduled(self.curriculum.update, schedule)(
             k_update, cstate, plan, levels, rollout, state.student
         )
 
@@ -189,8 +211,9 @@ class Experiment:
             _, stats = jax.eval_shape(train, student)
             return student, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), stats)
 
+        # Per seed; with vmapped seeds the update runs only when some seed trains.
         trained = plan.train_mask.any()
-        student, loss_metrics = jax.lax.cond(trained, train, skip, state.student)
+        student, loss_metrics = schedule.cond(trained, train, skip, state.student)
         metrics = {
             **self._episode_metrics(rollout),
             **self._level_metrics(levels),
@@ -233,26 +256,60 @@ class Experiment:
         per_level = jax.vmap(lambda level: self.family.level_metrics(self.env, level))(levels)
         return {f"levels/{k}": v.mean() for k, v in per_level.items()}
 
-    def run_chunk(self, state: TrainState, num_updates: int, active: chex.Array | None = None):
+    def run_chunk(
+        self,
+        state: TrainState,
+        num_updates: int,
+        active: chex.Array | None = None,
+        *,
+        start: chex.Array | None = None,
+        base: chex.PRNGKey | None = None,
+        seed_axis: str | None = None,
+    ):
         """``num_updates`` train steps in one ``lax.scan``; metrics get a leading axis.
 
         With ``active`` (a traced count), only the first ``active`` steps run and the rest
         pass the state through with NaN metrics: the run's last, shorter chunk reuses the
         same compiled program.
+
+        Step ``i`` gets the schedule of update ``start + i`` from ``base``: ``start``
+        defaults to ``state.updates`` and ``base`` to this run's schedule base key. When this
+        runs under a vmap over seeds (``ued.parallel``), pass both unbatched, and the vmap's
+        ``axis_name`` as ``seed_axis``.
         """
+        start = state.updates if start is None else start
+        base = self.schedule_base() if base is None else base
+
+        def schedule(i):
+            return Schedule.at(base, start + i, seed_axis)
+
         if active is None:
-            return jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_updates)
+            return jax.lax.scan(
+                lambda s, i: self.step(s, schedule(i)), state, jnp.arange(num_updates)
+            )
         # One jit wrapper for both branches: the step is traced once, not again by eval_shape.
         step = jax.jit(self.step)
 
         def body(s, i):
-            def skip(s):
-                _, metrics = jax.eval_shape(step, s)
+            def skip(s, sched):
+                _, metrics = jax.eval_shape(step, s, sched)
                 return s, jax.tree.map(lambda m: jnp.full(m.shape, jnp.nan, jnp.float32), metrics)
 
-            return jax.lax.cond(i < active, step, skip, s)
+            return jax.lax.cond(i < active, step, skip, s, schedule(i))
 
         return jax.lax.scan(body, state, jnp.arange(num_updates))
+
+
+def _scheduled(fn: Callable, schedule: Schedule) -> Callable:
+    """``fn`` (a curriculum's ``propose`` or ``update``) with ``schedule=schedule`` when it
+    takes a ``schedule`` keyword; as it is otherwise (curricula that share no decisions)."""
+    try:
+        takes = "schedule" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to read
+        takes = False
+    if not takes:
+        return fn
+    return lambda *args: fn(*args, schedule=schedule)
 
 
 def build(cfg: Config, batch_sharding=None) -> Experiment:

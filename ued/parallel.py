@@ -12,13 +12,28 @@
     state, metrics = run_chunk(state, jnp.int32(active))
     runner.updates(state)                      # int, updates done (the same for every seed)
 
-**Seeds** (``run.num_seeds = S > 1``): the whole train step is ``vmap``-ed over S independent
-runs (students, buffers, keys) in one compiled program. Every leaf of the state and of the
-metrics gets a leading seed axis (metrics: (S, K) for a chunk of K updates). Seed ``i`` starts
-from ``PRNGKey(run.seed + i)``: it is exactly the single-seed run with ``run.seed + i``.
-Under ``vmap`` a ``lax.cond`` whose predicate differs across seeds runs both branches (e.g.
-Robust PLR's "no gradient on new levels" step still computes the skipped update, and PLR's
-new/replay/edit ``switch`` builds every branch's levels); results are unchanged, only the cost.
+**Seeds** (``run.num_seeds = S > 1``): S independent runs (students, buffers, keys) in one
+compiled program. Every leaf of the state and of the metrics gets a leading seed axis
+(metrics: (S, K) for a chunk of K updates). Seed ``i`` starts from ``PRNGKey(run.seed + i)``
+and shares the run's *schedule* (``ued.schedule``): the update count, passed unbatched, and
+the schedule key of each update, ``fold_in(schedule_base(run.schedule_seed), t)``
+(``run.schedule_seed`` defaults to ``run.seed``), from which curricula draw the decisions
+the seeds share (PLR's replay-or-new coin). ``run.seed_mode`` says how the seeds run:
+
+- ``vmap``: the chunk is ``vmap``-ed over the seed axis (``axis_name="seed"``). Branches
+  stay branches: a decision on the update count or the schedule key is unbatched, and one
+  on per-seed state runs its branch when some seed needs it (``Schedule.cond``/``switch``).
+- ``sequential``: a ``fori_loop`` over the seeds runs the single-seed chunk on each in turn
+  (the state keeps its seed axis; the mesh puts every device on the env axis).
+- ``auto`` (the default): ``vmap`` on a GPU or TPU, ``sequential`` on a CPU, where vmapped
+  seeds ran slower than the same seeds one after another (README "Speed").
+
+What holds exactly (tested in ``tests/ued/test_seeds.py``): seed ``i`` of a run takes the same
+decisions at every update (levels' kinds, replays, refreshes, gradient steps) as the
+single-seed run with ``run.seed + i`` and ``run.schedule_seed = run.seed``; with
+``seed_mode=sequential`` it equals that run bit for bit, with ``vmap`` its floats agree to
+rounding (XLA sums the batched PPO update in another order, about 1e-9 after one update).
+A single-seed run is the ``S = 1`` case: its schedule seed is its own ``run.seed``.
 
 **Devices**: a ``jax.sharding.Mesh`` of ``run.devices`` devices (0 = all), with axes
 ``("seed", "env")``. With one seed, every device is on ``"env"``: each rollout's env batch
@@ -73,6 +88,8 @@ from ued.config import Config, ConfigError
 from ued.experiment import Experiment, TrainState
 
 SEED, ENV = "seed", "env"
+SEED_MODES = ("auto", "vmap", "sequential")
+ACCELERATORS = ("gpu", "cuda", "rocm", "tpu")
 
 _DISTRIBUTED = False
 
@@ -184,6 +201,38 @@ def mesh_shape(num_devices: int, num_seeds: int, num_envs: int) -> tuple[int, in
     return seed_axis, env_axis
 
 
+def resolve_seed_mode(mode: str, num_seeds: int, backend: str | None = None) -> tuple[str, str]:
+    """``(mode, why)``: ``"vmap"`` or ``"sequential"`` for ``run.seed_mode=mode``, and the
+    reason in words (printed by the run). ``auto`` takes ``vmap`` on a GPU or TPU and
+    ``sequential`` on a CPU (measured there: vmapped seeds ran slower than the same seeds one
+    after another, README "Speed")."""
+    if mode not in SEED_MODES:
+        raise ConfigError(f"run.seed_mode={mode!r} is not one of {list(SEED_MODES)}")
+    if num_seeds <= 1:
+        return "vmap", "one seed"
+    if mode != "auto":
+        return mode, f"run.seed_mode={mode}"
+    backend = backend or jax.default_backend()
+    if backend in ACCELERATORS:
+        return "vmap", f"auto: vmap on {backend}"
+    return "sequential", f"auto: sequential on {backend} (vmapped seeds are slower there)"
+
+
+class CompiledChunk:
+    """A compiled chunk program with the schedule's base key bound: call it as
+    ``run(state, jnp.int32(active))``; other attributes (``as_text``, ``memory_analysis``)
+    are the compiled program's."""
+
+    def __init__(self, compiled, base):
+        self.compiled, self.base = compiled, base
+
+    def __call__(self, state, active):
+        return self.compiled(state, active, self.base)
+
+    def __getattr__(self, name):
+        return getattr(self.compiled, name)
+
+
 @dataclasses.dataclass(frozen=True)
 class Runner:
     """The train step for ``num_seeds`` seeds on ``mesh``; see the module docstring."""
@@ -191,10 +240,18 @@ class Runner:
     exp: Experiment
     num_seeds: int
     mesh: Mesh
+    seed_mode: str = "vmap"  # "vmap" or "sequential" (resolved, see resolve_seed_mode)
+    seed_mode_reason: str = ""
 
     @property
     def seeded(self) -> bool:
         return self.num_seeds > 1
+
+    def describe_seeds(self) -> str:
+        """How the seeds run, in words, e.g. ``"3 seeds, sequential (auto: ...)"``."""
+        if not self.seeded:
+            return "1 seed"
+        return f"{self.num_seeds} seeds, {self.seed_mode} ({self.seed_mode_reason})"
 
     # --- shardings ----------------------------------------------------------------------
     def replicated(self) -> NamedSharding:
@@ -232,28 +289,47 @@ class Runner:
             lambda x: jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx]), host
         )
 
-    def chunk(self, state: TrainState, num_updates: int, active: chex.Array | None = None):
+    def schedule_base(self) -> chex.PRNGKey:
+        """The schedule's base key (``run.schedule_seed``, or ``run.seed``)."""
+        return self.exp.schedule_base()
+
+    def chunk(
+        self,
+        state: TrainState,
+        num_updates: int,
+        active: chex.Array | None = None,
+        base: chex.PRNGKey | None = None,
+    ):
         """``num_updates`` train steps (the first ``active`` of them when given) of every
-        seed; pure and jittable. Returns the state and metrics with leaves (K,), or (S, K)."""
-
-        def one(s):
-            return self.exp.run_chunk(s, num_updates, active)
-
+        seed, with the schedule from ``base`` (default ``schedule_base()``); pure and
+        jittable. Returns the state and metrics with leaves (K,), or (S, K)."""
+        base = self.schedule_base() if base is None else base
         if not self.seeded:
-            return one(state)
-        return jax.vmap(one, spmd_axis_name=SEED)(state)
+            return self.exp.run_chunk(state, num_updates, active, base=base)
+        # Every seed has done the same number of updates: seed 0's count, unbatched.
+        start = state.updates[0]
+
+        def one(s, seed_axis=None):
+            return self.exp.run_chunk(
+                s, num_updates, active, start=start, base=base, seed_axis=seed_axis
+            )
+
+        if self.seed_mode == "vmap":
+            return jax.vmap(lambda s: one(s, SEED), axis_name=SEED, spmd_axis_name=SEED)(state)
+        return _one_after_another(one, state, self.num_seeds)
 
     def compile(self, state: TrainState, num_updates: int, donate: bool = True) -> Callable:
         """``chunk`` jitted with the mesh's shardings and compiled for ``num_updates``;
-        call it as ``run(state, jnp.int32(active))``."""
+        call it as ``run(state, jnp.int32(active))`` (a ``CompiledChunk``)."""
         state_sh = self.state_sharding()
         fn = jax.jit(
-            lambda s, n: self.chunk(s, num_updates, n),
-            in_shardings=(state_sh, self.replicated()),
+            lambda s, n, base: self.chunk(s, num_updates, n, base),
+            in_shardings=(state_sh, self.replicated(), self.replicated()),
             out_shardings=(state_sh, self.metrics_sharding()),
             donate_argnums=(0,) if donate else (),
         )
-        return fn.lower(state, jnp.int32(num_updates)).compile()
+        base = jax.device_put(self.schedule_base(), self.replicated())
+        return CompiledChunk(fn.lower(state, jnp.int32(num_updates), base).compile(), base)
 
     def updates(self, state: TrainState) -> int:
         """Updates done so far (every seed has done the same number)."""
@@ -262,6 +338,29 @@ class Runner:
     def per_seed(self, tree: Any) -> list:
         """A host copy of ``tree`` split into one tree per seed (a list of one without)."""
         return per_seed(tree, self.num_seeds)
+
+
+def _one_after_another(one: Callable, state: TrainState, num_seeds: int):
+    """``one`` (a single-seed chunk) on each seed of ``state`` in turn, in a ``fori_loop``
+    that writes each seed's new state and metrics back in place; like ``vmap(one)``."""
+
+    def take(tree, i):
+        return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), tree)
+
+    def put(tree, i, value):
+        return jax.tree.map(
+            lambda x, v: jax.lax.dynamic_update_index_in_dim(x, v, i, 0), tree, value
+        )
+
+    _, shapes = jax.eval_shape(one, take(state, 0))
+    metrics = jax.tree.map(lambda m: jnp.zeros((num_seeds, *m.shape), m.dtype), shapes)
+
+    def body(i, carry):
+        state, metrics = carry
+        new, out = one(take(state, i))
+        return put(state, i, new), put(metrics, i, out)
+
+    return jax.lax.fori_loop(0, num_seeds, body, (state, metrics))
 
 
 def seed_keys(seed: int, num_seeds: int) -> chex.PRNGKey:
@@ -301,9 +400,20 @@ def make_runner(exp: Experiment, cfg: Config | None = None, devices: Sequence | 
             devices, naming the keys.
     """
     cfg = cfg or exp.cfg
+    mode, why = resolve_seed_mode(cfg.run.seed_mode, cfg.run.num_seeds)
+    explicit = devices is not None or cfg.run.devices
     devices = list(devices) if devices is not None else select_devices(cfg.run.devices)
-    seed_axis, env_axis = mesh_shape(len(devices), cfg.run.num_seeds, cfg.ppo.num_envs)
+    # Seeds one after another put every device on the env axis.
+    seeds_on_mesh = cfg.run.num_seeds if mode == "vmap" else 1
+    if mode == "sequential" and not explicit and jax.process_count() == 1:
+        # The host's device count was chosen for envs x seeds: keep the most that split one
+        # seed's envs.
+        count = max(d for d in range(1, len(devices) + 1) if cfg.ppo.num_envs % d == 0)
+        devices = devices[:count]
+    seed_axis, env_axis = mesh_shape(len(devices), seeds_on_mesh, cfg.ppo.num_envs)
     mesh = Mesh(np.asarray(devices).reshape(seed_axis, env_axis), (SEED, ENV))
     if len(devices) > 1:
         exp = exp.with_batch_sharding(NamedSharding(mesh, P(ENV)))
-    return Runner(exp=exp, num_seeds=cfg.run.num_seeds, mesh=mesh)
+    return Runner(
+        exp=exp, num_seeds=cfg.run.num_seeds, mesh=mesh, seed_mode=mode, seed_mode_reason=why
+    )

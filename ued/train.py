@@ -27,10 +27,13 @@ Host code only drives chunks of jitted steps; nothing here runs per env step. A 
   across SIGINT, crashes and resume; rows log ``grounding/accepted``/``grounding/rejected``.
 - ``run.num_seeds = S > 1`` trains S seeds (``run.seed``, ``run.seed + 1``, ...) in one
   compiled program (``ued.parallel``). Each chunk logs one row per seed, with a ``seed``
-  column; seed ``run.seed + i`` logs and evaluates exactly what a single-seed run with that
-  seed would. Checkpoints hold the whole state with its seed axis; galleries go to
+  column; seed ``run.seed + i`` logs and evaluates what the single-seed run with that seed
+  and ``run.schedule_seed = run.seed`` would (``ued.parallel`` says how exactly).
+  Checkpoints hold the whole state with its seed axis; galleries go to
   ``gallery/seed<seed>/``. The returned ``first``/``final``/``eval`` are means over seeds
-  and ``per_seed`` has each seed's last record.
+  and ``per_seed`` has each seed's last record. ``run.seed_mode`` chooses vmapped seeds or
+  seeds one after another (``ued.parallel``); the run prints which, and ``summary.json``
+  and the result record it as ``seed_mode``.
 """
 
 from __future__ import annotations
@@ -165,7 +168,7 @@ def _train(cfg, run_dir, logger, verbose, stop) -> dict[str, Any]:
             ckpt.close()
     if run_dir is not None and result["final"]:
         keep = ("final", "eval", "status", "compile_seconds", "resumed_from")
-        keep += ("per_seed",) if cfg.run.num_seeds > 1 else ()
+        keep += ("per_seed", "seed_mode") if cfg.run.num_seeds > 1 else ()
         summary = {k: result[k] for k in keep}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return result
@@ -216,7 +219,9 @@ class _Driver:
         if need is not None and available is not None:
             limits.check_fits("one chunk of the train step", need, available + state_bytes)
         if self.verbose:
-            seeds = f" x {len(self.seeds)} seeds" if self.runner.seeded else ""
+            seeds = ""
+            if self.runner.seeded:
+                seeds = f" x {self.runner.describe_seeds()}"
             print(
                 f"[ued] {self.cfg.curriculum.name} on {self.cfg.env.family}: {self.total} "
                 f"updates of {self.spu} env steps{seeds} (from {self.runner.updates(state)}); "
@@ -263,6 +268,7 @@ class _Driver:
             "status": status,
             "checkpoint": checkpoint,
             "compile_seconds": self.compile_seconds,
+            "seed_mode": self.runner.seed_mode if self.runner.seeded else None,
         }
 
     def log_evals(self, updates: int, evals: list[dict[str, float]]) -> None:

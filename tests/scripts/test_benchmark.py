@@ -119,3 +119,77 @@ def test_end_to_end_tiny_run_writes_jsonl(tmp_path):
     assert result["backend"] == "cpu" and train["config"]["ppo"]["num_envs"] == 4
     assert env["kind"] == "env" and env["result"]["env_sps"] > 0
     assert "sps mix" in proc.stdout  # the table
+
+
+def test_curriculum_overrides_apply_to_their_curriculum_only(bench):
+    common, own = bench.split_overrides(
+        ["ppo.num_envs=8", "sfl:curriculum.options.refresh_every=5", "env.options={a: 1}"]
+    )
+    assert common == ["ppo.num_envs=8", "env.options={a: 1}"]
+    assert own == {"sfl": ["curriculum.options.refresh_every=5"]}
+    args = sweep_args(curricula="dr,sfl", num_envs="8", capacity=None, num_seeds="1,2",
+                      seed_mode="vmap,sequential")  # fmt: skip
+    overrides = [*TINY, "sfl:curriculum.options.refresh_every=5"]
+    specs = bench.train_specs(args, str(ROOT / "experiments" / "maze_dr.yaml"), overrides)
+    # One seed is measured once; two seeds once per mode.
+    planned = [(s["summary"]["curriculum"], s["summary"]["num_seeds"], s["summary"]["seed_mode"])
+               for s in specs]  # fmt: skip
+    assert planned == [
+        ("dr", 1, None), ("dr", 2, "vmap"), ("dr", 2, "sequential"),
+        ("sfl", 1, None), ("sfl", 2, "vmap"), ("sfl", 2, "sequential"),
+    ]  # fmt: skip
+    for spec in specs:
+        sfl = spec["summary"]["curriculum"] == "sfl"
+        assert ("curriculum.options.refresh_every=5" in spec["overrides"]) == sfl
+        assert spec["config"]["run"]["seed_mode"] == (spec["summary"]["seed_mode"] or "auto")
+
+
+def test_the_older_checkout_gets_its_own_files_and_no_new_options(bench, tmp_path):
+    spec = {
+        "experiment": str(ROOT / "experiments" / "maze_dr.yaml"),
+        "overrides": ["ppo.num_envs=8", "run.num_seeds=2", "run.seed_mode=vmap"],
+    }
+    old = bench.ref_spec(spec, tmp_path)
+    assert old["experiment"] == str(tmp_path / "experiments" / "maze_dr.yaml")
+    assert old["overrides"] == ["ppo.num_envs=8", "run.num_seeds=2"]
+
+
+def row(curriculum, seeds, sps, side="after", mode="vmap"):
+    summary = {"curriculum": curriculum, "num_envs": 32, "capacity": None, "devices": 1,
+               "num_seeds": seeds, "seed_mode": mode if seeds > 1 else None}  # fmt: skip
+    result = {"sps": {"mix": sps}, "seed_mode": mode if seeds > 1 else None}
+    return {"summary": summary, "result": result, "side": side}
+
+
+def test_seed_scaling_ratio_is_per_seed_throughput_at_the_most_seeds_over_one(bench):
+    rows = [
+        row("dr", 1, 1000.0), row("dr", 3, 1500.0), row("dr", 5, 2000.0),
+        row("sfl", 1, 500.0), row("sfl", 5, 2000.0),
+        row("dr", 1, 1000.0, side="before"), row("dr", 5, 1000.0, side="before"),
+    ]  # fmt: skip
+    table = {(o["curriculum"], o["side"]): o for o in bench.seed_scaling(rows)}
+    dr, sfl, before = table["dr", "after"], table["sfl", "after"], table["dr", "before"]
+    assert dr["sps_per_seed"] == {1: 1000.0, 3: 500.0, 5: 400.0}
+    assert dr["ratio"] == pytest.approx(0.4) and dr["vs_dr"] == pytest.approx(1.0)
+    assert sfl["ratio"] == pytest.approx(0.8) and sfl["vs_dr"] == pytest.approx(2.0)
+    assert before["ratio"] == pytest.approx(0.2) and before["mode"] == "vmap"
+
+
+def test_gpu_script_runs_at_a_tiny_size_on_the_cpu(tmp_path):
+    out = tmp_path / "tiny"
+    env = {**__import__("os").environ, "TINY": "1", "ENVS": "4", "SEEDS": "1,2",
+           "CURRICULA": "dr", "NO_WARM": "1", "UPDATES": "1", "PYTHON": sys.executable}  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_benchmark.sh"), str(out)],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = [json.loads(line) for line in Path(f"{out}.jsonl").read_text().splitlines()]
+    train = [x for x in lines if x["kind"] == "train"]
+    assert [(x["curriculum"], x["num_seeds"], x["num_envs"]) for x in train] == [
+        ("dr", 1, 4),
+        ("dr", 2, 4),
+    ]
+    assert all("error" not in x["result"] for x in train)
+    assert train[1]["result"]["seed_mode"] == "vmap"
+    assert "seed scaling" in Path(f"{out}.txt").read_text()

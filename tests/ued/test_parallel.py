@@ -55,9 +55,17 @@ def test_four_devices_match_one(checks, name):
     assert result["all_reduce"] > 0
 
 
-def test_two_seeds_equal_two_single_seed_runs(checks):
-    seeds = checks["seeds"]
-    assert seeds["mesh"] == {"seed": 2, "env": 2}
+@pytest.mark.parametrize(
+    ("name", "mesh"),
+    [
+        ("seeds", {"seed": 2, "env": 2}),  # DR, vmapped
+        ("seeds_plr", {"seed": 2, "env": 2}),  # PLR, vmapped: the shared coin across devices
+        ("seeds_sequential", {"seed": 1, "env": 4}),  # PLR, one seed after the other
+    ],
+)
+def test_two_seeds_equal_two_single_seed_runs(checks, name, mesh):
+    seeds = checks[name]
+    assert seeds["mesh"] == mesh
     assert seeds["metric_shape"] == [2, 3]  # (seeds, updates in the chunk)
     assert seeds["updates"] == [5, 5]
     for i in range(2):

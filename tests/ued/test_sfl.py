@@ -1,6 +1,7 @@
 """Sampling For Learnability: scores, the top-K buffer, the batch mix and the jitted refresh
 (tiny mazes)."""
 
+import json
 from pathlib import Path
 
 import jax
@@ -11,8 +12,9 @@ from tests.ued.test_scoring import make_rollout
 from ued import config as config_lib
 from ued import scoring
 from ued.config import ConfigError
-from ued.curricula.sfl import top_k
+from ued.curricula.sfl import SFL, top_k
 from ued.experiment import build
+from ued.train import train
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "maze_sfl.yaml"
 TINY = [
@@ -109,6 +111,41 @@ def test_sfl_runs_from_its_experiment_file(sfl_run):
     # The buffer is the top of a refresh: learnability sorted.
     learn = np.asarray(state.curriculum.learnability)
     assert np.all(np.diff(learn) <= 0)
+
+
+def test_vmapped_seeds_refresh_every_l_updates_and_count_what_ran(tmp_path, monkeypatch):
+    # The refresh reads the schedule's unbatched update count: with 2 vmapped seeds it still
+    # runs on updates 0, 2, 4 only (once for both seeds), not on every update, and each
+    # row's running totals count exactly the env steps that ran.
+    calls = []
+    original = SFL.refresh
+
+    def counted(self, key, cstate, params):
+        jax.debug.callback(lambda: calls.append(1))
+        return original(self, key, cstate, params)
+
+    monkeypatch.setattr(SFL, "refresh", counted)
+    per_update = 8 * 16  # ppo.num_envs x ppo.num_steps
+    overrides = [
+        f"run.total_env_steps={5 * per_update}",
+        "run.chunk_updates=2",  # chunks of 2, 2, 1: the count crosses chunk boundaries
+        "run.num_seeds=2",
+        "run.seed_mode=vmap",
+        f"run.dir={tmp_path}",
+    ]
+    result = train(config_lib.load(EXPERIMENT, [*TINY, *overrides]), verbose=False)
+    jax.effects_barrier()
+    assert result["seed_mode"] == "vmap"
+    assert len(calls) == 3
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [(r["updates"], r["seed"]) for r in rows] == [(u, s) for u in (2, 4, 5) for s in (0, 1)]
+    for row in rows:
+        updates = row["updates"]
+        refreshes = (updates + 1) // 2  # on updates 0, 2, 4
+        assert row["env_steps/student"] == updates * per_update
+        assert row["env_steps/curriculum_eval"] == refreshes * 48 * 24
+        assert row["env_steps/all"] == updates * per_update + refreshes * 48 * 24
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,16 @@ class Curriculum(Protocol):
     ``update`` must return the same metric keys on every step (NaN where a metric does not
     apply to this step) so the step can be scanned.
 
+    Optionally, ``propose`` and ``update`` take a keyword argument ``schedule`` (a
+    ``ued.schedule.Schedule``): the step then passes what the seeds of a run share, the
+    update count (``schedule.update``) and the update's schedule key (``schedule.key``),
+    both unbatched when seeds are vmapped. A decision on the update count should read
+    ``schedule.update`` (not a count in ``cstate``, which is per seed), a random decision
+    that may be the same for every seed should draw from ``schedule.key``, and a branch on
+    per-seed state should use ``schedule.cond`` / ``schedule.switch``: then the seeds'
+    branches stay branches under ``vmap`` (a ``lax.cond`` on a per-seed predicate runs both
+    branches there). A curriculum without the keyword gets none and works as before.
+
     Optionally, ``add_levels(self, cstate, levels: Level, key) -> cstate`` takes levels
     from outside the curriculum (drawn by a person and sent to the run's inbox, see
     ``ued.inbox``): ``levels`` is a stacked batch of valid levels (leading axis B), and the
@@ -69,10 +79,19 @@ class Curriculum(Protocol):
 
     def init(self, key: chex.PRNGKey) -> Any: ...
 
-    def propose(self, key: chex.PRNGKey, cstate: Any, student: Any) -> tuple[Any, Level, Plan]: ...
+    def propose(
+        self, key: chex.PRNGKey, cstate: Any, student: Any, schedule: Any = None
+    ) -> tuple[Any, Level, Plan]: ...
 
     def update(
-        self, key: chex.PRNGKey, cstate: Any, plan: Plan, levels: Level, rollout: Any, student: Any
+        self,
+        key: chex.PRNGKey,
+        cstate: Any,
+        plan: Plan,
+        levels: Level,
+        rollout: Any,
+        student: Any,
+        schedule: Any = None,
     ) -> tuple[Any, dict[str, chex.Array]]: ...
 
 

@@ -281,8 +281,11 @@ class PAIRED:
         zero = jnp.zeros((), jnp.int32)
         return PAIREDState(adversaries, antagonists, pending, pair=zero, count=zero)
 
-    def propose(self, key, cstate: PAIREDState, student):
-        pair = (cstate.count % self.population).astype(jnp.int32)
+    def propose(self, key, cstate: PAIREDState, student, schedule=None):
+        # Round robin on the shared, unbatched update count when there is a schedule (the
+        # same value as the state's count): an unbatched index picks the pair by a slice.
+        count = cstate.count if schedule is None else schedule.update
+        pair = (count % self.population).astype(jnp.int32)
         adversary = _take(cstate.adversaries, pair)
         rollout, levels = self._build(key, adversary.params)
         cstate = cstate.replace(pending=rollout, pair=pair)

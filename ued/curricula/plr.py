@@ -13,6 +13,10 @@ The parts, each passed in rather than switched on by a flag:
 
 Registered compositions: ``plr``, ``robust_plr``, ``accel`` (sequential) and
 ``plr_parallel``, ``robust_plr_parallel``, ``accel_parallel``.
+
+With seeds (``run.num_seeds``), the sequential schedule's replay-or-new coin is drawn from
+the schedule key that every seed shares (``ued.schedule``), so the seeds replay on the same
+updates; see ``ued.curricula.plr_schedules`` for which decisions are shared.
 """
 
 from __future__ import annotations
@@ -125,13 +129,13 @@ class PLR:
             edit_next=jnp.zeros((), bool),
         )
 
-    def propose(self, key, cstate: PLRState, student):
-        return self.schedule.propose(self, key, cstate)
+    def propose(self, key, cstate: PLRState, student, schedule=None):
+        return self.schedule.propose(self, key, cstate, schedule)
 
-    def update(self, key, cstate: PLRState, plan, levels, rollout, student):
+    def update(self, key, cstate: PLRState, plan, levels, rollout, student, schedule=None):
         best = self.best_return(cstate.buffer, plan.buffer_idx, rollout)
         scores = self.score_fn(self._score_inputs(cstate.buffer, levels, rollout, best))
-        cstate = self.schedule.update(self, cstate, plan, levels, scores, best)
+        cstate = self.schedule.update(self, cstate, plan, levels, scores, best, schedule)
         return cstate, self._metrics(cstate, scores)
 
     def add_levels(self, cstate: PLRState, levels, key) -> PLRState:

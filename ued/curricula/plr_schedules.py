@@ -4,6 +4,22 @@ Both schedules label every env with its group (``NEW``, ``REPLAY``, ``EDIT``, in
 ``PLR.groups``); an env of the replay or edit group that had to fall back to fresh levels
 (buffer not ready, nothing replayed yet) is labelled ``NEW``, so the train mask and the
 logged group fractions say what the env really held.
+
+Which decisions the seeds of a run share (``ued.schedule``; the step passes a ``Schedule``):
+
+- **shared**: the sequential schedule's replay coin, ``uniform(schedule.key) < p``, the same
+  draw for every seed (``p`` is each seed's ``replay_prob``, or ``min(fill,
+  replay_prob)`` for the "proportionate" schedule).
+- **per seed**: whether the seed's buffer is full enough to replay (``min_fill_ratio``),
+  whether the previous step of this seed replayed (ACCEL's edit step follows a replay of the
+  same seed), and the parallel schedule's "replay group ready". These stay real branches of
+  each seed: under a vmap over seeds a branch runs when some seed takes it
+  (``Schedule.switch``/``cond``), so seeds that agree (the usual case once their buffers
+  are full: same coin, same chain of replay and edit steps) run one branch, and a seed
+  whose buffer is not ready yet costs the other branch for that update only.
+
+Without a schedule (``propose(..., schedule=None)``, e.g. called directly) the coin comes
+from the per-seed key, as before seeds shared it.
 """
 
 from __future__ import annotations
@@ -40,32 +56,40 @@ class Sequential:
     def replay_count(self, plr) -> int:
         return plr.deps.num_envs
 
-    def propose(self, plr, key, cstate):
+    def propose(self, plr, key, cstate, schedule=None):
         n = plr.deps.num_envs
         decide_key, key = jax.random.split(key)
+        if schedule is not None:
+            decide_key = schedule.key  # the coin every seed shares
         replay = buf_lib.should_replay(cstate.buffer, cstate.params, decide_key)
         kind = jnp.where(replay, REPLAY, NEW).astype(jnp.int32)
         if plr.editing:
             kind = jnp.where(cstate.edit_next, EDIT, kind)
         none = jnp.full((n,), -1, jnp.int32)
+        buffer = cstate.buffer
+        # Each branch returns what it changes: the levels, their slots and the buffer's
+        # staleness (sampling marks the replayed slots), not the whole buffer.
+        unchanged = (buffer.last_sampled, buffer.clock)
 
-        def new(key, buffer):
-            return buffer, plr.generate(key, n), none
+        def new(key):
+            return plr.generate(key, n), none, unchanged
 
-        def replayed(key, buffer):
-            buffer, idx, levels = buf_lib.sample(buffer, cstate.params, key, n)
-            return buffer, levels, idx
+        def replayed(key):
+            sampled, idx, levels = buf_lib.sample(buffer, cstate.params, key, n)
+            return levels, idx, (sampled.last_sampled, sampled.clock)
 
-        def edited(key, buffer):
-            return buffer, plr.edit(key, cstate.last_replayed), none
+        def edited(key):
+            return plr.edit(key, cstate.last_replayed), none, unchanged
 
         branches = [new, replayed] + ([edited] if plr.editing else [])
-        buffer, levels, idx = jax.lax.switch(kind, branches, key, cstate.buffer)
+        switch = schedule.switch if schedule is not None else jax.lax.switch
+        levels, idx, (last_sampled, clock) = switch(kind, branches, key)
+        buffer = buffer.replace(last_sampled=last_sampled, clock=clock)
         group = jnp.full((n,), kind)
         plan = Plan(train_mask=plr.train_mask(group), group=group, buffer_idx=idx)
         return cstate.replace(buffer=buffer), levels, plan
 
-    def update(self, plr, cstate, plan, levels, scores, best):
+    def update(self, plr, cstate, plan, levels, scores, best, schedule=None):
         kind = plan.group[0]
 
         def on_replay(cstate):
@@ -79,7 +103,11 @@ class Sequential:
             cstate = plr.insert(cstate, levels, scores, plr.extras(cstate, best, edited))
             return cstate.replace(edit_next=jnp.zeros((), bool))
 
-        return jax.lax.cond(kind == REPLAY, on_replay, on_insert, cstate)
+        if schedule is None:
+            return jax.lax.cond(kind == REPLAY, on_replay, on_insert, cstate)
+        # The insertion (dedup, eviction) is the dearer part: with vmapped seeds it runs
+        # only on updates where some seed inserts; the cheap refresh runs on every update.
+        return schedule.cond(kind != REPLAY, on_insert, on_replay, cstate)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +135,7 @@ class Parallel:
     def replay_count(self, plr) -> int:
         return self.sizes(plr)[1]
 
-    def propose(self, plr, key, cstate):
+    def propose(self, plr, key, cstate, schedule=None):
         n_new, n_rep, n_edit = self.sizes(plr)
         n = plr.deps.num_envs
         decide_key, new_key, rep_key, edit_key = jax.random.split(key, 4)
@@ -136,7 +164,7 @@ class Parallel:
         plan = Plan(train_mask=plr.train_mask(group), group=group, buffer_idx=buffer_idx)
         return cstate.replace(buffer=_pick(ready, sampled, cstate.buffer)), levels, plan
 
-    def update(self, plr, cstate, plan, levels, scores, best):
+    def update(self, plr, cstate, plan, levels, scores, best, schedule=None):
         n_new, n_rep, _ = self.sizes(plr)
         ready = plan.group[n_new] == REPLAY
         rep_idx = plan.buffer_idx[n_new : n_new + n_rep]
@@ -154,7 +182,10 @@ class Parallel:
                 cstate, _take(levels, 0, m), scores[:m], plr.extras(cstate, best[:m], None)
             )
 
-        cstate = jax.lax.cond(ready, replay_ready, not_ready, cstate)
+        if schedule is None:
+            cstate = jax.lax.cond(ready, replay_ready, not_ready, cstate)
+        else:  # vmapped seeds: the warm-up branch runs only while some seed is not ready
+            cstate = schedule.cond(~ready, not_ready, replay_ready, cstate)
         if plr.editing:
             start = n_new + n_rep
             edited = cstate.last_idx >= 0

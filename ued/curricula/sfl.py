@@ -8,11 +8,13 @@ finished episodes; ``ued.scoring.learnability``, -inf when none finished) and ke
 ``round(buffer_fraction * num_envs)`` envs uniformly (with replacement) from the buffer and
 the rest fresh from the generator; the student trains on all of them.
 
-The refresh runs inside the jitted step behind a ``lax.cond`` on the update counter, so it
-costs nothing on other steps. (Under ``vmap`` over seeds a ``lax.cond`` with a batched
-predicate runs both branches, i.e. the refresh every step.) Its environment steps,
-``N * R``, are reported as ``env_steps/curriculum_eval`` on refresh steps (0 otherwise); the
-run's own env-step count covers the training rollouts only.
+The refresh runs inside the jitted step behind a ``lax.cond`` on the update count, so it
+costs nothing on other steps. The count is the step's ``Schedule.update``, which the seeds
+of a run share unbatched (``ued.schedule``): with vmapped seeds the refresh is still a real
+branch, run on every L-th update only (a per-seed copy of the count would make the predicate
+batched, and the refresh would run on every update). Its environment steps, ``N * R``, are
+reported as ``env_steps/curriculum_eval`` on refresh steps (0 otherwise), exactly the steps
+that ran; the run's own env-step count covers the training rollouts only.
 
 Groups: ``buffer`` (the first ``round(buffer_fraction * num_envs)`` envs, whose
 ``Plan.buffer_idx`` is their buffer slot) and ``fresh`` (the rest, -1).
@@ -56,7 +58,7 @@ class SFLState:
     level_stats: dict  # name -> () float32 mean level metric over the buffer
     sampled_learnability: chex.Array  # () float32 mean finite learnability of the last refresh
     refreshed: chex.Array  # () bool, the current step refreshed the buffer
-    count: chex.Array  # () int32 steps taken
+    count: chex.Array  # () int32 steps taken (the refresh reads the schedule's count)
 
 
 def top_k(scores: chex.Array, k: int) -> chex.Array:
@@ -107,9 +109,11 @@ class SFL:
             count=jnp.zeros((), jnp.int32),
         )
 
-    def propose(self, key, cstate: SFLState, student):
+    def propose(self, key, cstate: SFLState, student, schedule=None):
         refresh_key, key = jax.random.split(key)
-        due = cstate.count % self.options.refresh_every == 0
+        # The shared, unbatched update count when there is a schedule (the same value).
+        count = cstate.count if schedule is None else schedule.update
+        due = count % self.options.refresh_every == 0
         cstate = jax.lax.cond(
             due, lambda c: self.refresh(refresh_key, c, student.params), lambda c: c, cstate
         )

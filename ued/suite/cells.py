@@ -164,10 +164,14 @@ def make_cells(suite: Suite, out: str | Path) -> list[Cell]:
 
 
 def _overrides(suite: Suite, exp: ExperimentSpec, first: int, count: int, directory: Path):
+    # Every cell draws its shared decisions (ued.schedule) from the suite's first seed, so a
+    # seed's result does not depend on how the seeds are grouped into cells
+    # (seeds_per_run) or on how a cell runs them (run.seed_mode).
     return (
         *suite.overrides,
         *exp.overrides,
         f"run.seed={first}",
+        f"run.schedule_seed={suite.first_seed}",
         f"run.num_seeds={count}",
         f"run.dir={directory}",
     )
@@ -248,6 +252,8 @@ def run_cell(cell: Cell, verbose: bool = True) -> dict[str, Any]:
             "student_updates": done,
             "wall_seconds": sum(a["seconds"] for a in attempts),
             "compile_seconds": result.get("compile_seconds"),
+            # How the cell's seeds ran (run.seed_mode, resolved: vmap or sequential), or None.
+            "seed_mode": result.get("seed_mode"),
             "attempts": attempts,
         }
         write_atomic(cell.directory / CELL_FILE, json.dumps(record, indent=1))
@@ -268,6 +274,20 @@ def run_cell(cell: Cell, verbose: bool = True) -> dict[str, Any]:
                 flush=True,
             )
     return {**record, "action": "resumed" if first_resume else "trained"}
+
+
+def run_cells(cells: list[Cell], verbose: bool = True) -> tuple[str, list[dict]]:
+    """Runs the cells in order until one is interrupted; returns the suite's status
+    (``finished`` or ``interrupted``) and each visited cell's record with its ``action``."""
+    done = []
+    for cell in cells:
+        record = run_cell(cell, verbose)
+        done.append({"cell": cell.name, **record})
+        if verbose and record["action"] == "skipped":
+            print(f"[suite] {cell.name}: finished before, skipped", flush=True)
+        if record["status"] != "finished":
+            return "interrupted", done
+    return "finished", done
 
 
 def env_steps_by_kind(rows: list[dict], seeds: list[int]) -> dict[str, float]:
