@@ -380,3 +380,18 @@ def test_shipped_suites_load(tmp_path):
         suite = suite_spec.load(path)
         cells = make_cells(suite, tmp_path / path.stem)
         assert cells and all(s.group in suite_spec.GROUPS for s in suite.evaluation.sets), path
+
+
+def test_committed_training_survives_new_options_at_their_defaults(tmp_path):
+    from ued.suite.cells import same_training
+
+    suite = suite_spec.load(write_suite(tmp_path))
+    current = make_cells(suite, tmp_path / "o")[0].train_config()
+    assert current["ppo.lr"] == 1e-4 and current["suite.seeds"] == [0, 1]
+    assert "run.dir" not in current and not any(k.startswith("eval.") for k in current)
+    older = {k: v for k, v in current.items() if k != "ppo.anneal_lr"}  # before an option
+    assert same_training(older, current)  # added since, at its default
+    assert not same_training(older, {**current, "ppo.anneal_lr": True})  # added, not default
+    assert not same_training({**current, "ppo.lr": 3e-4}, current)  # changed
+    assert same_training({**current, "ppo.retired_option": 1}, current)  # removed since
+    assert not same_training({**current, "suite.seeds": [0]}, current)
