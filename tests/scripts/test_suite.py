@@ -248,8 +248,9 @@ def test_a_new_machine_trains_nothing_and_evaluates_only_a_new_set(suite_run, tm
     )
     # A set added to the suite: the checkpoints are on the first machine only, so there it is
     # evaluated from them; the old sets' results are kept as they were.
-    extra = {"name": "short", "kind": "named", "group": "out_of_distribution",
-             "env": {"max_steps": 3}}  # fmt: skip
+    (folder / "annotated.txt").write_text("; horizon: 3\nA....G\n\n; horizon: 5\nG..A\n")
+    extra = {"name": "short", "kind": "file", "path": "annotated.txt",
+             "group": "out_of_distribution", "env": {"max_steps": "annotated"}}  # fmt: skip
     evaluation = {**SUITE["evaluation"], "sets": [*SUITE["evaluation"]["sets"], extra]}
     grown = suite_spec.load(write_suite(folder, evaluation=evaluation))
     try:
@@ -260,7 +261,9 @@ def test_a_new_machine_trains_nothing_and_evaluates_only_a_new_set(suite_run, tm
     committed = json.loads((results / "cells/dr/seeds0-1.json").read_text())
     first = json.loads(suite_run["dr_result_before"])
     assert committed["sets"]["named"] == first["sets"]["named"]
-    assert committed["sets"]["short"]["max_steps"] == 3
+    short = committed["sets"]["short"]  # each level at its own annotated horizon
+    assert short["max_steps"] == "annotated" and short["horizons"] == [3, 5]
+    assert max(short["seeds"][0]["mean_length"]) <= 5 and short["seeds"][0]["mean_length"][0] <= 3
     assert third["results"]["sets"]["short"]["group"] == "out_of_distribution"
 
 
@@ -377,3 +380,18 @@ def test_shipped_suites_load(tmp_path):
         suite = suite_spec.load(path)
         cells = make_cells(suite, tmp_path / path.stem)
         assert cells and all(s.group in suite_spec.GROUPS for s in suite.evaluation.sets), path
+
+
+def test_committed_training_survives_new_options_at_their_defaults(tmp_path):
+    from ued.suite.cells import same_training
+
+    suite = suite_spec.load(write_suite(tmp_path))
+    current = make_cells(suite, tmp_path / "o")[0].train_config()
+    assert current["ppo.lr"] == 1e-4 and current["suite.seeds"] == [0, 1]
+    assert "run.dir" not in current and not any(k.startswith("eval.") for k in current)
+    older = {k: v for k, v in current.items() if k != "ppo.anneal_lr"}  # before an option
+    assert same_training(older, current)  # added since, at its default
+    assert not same_training(older, {**current, "ppo.anneal_lr": True})  # added, not default
+    assert not same_training({**current, "ppo.lr": 3e-4}, current)  # changed
+    assert same_training({**current, "ppo.retired_option": 1}, current)  # removed since
+    assert not same_training({**current, "suite.seeds": [0]}, current)

@@ -116,15 +116,15 @@ def run_suite(
     for cell in cells:
         if only and cell.label not in only:
             continue
-        key = cell.train_key()
+        train_config = cell.train_config()
         previous = cell_results.load(results_dir, cell)
-        missing = cell_results.missing_sets(suite, cell, previous, key)
+        missing = cell_results.missing_sets(suite, cell, previous, train_config)
         if not missing:
             visited.append({"cell": cell.name, "action": "committed", "status": "finished"})
             if verbose:
                 print(f"[suite] {cell.name}: result committed before, skipped", flush=True)
             continue
-        same_training = previous is not None and previous.get("train_key") == key
+        same_training = cell_results.trained_as(previous, train_config)
         if same_training and cell.status() == "finished" and cell.checkpoints():
             record = {**cell.record(), "action": "evaluated"}
         else:
@@ -137,12 +137,12 @@ def run_suite(
         if record["status"] != "finished":
             return {"status": "interrupted", "cells": visited, "results": None, "files": []}
         evaluated = evaluate_checkpoint(suite, cell, missing, verbose)
-        cell_results.write(suite, cell, results_dir, key, evaluated, previous)
+        cell_results.write(suite, cell, results_dir, train_config, evaluated, previous)
         if verbose:
             print(f"[suite] {cell.name}: wrote {cell_results.path(results_dir, cell)}", flush=True)
     committed = [cell_results.load(results_dir, c) for c in cells]
     complete = all(
-        r is not None and not cell_results.missing_sets(suite, c, r, c.train_key())
+        r is not None and not cell_results.missing_sets(suite, c, r, c.train_config())
         for c, r in zip(cells, committed, strict=True)
     )
     if not complete:

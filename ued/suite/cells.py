@@ -11,7 +11,8 @@ SIGINT/SIGTERM during a cell lets ``ued.train`` checkpoint it, and the suite sto
 Run folders are caches: the artefact is each cell's evaluated result, which the suite writes
 to ``RESULTS/cells/<label>/seeds<first>-<last>.json`` (``ued.suite.results``) as soon as the
 cell is trained and evaluated; a cell whose committed result matches its training config
-(``Cell.train_key``) is done and is neither trained nor evaluated again.
+(``Cell.train_config``, ``same_training``) is done and is neither trained nor evaluated
+again.
 
 Budgets: ``env_steps`` per seed (``run.total_env_steps``), or ``student_updates`` per seed,
 the student's gradient updates (dcd budgets ACCEL so; curricula that skip the gradient on
@@ -45,7 +46,40 @@ MAX_BUDGET_ROUNDS = 8  # training rounds a student_updates cell may take to reac
 # run.* keys that do not change what is trained (where it is written, how often, how shown).
 UNTRAINED_RUN_KEYS = ("dir", "resume", "overwrite", "progress", "checkpoint_every",
                       "keep_checkpoints", "chunk_updates", "devices", "compile_cache",
-                      "loggers", "total_env_steps")  # fmt: skip
+                      "loggers", "total_env_steps", "seed_mode")  # fmt: skip
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict) or not data:
+        return {prefix: data} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_digest(train_config: dict[str, Any]) -> str:
+    text = json.dumps(train_config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def same_training(committed: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether a committed ``train_config`` trains what ``current`` does. Keys in both must
+    agree; a key only in ``current`` (an option added to ued since) must hold its default,
+    so that a new option leaves committed results valid; a key only in ``committed`` (an
+    option since removed) is ignored. Code changes are not tracked: a result is what the
+    code of its commit trained."""
+    defaults = _flatten(json.loads(json.dumps(to_dict(Config()), default=str)))
+    for key in committed.keys() | current.keys():
+        if key in committed and key in current:
+            if committed[key] != current[key]:
+                return False
+        elif key in current and current[key] != defaults.get(key, _NO_DEFAULT):
+            return False
+    return True
+
+
+_NO_DEFAULT = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,15 +126,21 @@ class Cell:
             raise ConfigError(f"experiment {self.label}: {err}") from None
         return self.budget_value * cfg.steps_per_update
 
-    def train_key(self) -> str:
-        """A digest of what this cell trains: the resolved config (less where and how it is
-        written, and the evaluation done while training), its seeds and its budget. A
-        committed result with another key is stale."""
+    def train_config(self) -> dict[str, Any]:
+        """What this cell trains, as flat ``{dotted key: value}``: the resolved config (less
+        where and how it is written, and the evaluation done while training), its seeds and
+        its budget. A committed result trained otherwise is stale (``same_training``)."""
         data = to_dict(self.config())
         data["run"] = {k: v for k, v in data["run"].items() if k not in UNTRAINED_RUN_KEYS}
         data.pop("eval", None)
-        text = json.dumps([data, self.seeds, self.budget], sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        flat = _flatten(data)
+        flat["suite.seeds"] = self.seeds
+        flat["suite.budget"] = self.budget
+        return json.loads(json.dumps(flat, default=str))  # as a committed file reads back
+
+    def train_key(self) -> str:
+        """A short digest of ``train_config``, for display."""
+        return config_digest(self.train_config())
 
     def record(self) -> dict[str, Any]:
         path = self.directory / CELL_FILE

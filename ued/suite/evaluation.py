@@ -146,10 +146,13 @@ def evaluate_checkpoint(
             horizons,
             [(env_for(o, spec.name)[0], idx) for o, idx in groups],
         )
-    largest = max(len(idx) for *_, groups in plans.values() for _, idx in groups)
-    batch = max(1, min(1024 // episodes, largest))  # one batch size: one compilation per env
     evaluators = {}
     for text, (env, env_params) in envs.items():
+        # One batch size per env (one compilation each): its largest set, at most 1024 episodes.
+        sizes = [len(idx) for *_, groups in plans.values() for t, idx in groups if t == text]
+        if not sizes:
+            continue  # an env only used to load levels (annotated horizons)
+        batch = max(1, min(1024 // episodes, max(sizes)))
         max_steps = env.max_episode_steps(env_params)
         evaluators[text] = LevelEvaluator(env, env_params, exp.network, episodes, max_steps, batch)
     out = {}

@@ -2,15 +2,17 @@
 seeds<a>-<b>.json`` (``RESULTS`` is ``docs/results/<suite>`` by default).
 
 A cell result holds everything the report needs, so that a suite can be finished on another
-machine and recomputed from the repository alone: the cell's ``train_key`` (a digest of its
-training config, seeds and budget; ``Cell.train_key``), its record (wall seconds and machine
+machine and recomputed from the repository alone: the cell's ``train_config`` (its resolved
+training config, seeds and budget, flat; ``Cell.train_config``) and its digest
+``train_key``, its record (wall seconds and machine
 of every training attempt, updates, env steps by kind and student gradient updates per
 seed), its training curves, and per set the per-seed, per-level solve rates, returns,
 lengths and the second play's solve rates, with that set's ``eval_key``.
 
-A cell whose committed result has its ``train_key`` and every set's ``eval_key`` is done:
-the suite neither trains nor evaluates it. With the same ``train_key`` but a new or changed
-set, only that set is evaluated, from the run folder's checkpoint when it is there (else the
+A cell whose committed result was trained as the cell is (``cells.same_training``: options
+added to ued since, at their defaults, do not count) and has every set's ``eval_key`` is
+done: the suite neither trains nor evaluates it. With the same training but a new or
+changed set, only that set is evaluated, from the run folder's checkpoint when it is there (else the
 cell is trained again). Commit the files as they appear; run folders are caches.
 """
 
@@ -21,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ued.suite.cells import Cell, env_steps_per_seed, read_metrics
+from ued.suite.cells import Cell, config_digest, env_steps_per_seed, read_metrics, same_training
 from ued.suite.evaluation import curves, eval_key, write_json
 from ued.suite.spec import Suite
 
@@ -37,10 +39,22 @@ def load(results_dir: Path, cell: Cell) -> dict[str, Any] | None:
         return None
 
 
-def missing_sets(suite: Suite, cell: Cell, result: dict[str, Any] | None, train_key: str):
-    """The suite's sets this committed ``result`` lacks (all of them when it is for
-    another training config, or absent)."""
-    if not result or result.get("train_key") != train_key:
+def trained_as(result: dict[str, Any] | None, train_config: dict[str, Any]) -> bool:
+    """Whether a committed ``result`` was trained with ``train_config`` (see the module
+    docstring)."""
+    if not result:
+        return False
+    if "train_config" not in result:
+        return result.get("train_key") == config_digest(train_config)
+    return same_training(result["train_config"], train_config)
+
+
+def missing_sets(
+    suite: Suite, cell: Cell, result: dict[str, Any] | None, train_config: dict[str, Any]
+):
+    """The suite's sets this committed ``result`` lacks (all of them when it was trained
+    otherwise, or is absent)."""
+    if not trained_as(result, train_config):
         return list(suite.evaluation.sets)
     have = result.get("sets", {})
     return [
@@ -53,9 +67,9 @@ def missing_sets(suite: Suite, cell: Cell, result: dict[str, Any] | None, train_
 def status(suite: Suite, cell: Cell, results_dir: Path) -> str:
     """``committed`` (a result for every set), ``partial`` (a result, some sets missing),
     or the run folder's status (``finished``, ``resumable``, ``new``)."""
-    result = load(results_dir, cell)
-    if result and result.get("train_key") == cell.train_key():
-        return "partial" if missing_sets(suite, cell, result, cell.train_key()) else "committed"
+    result, train_config = load(results_dir, cell), cell.train_config()
+    if trained_as(result, train_config):
+        return "partial" if missing_sets(suite, cell, result, train_config) else "committed"
     return cell.status()
 
 
@@ -63,16 +77,15 @@ def write(
     suite: Suite,
     cell: Cell,
     results_dir: Path,
-    train_key: str,
+    train_config: dict[str, Any],
     evaluated: dict[str, Any],
     previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Writes the cell's result: its record and curves from the run folder, the sets just
-    ``evaluated`` and those of ``previous`` (a result of the same ``train_key``) still
-    wanted."""
+    ``evaluated`` and those of ``previous`` (a result of the same training) still wanted."""
     record = cell.record()
     keep = {}
-    if previous and previous.get("train_key") == train_key:
+    if trained_as(previous, train_config):
         wanted = {s.name for s in suite.evaluation.sets}
         keep = {k: v for k, v in previous.get("sets", {}).items() if k in wanted}
     rows = read_metrics(cell)
@@ -80,7 +93,8 @@ def write(
         "suite": suite.name,
         "label": cell.label,
         "seeds": cell.seeds,
-        "train_key": train_key,
+        "train_key": config_digest(train_config),
+        "train_config": train_config,
         "config": _relative(cell.config_path),
         "overrides": [o for o in cell.overrides if not o.startswith("run.dir=")],
         "budget": cell.budget,

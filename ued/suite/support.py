@@ -125,14 +125,19 @@ def producible(cfg, levels) -> dict[str, Any] | None:
         return {"levels": None, "of": count, "how": f"curriculum {name}: not analysed"}
     if test is None:
         return {"levels": None, "of": count, "how": f"{how}: not analysed"}
-    ok = 0
+    ok, too_big = 0, 0
     for i in range(count):
         width, height = int(lv["width"][i]), int(lv["height"][i])
         if max(width, height) > n:
+            too_big += 1
             continue
         walls = np.ones((n, n), bool)  # the training grid, padding as walls
         area = lv["wall_map"][i][:height, :width]
         walls[:height, :width] = area
         used = _used_area(walls, n, n)
         ok += bool(test(walls, used))
+    if too_big == count:
+        how = f"larger than the {n}x{n} training grid"
+    elif too_big:
+        how = f"{how}; {too_big} larger than the {n}x{n} training grid"
     return {"levels": ok, "of": count, "how": how}

@@ -1,0 +1,44 @@
+"""Which levels a curriculum's training can produce at all (``ued.suite.support``): known
+answers on the maze, by wall count and size in the training grid."""
+
+import jax
+
+from envs.maze import family
+from envs.maze.env import Maze
+from envs.maze.named import perfect_maze_text
+from ued import config as config_lib
+from ued.suite.support import producible
+
+SMALL = {"env": {"options": {"max_size": 9}, "generator_options": {"num_walls": 12}}}
+
+
+def cfg(curriculum, **env):
+    data = config_lib._merge(SMALL, {"curriculum": curriculum, "env": env})
+    return config_lib.from_dict(data)
+
+
+def levels(texts, size=9):
+    env = Maze(max_size=size)
+    return family.stack([family.level_from_text(env, t) for t in texts])
+
+
+def test_support_by_walls_and_size():
+    perfect = perfect_maze_text(9, 21)  # 32 walls
+    twelve = "\n".join(["#" * 9, "#" * 3 + "." * 6] + [">" + "." * 7 + "G"] + ["." * 9] * 6)
+    batch = levels([perfect, twelve])
+    assert int(family.level_metrics(Maze(max_size=9), jax.tree.map(lambda x: x[1], batch))[
+        "num_walls"]) == 12  # fmt: skip
+    dr = producible(cfg({"name": "dr"}), batch)
+    assert (dr["levels"], dr["of"], dr["how"]) == (1, 2, "12 walls")
+    accel = cfg({"name": "accel", "options": {"editors": {"set_cell": 1.0}}})
+    assert producible(accel, batch)["levels"] == 2
+    only_goal = cfg({"name": "accel", "options": {"editors": {"move_goal": 1.0}}})
+    assert producible(only_goal, batch)["levels"] == 1  # its starts: the generator's
+    paired = cfg({"name": "paired", "options": {"builder": {"num_walls": 29}}})
+    assert producible(paired, batch)["levels"] == 1  # 32 walls are too many
+    assert producible(cfg({"name": "programs"}), batch)["levels"] == 2
+    perfect_dr = cfg({"name": "dr"}, generator="perfect_maze", generator_options={})
+    assert producible(perfect_dr, batch)["levels"] == 1
+    big = levels([perfect_maze_text(13, 1)], size=13)
+    out = producible(accel, big)
+    assert out["levels"] == 0 and out["how"] == "larger than the 9x9 training grid"
