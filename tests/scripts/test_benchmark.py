@@ -109,7 +109,9 @@ def test_end_to_end_tiny_run_writes_jsonl(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    train, env = lines
+    by_kind = {line["kind"]: line for line in lines}
+    assert sorted(by_kind) == ["env", "seed_scaling", "train"], [ln["kind"] for ln in lines]
+    train, env = by_kind["train"], by_kind["env"]
     assert train["kind"] == "train" and train["curriculum"] == "dr"
     result = train["result"]
     assert "error" not in result, result

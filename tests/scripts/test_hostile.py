@@ -115,9 +115,10 @@ def test_benchmark_failed_measurement_exits_nonzero_with_its_message(tmp_path, c
     argv = ["--curricula", "dr", "--env-envs", "none", "--timeout", "0.01"]
     assert load_script("benchmark").main([*argv, "--output", str(tmp_path / "b.jsonl")]) == 1
     err = capsys.readouterr().err
-    assert "error: {'curriculum': 'dr'" in err and "timed out after 0s" in err
-    record = json.loads((tmp_path / "b.jsonl").read_text())
-    assert record["result"] == {"error": "timed out after 0s"}
+    assert "error: this {'curriculum': 'dr'" in err and "timed out after 0s" in err
+    records = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    (train,) = [r for r in records if r["kind"] == "train"]
+    assert train["result"] == {"error": "timed out after 0s"}
 
 
 @pytest.mark.parametrize(
