@@ -24,7 +24,8 @@ per configuration) and prints one JSON line to ``--output``:
 - ``env``: env-only steps per second, random actions, jitted, vmapped, auto-replay, per batch.
 
 Exit codes: 0 every measurement done; 1 some measurement failed (its whole message is
-printed); 2 bad arguments or config.
+printed); 2 bad arguments or config (or an ``--output`` that cannot be appended to); 130
+interrupted (Ctrl-C; the measurements done are in ``--output``).
 
 Sweeps (comma-separated lists; the product is measured): ``--curricula dr,plr,robust_plr,accel``
 (default: every registered curriculum; an entry ending in ``.yaml`` is an experiment file used
@@ -44,8 +45,10 @@ Example (the standard maze, all curricula, 5 timed steps each):
 from __future__ import annotations
 
 import argparse
+import errno
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -234,8 +237,10 @@ def main(argv: list[str]) -> int:
     if rest and not rest[0].startswith("-"):
         experiment = rest.pop(0)
     args = parser.parse_args(rest)
-    if args.updates < 1 or args.warmup < 0 or args.env_steps < 1 or args.timeout <= 0:
-        parser.error("--updates, --env-steps and --timeout must be >= 1 and --warmup >= 0")
+    if args.updates < 1 or args.warmup < 0 or args.env_steps < 1:
+        parser.error("--updates and --env-steps must be >= 1 and --warmup >= 0")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        parser.error(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     from ued import config as config_lib
 
     try:
@@ -244,7 +249,36 @@ def main(argv: list[str]) -> int:
     except (config_lib.ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = open(args.output, "a") if args.output else None  # noqa: SIM115
+    try:
+        out = open_log(args.output) if args.output else None
+    except OSError as err:
+        why = "a FIFO nobody reads" if err.errno == errno.ENXIO else err.strerror or err
+        print(f"error: --output {args.output}: {why}", file=sys.stderr)
+        return 2
+    try:
+        return measure_all(args, specs, env_batches, experiment, positional, out)
+    except KeyboardInterrupt:
+        print("[bench] interrupted; the measurements done are in --output", file=sys.stderr)
+        return 130
+    except OSError as err:  # --output filled up or went away
+        print(f"error: --output {args.output}: cannot write ({err.strerror or err})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    finally:
+        if out:
+            out.close()
+
+
+def open_log(path: str):
+    """``--output`` opened for appending before anything is measured: a folder, or a FIFO
+    nobody reads (which would block), is an OSError now rather than after an hour."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o644)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a")
+
+
+def measure_all(args, specs, env_batches, experiment, positional, out) -> int:
     rows, failed_env = [], []
 
     def emit(record: dict) -> None:
@@ -279,8 +313,6 @@ def main(argv: list[str]) -> int:
             failed_env.append((n, result["error"]))
         sps = result.get("env_sps")
         print(f"env only, {n} envs: {fmt(sps)} steps/s {result.get('error', '')}", flush=True)
-    if out:
-        out.close()
     print_table(rows)
     # A failed measurement is a failure of the command, with its whole message.
     failed = [r["summary"] for r in rows if "error" in r["result"]] + failed_env

@@ -28,21 +28,16 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-
-from envs.core import MAX_FILE_LEVELS
-from ued.checkpoint import CheckpointError, load_trained
-from ued.config import ConfigError, call_with_options
-from ued.eval_setup import eval_env, is_set_name, load_level_sets
-from ued.evaluate import (
-    INDEPENDENT,
-    LevelEvaluator,
-    format_table,
-    random_levels,
-    seeds_result,
-    solvable_check,
-)
-from ued.parallel import per_seed
+# The arguments are parsed before JAX is imported (``--help`` and a bad argument answer at
+# once); these bounds are checked there.
+MAX_FILE_LEVELS = 100_000  # envs.core.MAX_FILE_LEVELS, the default of --max-levels
+BOUNDS = {  # option -> largest value
+    "episodes": 10_000,  # episodes per level run at once: memory grows with them
+    "max_steps": 100_000,
+    "batch_envs": 65_536,
+    "max_levels": 1_000_000,
+    "seed": 2**31 - 1,
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -72,11 +67,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name, high in BOUNDS.items():
+        value = getattr(args, name)
+        if value is not None and not (0 if name == "seed" else 1) <= value <= high:
+            low = 0 if name == "seed" else 1
+            parser.error(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {value}")
     return args
 
 
 def level_sets(exp, args, env=None) -> dict[str, tuple[list[str] | None, object]]:
     """Set name -> (level names or None, batched levels), on ``env`` (default the run's)."""
+    import jax
+
+    from ued.config import ConfigError, call_with_options
+    from ued.eval_setup import is_set_name, load_level_sets
+    from ued.evaluate import random_levels, solvable_check
+
     env = env or exp.env
     sets = {}
     if not args.no_named:
@@ -113,8 +119,27 @@ def level_sets(exp, args, env=None) -> dict[str, tuple[list[str] | None, object]
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    from ued.safe_io import FileRefused, check_output, write_atomic
+
+    try:
+        if args.output:  # refused before anything is loaded or evaluated
+            check_output(args.output, "-o")
+    except FileRefused as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    import jax
+
+    from ued.checkpoint import CheckpointError, load_trained
+    from ued.config import ConfigError
+    from ued.eval_setup import eval_env
+    from ued.evaluate import INDEPENDENT, LevelEvaluator, format_table, seeds_result
+    from ued.parallel import per_seed
+
     try:
         exp, state, snapshot = load_trained(args.checkpoint or args.run)
+        output = Path(args.output) if args.output else snapshot.path.parent.parent / "eval.json"
+        check_output(output, "-o" if args.output else "the evaluation file")
         env, env_params = eval_env(exp, max_steps=args.max_steps, max_size=args.max_size)
         sets = level_sets(exp, args, env)
     except (CheckpointError, ConfigError, ValueError, OSError) as err:
@@ -151,8 +176,6 @@ def main(argv: list[str]) -> int:
         f"level{seeds}"
     )
     print(format_table(results))
-    run_dir = snapshot.path.parent.parent  # OUT/checkpoints/<updates> -> OUT
-    output = Path(args.output) if args.output else run_dir / "eval.json"
     report = {
         "checkpoint": str(snapshot.path),
         "updates": snapshot.step,
@@ -164,8 +187,13 @@ def main(argv: list[str]) -> int:
         "seconds": seconds,
         "sets": results,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=1))
+    try:
+        write_atomic(
+            output, json.dumps(report, indent=1), "-o" if args.output else "the evaluation file"
+        )
+    except FileRefused as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"[ued] wrote {output} in {seconds:.1f}s of evaluation")
     return 0
 

@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from ued.config import ConfigError
+from ued.run_dir import check_writable_dir
 from ued.suite import format_plan, load, make_cells, plan, run_suite
 
 BENCHMARK = Path(__file__).resolve().parent / "benchmark.py"
@@ -91,6 +92,7 @@ def main(argv: list[str]) -> int:
     try:
         suite = load(args.suite)
         out = args.out or Path("results") / suite.name
+        check_writable_dir(out, "--out")
         cells = make_cells(suite, out)
     except (ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
