@@ -26,6 +26,7 @@ import dataclasses
 import importlib
 import numbers
 import pkgutil
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -164,7 +165,8 @@ class Environment:
 
 
 MAX_FILE_LEVELS = 100_000  # levels one file may hold (raise with --max-levels)
-MAX_FILE_BYTES = 64 * 2**20  # checked before a level file is read
+MAX_FILE_BYTES = 64 * 2**20  # bytes of a level file read at most
+MAX_LEVEL_BYTES = 2**20  # bytes of one level's text in a file (a 128x128 maze is 16.5 KB)
 
 
 class EditSpec(NamedTuple):
@@ -203,6 +205,11 @@ class Family:
         programs: optional ``env -> envs.programs.ProgramSpace``, the family's generator as
             a program with parameters (the ``programs`` curriculum searches it); None when
             the family declares none.
+        levels_from_rows: optional fast path of level files: ``(env, blocks) -> Level``, the
+            levels (batched, host numpy arrays) of many levels' text rows at once, exactly
+            as ``level_from_text`` of each block's rows joined by newlines would give; or
+            None when any block is not plainly well formed, and the blocks are then parsed
+            one by one with ``level_from_text`` (whose message names the problem).
 
     Provided for every family: ``stack``, ``unstack``, ``levels_from_text``,
     ``levels_to_text`` and ``levels_from_file`` (several levels separated by blank lines;
@@ -225,6 +232,7 @@ class Family:
         default_factory=dict
     )
     programs: Callable[[Environment], Any] | None = None
+    levels_from_rows: Callable[[Environment, Sequence[Sequence[str]]], Level | None] | None = None
 
     @staticmethod
     def stack(levels: Sequence[Level]) -> Level:
@@ -260,51 +268,46 @@ class Family:
         self, env: Environment, path: str | Path, max_levels: int = MAX_FILE_LEVELS
     ) -> Level:
         """A text file of levels separated by blank lines as one batched level of host
-        (numpy) arrays, read as a stream: a file over ``MAX_FILE_BYTES`` is refused before
-        it is read, and reading stops at the first level past ``max_levels``. A progress bar
-        shows for large files.
+        (numpy) arrays, read as a stream in linear time: only a regular file is read (a
+        device, FIFO or folder is refused), at most ``MAX_FILE_BYTES`` of it whatever size it
+        claims, one level at most ``MAX_LEVEL_BYTES``, and reading stops at the first level
+        past ``max_levels``. A progress bar shows for large files.
 
         Raises:
             ValueError: naming the file, and the level that failed or the limit.
         """
         from tqdm import tqdm  # only file reading needs it
 
+        from ued.safe_io import FileRefused, iter_lines, open_capped
+
         path = Path(path)
-        if path.is_dir():
-            raise ValueError(f"{path} is a folder, not a level file")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ValueError(
-                f"{path}: {size / 2**20:.0f} MiB is over the {MAX_FILE_BYTES // 2**20} MiB "
-                "limit for a level file; split it"
-            )
-        batches, batch, count = [], [], 0
+        stream, size = open_capped(path, MAX_FILE_BYTES, "level file", hint="; split it")
+        batches, blocks, count = [], [], 0
         bar = tqdm(total=size, unit="B", unit_scale=True, disable=size < 2**20, desc=path.name)
 
-        def lines(f):
-            for text in f:
-                bar.update(len(text))
-                yield text
-
         try:
-            with path.open(encoding="utf-8") as f, bar:
-                for count, block in enumerate(_blocks(lines(f)), start=1):
-                    if count > max_levels:
+            with stream, bar:
+                for count, block in enumerate(_blocks(iter_lines(stream, path, bar.update)), 1):
+                    if count > max_levels:  # the levels before it are checked first
+                        if blocks:
+                            self._parse_many(env, count - len(blocks), blocks)
                         raise ValueError(
                             f"more than {max_levels} levels (the limit; --max-levels raises it)"
                         )
-                    batch.append(jax.device_get(self._parse(env, count, *block)))
-                    if len(batch) == 1024:  # stack as we go: no object per level is kept
-                        batches.append(jax.tree.map(lambda *xs: np.stack(xs), *batch))
-                        batch = []
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}: not a text file (not UTF-8)") from None
+                    blocks.append(block)
+                    if len(blocks) == 1024:  # parse and stack as we go: no object per level
+                        batches.append(self._parse_many(env, count - len(blocks) + 1, blocks))
+                        blocks = []
+                if blocks:
+                    batches.append(self._parse_many(env, count - len(blocks) + 1, blocks))
+        except FileRefused:  # names the file already
+            raise
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
+        except OSError as err:
+            raise ValueError(f"{path}: cannot read it ({err.strerror or err})") from None
         if not count:
             raise ValueError(f"{path}: no levels in the file")
-        if batch:
-            batches.append(jax.tree.map(lambda *xs: np.stack(xs), *batch))
         return jax.tree.map(lambda *xs: np.concatenate(xs), *batches)
 
     def levels_from_file(
@@ -313,29 +316,60 @@ class Family:
         """``read_levels`` as a list of single levels."""
         return self.unstack(self.read_levels(env, path, max_levels))
 
+    def _parse_many(self, env: Environment, number: int, blocks: list) -> Level:
+        """Levels ``number, number + 1, ...`` of a file from their ``(first line, rows)``, as
+        one batched level of numpy arrays: the family's ``levels_from_rows`` when it has one
+        and the rows are well formed, else one ``level_from_text`` per level."""
+        if self.levels_from_rows is not None:
+            levels = self.levels_from_rows(env, [rows for _, rows in blocks])
+            if levels is not None:
+                return levels
+        parsed = [self._parse(env, number + i, *block) for i, block in enumerate(blocks)]
+        return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *parsed)
+
     def _parse(self, env: Environment, number: int, first: int, rows: list[str]) -> Level:
-        # Blank lines ahead of the rows keep the file's line numbers in the parser's errors.
+        # The family parses the level's own rows (line numbers from 1); its message is then
+        # given the file's line numbers. (Prefixing blank lines instead would make reading a
+        # file quadratic in its length.)
         try:
-            return self.level_from_text(env, "\n" * first + "\n".join(rows))
+            return self.level_from_text(env, "\n".join(rows))
         except ValueError as err:
-            raise ValueError(f"level {number} (starting on line {first + 1}): {err}") from err
+            message = _LINE.sub(lambda m: _shift(m, first), str(err))
+            raise ValueError(f"level {number} (starting on line {first + 1}): {message}") from err
+
+
+# "line 3", "lines 2-5" in a family's message about one level's text.
+_LINE = re.compile(r"\b(lines?) (\d+)(?:-(\d+))?")
+
+
+def _shift(match: re.Match, by: int) -> str:
+    word, a, b = match.group(1), int(match.group(2)) + by, match.group(3)
+    return f"{word} {a}" + (f"-{int(b) + by}" if b is not None else "")
 
 
 COMMENT = ";"  # a line starting with it is a comment, and ends the level above it
 
 
 def _blocks(lines: str | Iterable[str]) -> Iterator[tuple[int, list[str]]]:
-    """``(0-based first line, rows)`` of each run of non-blank, non-comment lines."""
+    """``(0-based first line, rows)`` of each run of non-blank, non-comment lines; a run of
+    more than ``MAX_LEVEL_BYTES`` is a ValueError (no level is that large)."""
     if isinstance(lines, str):
         lines = lines.splitlines()
     rows: list[str] = []
-    first = 0
+    first = size = 0
     for i, line in enumerate(lines):
-        line = line.rstrip("\n")
-        if line.strip() and not line.lstrip().startswith(COMMENT):
+        stripped = line.strip()
+        if stripped and stripped[0] != COMMENT:
             if not rows:
-                first = i
-            rows.append(line)
+                first, size = i, 0
+            rows.append(line.rstrip())  # a newline, a Windows "\r", trailing spaces
+            size += len(line) + 1  # with its newline
+            if size > MAX_LEVEL_BYTES:
+                raise ValueError(
+                    f"the level starting on line {first + 1} is over "
+                    f"{MAX_LEVEL_BYTES // 2**20} MiB of text (levels are separated by "
+                    "blank lines)"
+                )
         elif rows:
             yield first, rows
             rows = []

@@ -24,7 +24,8 @@ per configuration) and prints one JSON line to ``--output``:
 - ``env``: env-only steps per second, random actions, jitted, vmapped, auto-replay, per batch.
 
 Exit codes: 0 every measurement done; 1 some measurement failed (its whole message is
-printed); 2 bad arguments or config.
+printed); 2 bad arguments or config (or an ``--output`` that cannot be appended to); 130
+interrupted (Ctrl-C; the measurements done are in ``--output``).
 
 Sweeps (comma-separated lists; the product is measured): ``--curricula dr,plr,robust_plr,accel``
 (default: every registered curriculum; an entry ending in ``.yaml`` is an experiment file used
@@ -61,8 +62,10 @@ Example (the standard maze, all curricula, 5 timed steps each):
 from __future__ import annotations
 
 import argparse
+import errno
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -399,8 +402,10 @@ def main(argv: list[str]) -> int:
     if rest and not rest[0].startswith("-"):
         experiment = rest.pop(0)
     args = parser.parse_args(rest)
-    if args.updates < 1 or args.warmup < 0 or args.env_steps < 1 or args.timeout <= 0:
-        parser.error("--updates, --env-steps and --timeout must be >= 1 and --warmup >= 0")
+    if args.updates < 1 or args.warmup < 0 or args.env_steps < 1:
+        parser.error("--updates and --env-steps must be >= 1 and --warmup >= 0")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        parser.error(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     from ued import config as config_lib
 
     try:
@@ -409,27 +414,52 @@ def main(argv: list[str]) -> int:
     except (config_lib.ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="ued-bench-ref-") as tmp:
-        ref_root = None
-        if args.compare_ref:
+    try:
+        out = open_log(args.output) if args.output else None
+    except OSError as err:
+        why = "a FIFO nobody reads" if err.errno == errno.ENXIO else err.strerror or err
+        print(f"error: --output {args.output}: {why}", file=sys.stderr)
+        return 2
+    try:
+        with tempfile.TemporaryDirectory(prefix="ued-bench-ref-") as tmp:
+            ref_root = None
+            if args.compare_ref:
+                try:
+                    ref_root = ref_checkout(args.compare_ref, Path(tmp) / "ref")
+                except subprocess.CalledProcessError as err:
+                    message = err.stderr.strip()
+                    print(f"error: --compare-ref {args.compare_ref}: {message}", file=sys.stderr)
+                    return 2
             try:
-                ref_root = ref_checkout(args.compare_ref, Path(tmp) / "ref")
-            except subprocess.CalledProcessError as err:
-                message = err.stderr.strip()
-                print(f"error: --compare-ref {args.compare_ref}: {message}", file=sys.stderr)
-                return 2
-        try:
-            return _measure(args, specs, env_batches, experiment, positional, ref_root)
-        finally:
-            if ref_root is not None:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_root)],
-                    capture_output=True,
-                )
+                return _measure(args, specs, env_batches, experiment, positional, ref_root, out)
+            finally:
+                if ref_root is not None:
+                    subprocess.run(
+                        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_root)],
+                        capture_output=True,
+                    )
+    except KeyboardInterrupt:
+        print("[bench] interrupted; the measurements done are in --output", file=sys.stderr)
+        return 130
+    except OSError as err:  # --output filled up or went away
+        print(f"error: --output {args.output}: cannot write ({err.strerror or err})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    finally:
+        if out:
+            out.close()
 
 
-def _measure(args, specs, env_batches, experiment, positional, ref_root) -> int:
-    out = open(args.output, "a") if args.output else None  # noqa: SIM115
+def open_log(path: str):
+    """``--output`` opened for appending before anything is measured: a folder, or a FIFO
+    nobody reads (which would block), is an OSError now rather than after an hour."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o644)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a")
+
+
+def _measure(args, specs, env_batches, experiment, positional, ref_root, out) -> int:
     rows, failed_env, measured_ref = [], [], set()
     load_before = os.getloadavg()[0]
     print(f"[bench] load average (1 min) before: {load_before:.2f}", flush=True)
@@ -484,8 +514,6 @@ def _measure(args, specs, env_batches, experiment, positional, ref_root) -> int:
     print(f"[bench] load average (1 min) before: {load_before:.2f}, after: {load_after:.2f}")
     emit({"kind": "seed_scaling", "rows": scaling, "load_before": load_before,
           "load_after": load_after})  # fmt: skip
-    if out:
-        out.close()
     # A failed measurement is a failure of the command, with its whole message.
     failed = [r["summary"] for r in rows if "error" in r["result"]] + failed_env
     for r in rows:

@@ -35,32 +35,18 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from envs.core import MAX_FILE_LEVELS
-from ued.checkpoint import CheckpointError, load_trained
-from ued.config import ConfigError, call_with_options
-from ued.eval_setup import (
-    ANNOTATED,
-    eval_env,
-    expand,
-    is_set_name,
-    level_horizons,
-    load_level_sets,
-    set_env_options,
-    set_file,
-    split_by_horizon,
-)
-from ued.evaluate import (
-    INDEPENDENT,
-    LevelEvaluator,
-    format_table,
-    random_levels,
-    seeds_result,
-    solvable_check,
-)
-from ued.parallel import per_seed
+# The arguments are parsed before JAX is imported (``--help`` and a bad argument answer at
+# once); these bounds are checked there.
+MAX_FILE_LEVELS = 100_000  # envs.core.MAX_FILE_LEVELS, the default of --max-levels
+BOUNDS = {  # option -> largest value
+    "episodes": 10_000,  # episodes per level run at once: memory grows with them
+    "max_steps": 100_000,
+    "batch_envs": 65_536,
+    "max_levels": 1_000_000,
+    "seed": 2**31 - 1,
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -90,6 +76,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name, high in BOUNDS.items():
+        value = getattr(args, name)
+        if value is not None and not (0 if name == "seed" else 1) <= value <= high:
+            low = 0 if name == "seed" else 1
+            parser.error(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {value}")
     return args
 
 
@@ -101,6 +92,22 @@ def _named(exp, env) -> tuple | None:
 def level_sets(exp, args) -> dict[str, tuple]:
     """Set name -> (level names or None, batched levels, [(env, env_params, level indices
     or None for all)]): each set with the env(s) it is played in (the module docstring)."""
+    import jax
+
+    from ued.config import ConfigError, call_with_options
+    from ued.eval_setup import (
+        ANNOTATED,
+        eval_env,
+        expand,
+        is_set_name,
+        level_horizons,
+        load_level_sets,
+        set_env_options,
+        set_file,
+        split_by_horizon,
+    )
+    from ued.evaluate import random_levels, solvable_check
+
     cache: dict[str, tuple] = {}
 
     def env_for(options: dict):  # one env object per options: one evaluator, one compile
@@ -160,6 +167,10 @@ def level_sets(exp, args) -> dict[str, tuple]:
 
 def evaluate_set(evaluators, key, params, levels, envs, independent: bool):
     """Per-level results of one seed on one set, each part played in its env."""
+    import jax
+
+    from ued.evaluate import INDEPENDENT
+
     n = len(jax.tree.leaves(levels)[0])
     out: dict[str, np.ndarray] = {}
     for env, _, idx in envs:
@@ -178,10 +189,28 @@ def evaluate_set(evaluators, key, params, levels, envs, independent: bool):
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    from ued.safe_io import FileRefused, check_output, write_atomic
+
+    try:
+        if args.output:  # refused before anything is loaded or evaluated
+            check_output(args.output, "-o")
+    except FileRefused as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    import jax
+
+    from ued.checkpoint import CheckpointError, load_trained
+    from ued.config import ConfigError
+    from ued.evaluate import LevelEvaluator, format_table, seeds_result
+    from ued.parallel import per_seed
+
     try:
         exp, state, snapshot = load_trained(args.checkpoint or args.run)
+        output = Path(args.output) if args.output else snapshot.path.parent.parent / "eval.json"
+        check_output(output, "-o" if args.output else "the evaluation file")
         sets = level_sets(exp, args)
-    except (CheckpointError, ConfigError, ValueError, OSError) as err:
+    except (CheckpointError, ConfigError, ValueError, OSError, FileRefused) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not sets:
@@ -222,8 +251,6 @@ def main(argv: list[str]) -> int:
     for name, result in results.items():
         size = f", {result['max_size']}x{result['max_size']} grid" if result["max_size"] else ""
         print(f"[ued] {name}: horizon {result['max_steps']}{size}")
-    run_dir = snapshot.path.parent.parent  # OUT/checkpoints/<updates> -> OUT
-    output = Path(args.output) if args.output else run_dir / "eval.json"
     run_horizon = exp.env.max_episode_steps(exp.env_params)
     report = {
         "checkpoint": str(snapshot.path),
@@ -236,8 +263,13 @@ def main(argv: list[str]) -> int:
         "seconds": seconds,
         "sets": results,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=1))
+    try:
+        write_atomic(
+            output, json.dumps(report, indent=1), "-o" if args.output else "the evaluation file"
+        )
+    except FileRefused as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"[ued] wrote {output} in {seconds:.1f}s of evaluation")
     return 0
 

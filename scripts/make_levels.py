@@ -16,22 +16,26 @@ catalogue. A file drawn with a seed the training run never uses holds levels the
 has not trained on (the chance that a random level repeats one trained on is what the
 generator's space makes it; say so when reporting).
 
-Exit codes: 0 written; 2 bad arguments (an unknown family, generator or option).
+OUT is written atomically (a temporary file renamed over it), and only ever replaces a
+regular file: an OUT that is a folder, a device, a FIFO or lies where nothing can be written
+is refused before any level is drawn.
+
+Exit codes: 0 written; 2 bad arguments (an unknown family, generator or option, or an OUT
+that cannot be written).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-import jax
-import numpy as np
 import yaml
 
-from envs.core import MAX_FILE_LEVELS, families
-from ued.config import ConfigError, call_with_options
-from ued.evaluate import random_levels, solvable_check
+from ued.options import ConfigError  # (ued.config would import JAX before --help)
+from ued.safe_io import FileRefused, check_output, write_atomic
+
+MAX_FILE_LEVELS = 100_000  # envs.core.MAX_FILE_LEVELS (not imported: parsing needs no JAX)
+MAX_SEED = 2**31 - 1  # PRNGKey(seed) repeats itself past 2**32
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,7 +49,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--gen", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--include-unsolvable", action="store_true")
     parser.add_argument("--name", default="", help="prefix of each level's name")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
+    return args
 
 
 def options(pairs: list[str], flag: str) -> dict:
@@ -60,6 +67,13 @@ def options(pairs: list[str], flag: str) -> dict:
 
 def write(args: argparse.Namespace) -> str:
     """The file's text (see the module doc)."""
+    import jax
+    import numpy as np
+
+    from envs.core import families
+    from ued.config import call_with_options
+    from ued.evaluate import random_levels, solvable_check
+
     if not 1 <= args.count <= MAX_FILE_LEVELS:
         raise ConfigError(f"N={args.count}; must be in [1, {MAX_FILE_LEVELS}]")
     registry = families()
@@ -101,15 +115,13 @@ def write(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        check_output(args.out, "OUT")  # before any level is drawn
         text = write(args)
-    except ConfigError as err:
+        write_atomic(args.out, text, "OUT")
+    except (ConfigError, FileRefused) as err:
         print(f"make_levels: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    print(f"wrote {args.count} levels to {out}")
+    print(f"wrote {args.count} levels to {args.out}")
     return 0
 
 

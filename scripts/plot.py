@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ued.checkpoint import config_changes
-from ued.config import Config
-from ued.options import resume_policy
+from ued.safe_io import FileRefused, atomic_output, check_output, open_capped, read_capped
+
+MAX_CONFIG_BYTES = 2**20  # config.yaml (ued.config.MAX_EXPERIMENT_BYTES)
+NO_CAP = 2**40  # metrics.jsonl and events.jsonl: any size, but regular files only
 
 METRICS = ("mean_return", "solve_rate", "eval/solve_rate")
 SEEDS = ("run.seed", "run.num_seeds")
@@ -39,7 +40,40 @@ SEEDS = ("run.seed", "run.num_seeds")
 
 def ignored(key: str) -> bool:
     """Seeds and bookkeeping keys, which do not tell experiments apart."""
+    from ued.config import Config  # imports JAX: not before the arguments are parsed
+    from ued.options import resume_policy
+
     return key in SEEDS or resume_policy(Config, key) == "free"
+
+
+def config_changes(old: dict, new: dict) -> dict:
+    from ued.checkpoint import config_changes as changes
+
+    return changes(old, new)
+
+
+def json_lines(path: Path) -> list[dict]:
+    """The JSON objects of a ``.jsonl`` file of a run (a regular file; blank lines skipped);
+    ValueError naming the first line that is not a JSON object."""
+    rows = []
+    stream, _ = open_capped(path, NO_CAP, path.name)
+    with stream:
+        for number, raw in enumerate(stream, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except (ValueError, RecursionError):
+                raise ValueError(f"{path}: line {number} is not JSON") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}: line {number} is not a JSON object")
+            rows.append(row)
+    return rows
+
+
+def number(value) -> bool:
+    """A plottable value: an int or float (not a bool, string or anything else)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # Two-sided 95% Student t quantiles for 1..30 degrees of freedom; 1.96 beyond.
@@ -56,24 +90,19 @@ def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
         raise FileNotFoundError(f"{metrics}: no such file (is {run_dir} a run folder?)")
     config_path = run_dir / "config.yaml"
     try:
-        config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{config_path}: not a readable config ({err})") from None
+        text = read_capped(config_path, MAX_CONFIG_BYTES, "config") if config_path.exists() else b""
+        config = yaml.safe_load(text.decode("utf-8", errors="replace"))
+    except (yaml.YAMLError, RecursionError) as err:
+        why = str(err).splitlines()[0] if str(err) else "nested too deeply"
+        raise ValueError(f"{config_path}: not a readable config ({why})") from None
     if not isinstance(config or {}, dict):
         raise ValueError(f"{config_path}: not a config (a mapping of sections)")
-    rows = []
-    for number, line in enumerate(metrics.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                raise ValueError(f"{metrics}: line {number} is not JSON") from None
-    return config or {}, rows
+    return config or {}, json_lines(metrics)
 
 
 def split_seeds(config: dict, rows: list[dict]) -> list[tuple[dict, list[dict]]]:
     """One (config, rows) per seed: a multi-seed run's rows are split on their ``seed``."""
-    seeds = sorted({r["seed"] for r in rows if r.get("seed") is not None})
+    seeds = sorted({r["seed"] for r in rows if number(r.get("seed"))})
     if not seeds:
         return [(config, rows)]
     return [(config, [r for r in rows if r.get("seed") == seed]) for seed in seeds]
@@ -84,7 +113,7 @@ def series(rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
     points = sorted(
         (r["env_steps"], r[metric])
         for r in rows
-        if r.get(metric) is not None and r.get("env_steps") is not None
+        if number(r.get(metric)) and number(r.get("env_steps"))
     )
     if not points:
         return np.zeros(0), np.zeros(0)
@@ -159,7 +188,9 @@ def plot(run_dirs: list[Path], out_dir: Path, metrics=METRICS) -> list[Path]:
     run_dirs = dirs
     configs = [c for c, _ in runs]
     groups = group_runs(configs)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
+    for metric in metrics:  # every output is checked before the first is drawn
+        check_output(out_dir / f"{metric.replace('/', '_')}.png", "plot")
     written = []
     for metric in metrics:
         fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
@@ -179,7 +210,8 @@ def plot(run_dirs: list[Path], out_dir: Path, metrics=METRICS) -> list[Path]:
         else:
             ax.text(0.5, 0.5, f"no {metric} logged", ha="center", transform=ax.transAxes)
         path = out_dir / f"{metric.replace('/', '_')}.png"
-        fig.savefig(path, dpi=DPI)
+        with atomic_output(path, "plot") as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
         plt.close(fig)
         written.append(path)
     return written
@@ -203,10 +235,12 @@ def plot_programs(run_dir: Path, out_dir: Path) -> Path:
         raise ValueError(f"{run_dir}: no programs/<dim>_mean metrics (not a programs run?)")
     events = run_dir / "events.jsonl"
     widen = []
-    if events.exists() and rows and rows[0].get("updates"):
-        per_update = rows[0]["env_steps"] / rows[0]["updates"]
-        for line in events.read_text().splitlines():
-            event = json.loads(line) if line.strip() else {}
+    first = rows[0] if rows else {}
+    if events.exists() and number(first.get("updates")) and number(first.get("env_steps")):
+        per_update = first["env_steps"] / first["updates"] if first["updates"] else 0
+        for event in json_lines(events):
+            if not number(event.get("updates")):
+                continue
             if event.get("event") == "widen" and event.get("seed", 0) in (
                 0,
                 rows[0].get("seed", 0),
@@ -235,11 +269,26 @@ def plot_programs(run_dir: Path, out_dir: Path) -> Path:
         ax.axis("off")
     fig.supxlabel("env steps (dashed: the program space widens)", fontsize=9)
     fig.tight_layout()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     path = out_dir / "programs.png"
-    fig.savefig(path, dpi=DPI)
+    with atomic_output(path, "plot") as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
     plt.close(fig)
     return path
+
+
+def make_folder(out_dir: Path) -> None:
+    """The output folder, made if missing; a FileRefused when it is something else."""
+    for part in (out_dir, *out_dir.parents):
+        if part.exists() and not part.is_dir():
+            where = "is" if part == out_dir else f"is under {part}, which is"
+            raise FileRefused(f"-o {out_dir} {where} not a folder; name a folder")
+        if part.is_dir():
+            break
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FileRefused(f"-o {out_dir}: cannot make the folder ({err.strerror})") from None
 
 
 def main(argv: list[str]) -> int:

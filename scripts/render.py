@@ -22,14 +22,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import jax
 import yaml
 
-from envs import images as images_lib
-from ued import gallery
-from ued.checkpoint import CheckpointError, load_trained
-from ued.config import ConfigError, call_with_options
-from ued.parallel import per_seed
+from ued.options import ConfigError  # (ued.config would import JAX before --help)
+from ued.safe_io import FileRefused, atomic_output, check_output
+
+MAX_STEPS = 100_000  # --max-steps at most (an episode of a GIF: a frame per step)
+MAX_SEED = 2**31 - 1
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -54,12 +53,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.max_steps is not None and args.max_steps > MAX_STEPS:
+        parser.error(f"--max-steps must be at most {MAX_STEPS}, got {args.max_steps}")
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
+    if args.index < 0:
+        parser.error(f"--index must be >= 0, got {args.index}")
     return args
 
 
 def render_file(args) -> Path:
     """Draws every level of a file into one PNG grid captioned with their indices."""
+    from envs import images as images_lib
     from envs.core import get_family
+    from ued.config import call_with_options
 
     options = {}
     for text in args.option:
@@ -75,16 +82,25 @@ def render_file(args) -> Path:
     levels = family.levels_from_file(env, args.source, args.max_levels)
     images = [family.render(env, level) for level in levels]
     captions = [str(i) for i in range(len(levels))]
-    return images_lib.save_png(args.output, images_lib.tile(images, args.ncols, captions))
+    with atomic_output(args.output, "-o") as tmp:
+        images_lib.save_png(tmp, images_lib.tile(images, args.ncols, captions))
+    return Path(args.output)
 
 
 def render_rollout(args) -> tuple[Path, dict]:
     """Records one episode of the checkpoint's student on ``args.rollout`` as a GIF."""
+    import jax
+
+    from envs import images as images_lib
+    from ued import gallery
+    from ued.checkpoint import load_trained
+    from ued.parallel import per_seed
+
     exp, state, _ = load_trained(args.checkpoint or args.source)
     named = dict(exp.family.named_levels(exp.env))
     if args.rollout in named:
         level = named[args.rollout]
-    elif Path(args.rollout).is_file():
+    elif Path(args.rollout).exists():
         levels = exp.family.levels_from_file(exp.env, args.rollout, args.max_levels)
         if not 0 <= args.index < len(levels):
             raise ConfigError(f"--index {args.index}: {args.rollout} has {len(levels)} levels")
@@ -103,11 +119,20 @@ def render_rollout(args) -> tuple[Path, dict]:
     params = per_seed(state.student.params, count)[run_seed - first]
     key = jax.random.PRNGKey(args.seed)
     frames, info = gallery.record_episode(key, exp, params, level, args.max_steps)
-    return images_lib.save_gif(args.output, frames, args.fps), info
+    with atomic_output(args.output, "-o") as tmp:
+        images_lib.save_gif(tmp, frames, args.fps)
+    return Path(args.output), info
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    try:
+        check_output(args.output, "-o")  # before anything is loaded or drawn
+    except FileRefused as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from ued.checkpoint import CheckpointError
+
     try:
         if args.rollout:
             path, info = render_rollout(args)

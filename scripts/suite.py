@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 
 from ued.config import ConfigError
+from ued.run_dir import check_writable_dir
 from ued.suite import (
     default_results_dir,
     format_plan,
@@ -114,6 +115,7 @@ def main(argv: list[str]) -> int:
     try:
         suite = load(args.suite)
         out = args.out or Path("runs") / "suites" / suite.name
+        check_writable_dir(out, "--out")
         results_dir = args.results or default_results_dir(suite)
         cells = make_cells(suite, out)
     except (ConfigError, OSError) as err:

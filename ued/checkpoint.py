@@ -325,6 +325,8 @@ class Checkpointer:
                 )["state"]
         except Exception as err:  # orbax raises many kinds on a damaged folder
             why = str(err).split(" [tensorstore_spec")[0]  # not the reader's whole spec
+            why = why.strip().splitlines()[0] if why.strip() else "no detail"
+            why = why if len(why) <= 240 else why[:240] + "..."  # one line, not a page
             raise CheckpointError(f"{path}: unreadable ({type(err).__name__}: {why})") from err
         leaves = [np.asarray(tree[f"leaf_{i:05d}"]) for i in range(len(target))]
         if digest(leaves) != meta.get("digest"):

@@ -31,6 +31,9 @@ from ued.options import (
 __all__ = ["ConfigError", "coerce", "option"]
 
 LOGGERS = ("tensorboard", "wandb")
+# Layers of an MLP torso: compile time grows with each (20,000 took minutes and more).
+MAX_MLP_LAYERS = 64
+MAX_SEED = 2**31 - 1  # PRNGKey(seed) is distinct for seeds in [0, 2**32); larger ones wrap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +81,10 @@ class NetworkConfig:
     lstm_size: int = option(256, gt=0, resume="refuse")
     head_size: int = option(32, gt=0, resume="refuse")
     mlp_sizes: tuple = option(
-        (64, 64), check=positive_ints, allowed="a list of integers > 0", resume="refuse"
+        (64, 64),
+        check=lambda v: len(v) <= MAX_MLP_LAYERS and positive_ints(v),
+        allowed=f"a list of at most {MAX_MLP_LAYERS} integers > 0",
+        resume="refuse",
     )
 
 
@@ -97,7 +103,13 @@ class EvalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    seed: int = option(0, resume="refuse")
+    # Seeds run.seed, run.seed + 1, ... each make a distinct PRNGKey below 2**32.
+    seed: int = option(
+        0,
+        check=lambda v: 0 <= v <= MAX_SEED,
+        allowed=f"an integer in [0, {MAX_SEED}]",
+        resume="refuse",
+    )
     total_env_steps: int = option(1_000_000, gt=0, resume="free")
     dir: str = option("", resume="free")
     chunk_updates: int = option(10, gt=0, resume="free")  # updates per jitted call (one scan)
@@ -212,10 +224,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw else ""
+        value = check_expansion(yaml.safe_load(raw), f"override {key}") if raw else ""
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"override {text!r}: the value is not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"override {key}: the value is nested too deeply") from None
     return key.split("."), value
 
 
@@ -245,7 +259,7 @@ def read_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
     path = Path(path)
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: 'base' files include each other in a cycle")
-    loaded = _read_yaml(path)
+    loaded = read_yaml(path)
     if loaded is not None and not isinstance(loaded, Mapping):
         raise ConfigError(f"{path}: an experiment file must be a mapping of sections")
     data = dict(loaded or {})
@@ -329,26 +343,69 @@ def _merge_curriculum(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
 USAGE = "[EXPERIMENT.yaml] [section.key=value ...] (each override one word: key=value)"
 
 
-def _read_yaml(path: Path) -> Any:
-    """The YAML document in ``path``; a ConfigError naming the file (and line) otherwise."""
-    if not path.exists():
-        hint = f"; the command line is {USAGE}" if path.suffix not in (".yaml", ".yml") else ""
-        raise ConfigError(f"no experiment file {str(path)!r}{hint}")
-    if path.is_dir():
-        raise ConfigError(f"{path} is a folder, not an experiment file (.yaml)")
+MAX_EXPERIMENT_BYTES = 2**20  # an experiment file is what a person writes: far less than this
+MAX_YAML_VALUES = 100_000  # values of a document once its aliases (*name) are expanded
+
+
+def check_expansion(data: Any, where: str) -> Any:
+    """``data`` (loaded YAML) unless its aliases expand it past ``MAX_YAML_VALUES`` values
+    (a few lines of ``&a``/``*a`` can stand for billions, which any message or copy of the
+    config would write out); counted in time linear in the distinct nodes."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        sizes[key] = 1  # a cycle (YAML allows one) counts once
+        children = node.values() if isinstance(node, Mapping) else node
+        if isinstance(node, (Mapping, list, tuple)):
+            total = 1 + sum(size(child) for child in children)
+        else:
+            total = 1
+        sizes[key] = min(total, MAX_YAML_VALUES + 1)
+        return sizes[key]
+
     try:
-        text = path.read_text(encoding="utf-8")
+        too_big = size(data) > MAX_YAML_VALUES
+    except RecursionError:
+        raise ConfigError(f"{where}: the YAML is nested too deeply") from None
+    if too_big:
+        raise ConfigError(
+            f"{where}: the YAML stands for over {MAX_YAML_VALUES} values once its aliases "
+            "(*name) are expanded; write the values out"
+        )
+    return data
+
+
+def read_yaml(path: str | Path, what: str = "experiment file") -> Any:
+    """The YAML document in ``path`` (at most ``MAX_EXPERIMENT_BYTES``, a regular file); a
+    ConfigError naming the file (and line) otherwise."""
+    from ued.safe_io import FileRefused, read_capped
+
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        hint = f"; the command line is {USAGE}" if path.suffix not in (".yaml", ".yml") else ""
+        raise ConfigError(f"no {what} {str(path)!r}{hint}")
+    if path.is_dir():
+        article = "an" if what[0] in "aeiou" else "a"
+        raise ConfigError(f"{path} is a folder, not {article} {what} (.yaml)")
+    try:
+        raw = read_capped(path, MAX_EXPERIMENT_BYTES, what)
+        text = raw.decode("utf-8")
+    except FileRefused as err:
+        raise ConfigError(str(err)) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text file (not UTF-8); expected YAML") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        return check_expansion(yaml.safe_load(text), str(path))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML is nested too deeply") from None
 
 
 def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
@@ -358,7 +415,14 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Confi
 
 
 def dump(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Writes ``cfg`` as YAML, atomically; a ConfigError when ``path`` is not a regular
+    file or cannot be written."""
+    from ued.safe_io import FileRefused, write_atomic
+
+    try:
+        write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False), "config file")
+    except FileRefused as err:
+        raise ConfigError(str(err)) from None
 
 
 def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:

@@ -20,6 +20,13 @@ crash before that checkpoint leaves the file pending; the resumed run starts fro
 checkpoint whose ``inbox_ids`` lack it, so it is applied again to a state that never had it.
 A file whose id the resumed checkpoint already records is only moved. ``grounding.jsonl``
 rows after the resumed checkpoint are dropped, like ``metrics.jsonl``'s.
+
+Whatever else lands in the inbox never stops the trainer: an entry named ``<id>.json`` that
+is not a readable message (a folder, a FIFO, a device, a symbolic link, a file over
+``MAX_MESSAGE_BYTES``, JSON nested too deeply) is rejected with its reason like a bad level,
+and set aside unchanged as ``rejected/<id>.entry`` beside the record of why; it is opened
+with ``O_NOFOLLOW | O_NONBLOCK`` and read as a capped stream, so nothing blocks or fills
+memory. Any other name is left alone and logged once as ignored.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -35,11 +43,15 @@ from typing import Any
 
 import numpy as np
 
+from ued.safe_io import open_capped, read_capped
+
 INBOX, APPLIED, REJECTED = "inbox", "applied", "rejected"
 EVENTS = "grounding.jsonl"
 MAX_MESSAGE_BYTES = 64 * 1024  # a message (and the level text in it) is at most this big
 MAX_PER_BOUNDARY = 64  # messages taken at one chunk boundary; the rest wait for the next
 ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+MAX_EVENTS_BYTES = 2**30  # grounding.jsonl is read as a stream of at most this much
+SET_ASIDE = ".entry"  # suffix of a bad entry moved into rejected/ as it was
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -65,14 +77,16 @@ def send(run_dir: str | Path, level_text: str, source: str = "") -> str:
 
 
 def read_message(path: Path) -> dict[str, Any]:
-    """A message file as a dict; ValueError naming what is wrong with it."""
-    size = path.stat().st_size
-    if size > MAX_MESSAGE_BYTES:
-        raise ValueError(f"the message is {size} bytes, over the {MAX_MESSAGE_BYTES} limit")
+    """A message file as a dict; ValueError naming what is wrong with it (including an
+    entry that is not a regular file: it is never followed, waited on or read past
+    ``MAX_MESSAGE_BYTES``)."""
+    raw = read_capped(path, MAX_MESSAGE_BYTES, "message", nofollow=True)
     try:
-        message = json.loads(path.read_text(encoding="utf-8"))
+        message = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"the message is not JSON ({err})") from None
+    except RecursionError:
+        raise ValueError("the message is JSON nested too deeply") from None
     if not isinstance(message, dict) or not isinstance(message.get("level"), str):
         raise ValueError("the message has no 'level' text")
     return message
@@ -91,32 +105,53 @@ def parse_level(family, env, text: str):
     return level
 
 
-def pending(run_dir: Path) -> list[Path]:
-    """Pending message files, oldest first (then by name)."""
+def scan(run_dir: Path) -> tuple[list[Path], list[str]]:
+    """Pending message entries, oldest first (then by name), and the names of other entries
+    (not ``<32 hex digits>.json``), which the trainer ignores. Entries are not followed:
+    a symbolic link, folder or FIFO named like a message is pending, to be rejected."""
     inbox = run_dir / INBOX
-    if not inbox.is_dir():
-        return []
-    found = []
-    for path in inbox.glob("*.json"):
-        if not ID_PATTERN.match(path.stem):
+    found, other = [], []
+    try:
+        entries = list(os.scandir(inbox))
+    except (FileNotFoundError, NotADirectoryError):
+        return [], []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or name in (APPLIED, REJECTED):
+            continue  # a send being written, and the filed messages
+        stem, dot, ext = name.rpartition(".")
+        if not dot or ext != "json" or not ID_PATTERN.match(stem):
+            other.append(name)
             continue
         try:
-            found.append((path.stat().st_mtime, path.name, path))
+            found.append((entry.stat(follow_symlinks=False).st_mtime, name, inbox / name))
         except FileNotFoundError:  # filed or removed meanwhile
             continue
-    return [path for *_, path in sorted(found)]
+    return [path for *_, path in sorted(found)], sorted(other)
+
+
+def pending(run_dir: Path) -> list[Path]:
+    """Pending message entries, oldest first (then by name); see ``scan``."""
+    return scan(run_dir)[0]
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / EVENTS
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line being written
+    try:
+        stream, _ = open_capped(path, MAX_EVENTS_BYTES, "grounding log")
+        with stream:
+            for line in stream:
+                try:
+                    event = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue  # a line being written
+                if isinstance(event, dict):
+                    out.append(event)
+    except (OSError, ValueError) as err:
+        print(f"[ued] cannot read {path}: {err}", file=sys.stderr)
     return out
 
 
@@ -142,6 +177,7 @@ class Inbox:
         self.done: list[str] = list(done)  # processed ids, in order: checkpoint metadata
         self._done = set(self.done)
         self.unsaved: dict[str, dict[str, Any]] = {}  # processed, not yet in a checkpoint
+        self._ignored: set[str] = set()  # other names in the inbox, logged once each
         self.move_saved()  # ids a checkpoint already holds, left pending by a crash
 
     def take(self, family, env, updates: int) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -149,8 +185,17 @@ class Inbox:
         per message (``accepted`` False with a ``reason`` for rejected ones). The caller
         applies the levels, may reject more (``reject``), then calls ``commit``."""
         levels, events = [], []
-        for path in pending(self.run_dir):
-            msg_id = path.stem
+        entries, other = scan(self.run_dir)
+        for name in other:
+            if name not in self._ignored:
+                self._ignored.add(name)
+                print(
+                    f"[ued] inbox: ignoring {self.run_dir / INBOX / name}: a sent level is "
+                    "named <32 hex digits>.json (ued.inbox.send and the studio write them)",
+                    file=sys.stderr,
+                )
+        for path in entries:
+            msg_id = path.name[: -len(".json")]
             if msg_id in self._done or msg_id in self.unsaved:
                 continue
             if len(events) >= MAX_PER_BOUNDARY:
@@ -160,9 +205,11 @@ class Inbox:
                 message = read_message(path)
                 levels.append(parse_level(family, env, message["level"]))
                 event["source"] = str(message.get("source", ""))[:200]
-                event["sent"] = message.get("sent")
-            except (ValueError, OSError) as err:
-                event.update(accepted=False, reason=str(err))
+                sent = message.get("sent")
+                event["sent"] = sent if isinstance(sent, (int, float)) else None
+            except (ValueError, OSError, RecursionError) as err:
+                reason = str(err) if not isinstance(err, RecursionError) else "nested too deeply"
+                event.update(accepted=False, reason=reason)
             events.append(event)
         return levels, events
 
@@ -194,20 +241,34 @@ class Inbox:
         """Moves pending files whose ids are already recorded as processed."""
         events = {e["id"]: e for e in read_events(self.run_dir) if "id" in e}
         for path in pending(self.run_dir):
-            if path.stem in self._done:
-                event = events.get(path.stem, {"accepted": True, "reason": ""})
-                self._move(path.stem, event)
+            msg_id = path.name[: -len(".json")]
+            if msg_id in self._done:
+                event = events.get(msg_id, {"accepted": True, "reason": ""})
+                self._move(msg_id, event)
 
     def _move(self, msg_id: str, event: dict[str, Any]) -> None:
+        """Files one processed entry: its message (with ``update`` and ``reason``) into
+        ``applied/`` or ``rejected/``; an entry that is not a readable message is moved as
+        it was to ``rejected/<id>.entry`` (nothing is deleted). A failure to file is logged:
+        the entry stays pending and is filed by a later call."""
         source = self.run_dir / INBOX / f"{msg_id}.json"
-        if not source.exists():
+        if not os.path.lexists(source):
             return
         folder = self.run_dir / INBOX / (APPLIED if event.get("accepted") else REJECTED)
-        folder.mkdir(exist_ok=True)
         try:
             message = read_message(source)
-        except ValueError:
-            message = {"id": msg_id}
-        message.update(update=event.get("update"), reason=event.get("reason", ""))
-        write_atomic(folder / f"{msg_id}.json", json.dumps(message))
-        source.unlink()
+        except (ValueError, OSError):
+            message = None
+            folder = self.run_dir / INBOX / REJECTED
+        record = dict(message) if message is not None else {"id": msg_id}
+        record.update(update=event.get("update"), reason=event.get("reason", ""))
+        try:
+            folder.mkdir(exist_ok=True)
+            if message is None:
+                record["entry"] = f"{msg_id}{SET_ASIDE}"
+                os.rename(source, folder / f"{msg_id}{SET_ASIDE}")
+            write_atomic(folder / f"{msg_id}.json", json.dumps(record))
+            if message is not None:
+                source.unlink()
+        except OSError as err:
+            print(f"[ued] inbox: cannot file {source} ({err}); left in place", file=sys.stderr)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +32,18 @@ RESUME = ("refuse", "warn", "free")
 
 class ConfigError(ValueError):
     """A config key or value is wrong; the message names it and what is allowed."""
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = _SHORT.maxdict = 12
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlevel = 4
+
+
+def short(value: Any) -> str:
+    """``repr(value)`` for a message, cut short for a long or deeply nested value (a value
+    that YAML aliases expand to millions of entries prints as a few of them)."""
+    return _SHORT.repr(value)
 
 
 def option(
@@ -145,7 +158,7 @@ def coerce(path: str, value: Any, kind: Any) -> Any:
         return build(kind, value, path)
     if kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path} must be true or false, got {value!r}")
+            raise ConfigError(f"{path} must be true or false, got {short(value)}")
         return value
     if kind in (int, float):
         value = _as_number(value)
@@ -153,32 +166,32 @@ def coerce(path: str, value: Any, kind: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise ConfigError(f"{path} must be an integer, got {value!r}")
+            raise ConfigError(f"{path} must be an integer, got {short(value)}")
         return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path} must be a number, got {value!r}")
+            raise ConfigError(f"{path} must be a number, got {short(value)}")
         return float(value)
     if kind is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{path} must be a string, got {value!r}")
+            raise ConfigError(f"{path} must be a string, got {short(value)}")
         return value
     if kind is dict:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{path} must be a mapping, got {value!r}")
+            raise ConfigError(f"{path} must be a mapping, got {short(value)}")
         return dict(value)
     if kind is tuple:
         if not isinstance(value, Sequence) or isinstance(value, str):
-            raise ConfigError(f"{path} must be a list, got {value!r}")
+            raise ConfigError(f"{path} must be a list, got {short(value)}")
         return tuple(value)
     if kind is Any:
         return value
     if {int, float} <= set(typing.get_args(kind)):  # e.g. chex.Numeric: a scalar number
         value = _as_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path} must be a number, got {value!r}")
+            raise ConfigError(f"{path} must be a number, got {short(value)}")
         return value
     raise TypeError(f"unsupported option type {kind} at {path}")
 
@@ -212,11 +225,11 @@ def build(cls, data: Mapping[str, Any] | None, where: str = ""):
             try:
                 value = coerce(path, value, kind)
             except ConfigError:
-                raise ConfigError(f"{path}={value!r}; must be {meta['allowed']}") from None
+                raise ConfigError(f"{path}={short(value)}; must be {meta['allowed']}") from None
         else:
             value = coerce(path, value, kind)
         if not dataclasses.is_dataclass(kind) and not allows(meta, value):
-            raise ConfigError(f"{path}={value!r}; must be {describe(meta, kind)}")
+            raise ConfigError(f"{path}={short(value)}; must be {describe(meta, kind)}")
         values[name] = value
     return cls(**values)
 

@@ -373,9 +373,14 @@ def seed_keys(seed: int, num_seeds: int) -> chex.PRNGKey:
 def init_shapes(exp: Experiment, seed: int = 0) -> TrainState:
     """``jax.eval_shape`` of the initial state, with the seed axis for ``run.num_seeds > 1``
     (nothing is computed); the template a checkpoint is restored into."""
-    keys = seed_keys(seed, exp.cfg.run.num_seeds)
-    init = jax.vmap(exp.init) if exp.cfg.run.num_seeds > 1 else exp.init
-    return jax.eval_shape(init, keys)
+    num_seeds = exp.cfg.run.num_seeds
+    # Abstract keys: the shapes are known without making one key per seed (which takes
+    # minutes for 100,000 seeds, before the memory estimate could refuse them).
+    key = jax.eval_shape(jax.random.PRNGKey, seed)
+    if num_seeds > 1:
+        key = jax.ShapeDtypeStruct((num_seeds, *key.shape), key.dtype)
+    init = jax.vmap(exp.init) if num_seeds > 1 else exp.init
+    return jax.eval_shape(init, key)
 
 
 def per_seed(tree: Any, num_seeds: int) -> list:

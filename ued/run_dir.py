@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 import warnings
@@ -32,8 +33,10 @@ import yaml
 from ued import config as config_lib
 from ued.checkpoint import Checkpointer
 from ued.config import Config, ConfigError
+from ued.safe_io import describe, read_capped
 
 LOCK_NAME = ".lock"
+MAX_LOCK_BYTES = 4096  # a lock holds one short JSON object
 # What a run writes; a folder holding any of them holds someone's results.
 RESULTS = (
     "metrics.jsonl",
@@ -48,8 +51,36 @@ RESULTS = (
 )
 
 
+# What a run writes by name: each must be a regular file (or absent), each folder a folder.
+WRITTEN_FILES = ("config.yaml", "config.failed.yaml", "metrics.jsonl", "metrics.csv",
+                 "summary.json", "events.jsonl", "grounding.jsonl", "eval.json")  # fmt: skip
+WRITTEN_FOLDERS = ("checkpoints", "checkpoints_corrupt", "gallery", "inbox", "tb", "plots")
+
+
 class RunFolderError(ConfigError):
     """``run.dir`` cannot be used as asked; the message says how to continue."""
+
+
+def check_entries(run_dir: Path) -> None:
+    """Refuses a run folder where a file the run writes is not a regular file (a symbolic
+    link, FIFO, device or folder: writing would follow, block on or fail at it) or a
+    folder it writes into is not a folder, before anything is built."""
+    for name in (*WRITTEN_FILES, *WRITTEN_FOLDERS):
+        path = run_dir / name
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if name in WRITTEN_FOLDERS:
+            if path.is_dir():  # a link to a folder (another disk) is fine
+                continue
+            kind = describe(mode) if not stat.S_ISREG(mode) else "a file"
+            raise RunFolderError(f"run.dir={run_dir}: {name} is {kind}, not a folder; move it")
+        if not stat.S_ISREG(mode):
+            raise RunFolderError(
+                f"run.dir={run_dir}: {name} is {describe(mode)}, not a file this run can "
+                "write; move it away (nothing was changed) or choose another run.dir"
+            )
 
 
 def check_writable_dir(path: Path, key: str = "run.dir") -> None:
@@ -75,14 +106,36 @@ class RunLock:
 
     def _read(self) -> dict:
         try:
-            return json.loads(self.path.read_text() or "{}")
+            return json.loads(read_capped(self.path, MAX_LOCK_BYTES, "lock file", True) or b"{}")
         except (OSError, ValueError):
             return {}
+
+    def _open(self) -> int:
+        """The lock file's descriptor, never through a symbolic link or into anything but a
+        regular file (``O_NOFOLLOW``; a FIFO or device is refused, not written)."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise RunFolderError(
+                    f"{self.path} is a symbolic link; the lock is only ever a file written by "
+                    "ued: remove the link (its target is left alone) and run again"
+                ) from None
+            raise RunFolderError(f"{self.path}: cannot open the lock ({err.strerror})") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise RunFolderError(
+                f"{self.path} is {describe(mode)}, not a lock file; remove it and run again"
+            )
+        os.set_blocking(fd, True)
+        return fd
 
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
@@ -96,7 +149,7 @@ class RunLock:
                 ) from None
             # The holder may have removed the file between our open and flock: retry.
             try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                same = os.lstat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
             if same:
@@ -180,7 +233,9 @@ def prepare(run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
 
 def open_run(cfg: Config, run_dir: Path):
     """The checkpointer and the snapshot to resume (or None) of a locked run folder, after
-    refusing to clobber earlier results (``ued.run_dir.prepare``)."""
+    refusing to clobber earlier results (``ued.run_dir.prepare``) or to write through what
+    is not a regular file (``check_entries``)."""
+    check_entries(run_dir)
     if not cfg.run.resume:
         prepare(run_dir, False, cfg.run.overwrite)
     ckpt = Checkpointer(run_dir / "checkpoints", cfg.run.keep_checkpoints)

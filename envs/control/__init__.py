@@ -58,6 +58,10 @@ def _level_from_text(env: ControlEnv, text: str):
     return spec.level_from_text(env.task, text)
 
 
+def _levels_from_rows(env: ControlEnv, blocks):
+    return spec.levels_from_rows(env.task, blocks)
+
+
 def _env_factory(task: Task):
     def make_env(
         max_steps: int | None = None, ranges: Mapping[str, Sequence[float]] | None = None
@@ -83,6 +87,7 @@ def register_task(task: Task) -> Family:
             level_metrics=_level_metrics,
             level_to_text=_level_to_text,
             level_from_text=_level_from_text,
+            levels_from_rows=_levels_from_rows,
             render=render,
             programs=make_programs,
         )

@@ -233,3 +233,33 @@ def level_from_text(task: Task, text: str) -> Level:
             f"(parameters: {list(task.names)})"
         )
     return make_level(task, **values)
+
+
+def levels_from_rows(task: Task, blocks) -> Level | None:
+    """Many levels at once (the fast path of level files, ``Family.levels_from_rows``): each
+    block's rows as ``level_from_text`` reads them, batched into one level of numpy arrays;
+    None when any block is not plainly well formed (``level_from_text`` names the problem)."""
+    index = {name: i for i, name in enumerate(task.names)}
+    default = [float(v) for v in vector_of(task, "default")]
+    out = []
+    for rows in blocks:
+        values, seen = default.copy(), 0  # seen: a bit per parameter given
+        for row in rows:
+            for token in row.split("#", 1)[0].split():
+                name, _, raw = token.partition("=")
+                i = index.get(name)
+                if i is None or seen >> i & 1:
+                    return None
+                seen |= 1 << i
+                try:
+                    values[i] = float(raw)  # np.float32(raw) parses through float too
+                except ValueError:
+                    return None
+        if not seen:
+            return None  # only comments: level_from_text says so
+        out.append(values)
+    values = np.array(out, np.float64).astype(np.float32)
+    lo, hi = vector_of(task, "bounds_low"), vector_of(task, "bounds_high")
+    if not (np.isfinite(values) & (values >= lo) & (values <= hi)).all():
+        return None
+    return task.level_cls(**{n: values[:, i] for i, n in enumerate(task.names)})

@@ -28,6 +28,7 @@ family = register(
         level_metrics=_level.level_metrics,
         level_to_text=_level.level_to_text,
         level_from_text=_level.level_from_text,
+        levels_from_rows=_level.levels_from_rows,
         render=render,
         make_builder=MazeBuilder,
         level_sets=level_sets,

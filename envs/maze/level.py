@@ -212,44 +212,68 @@ def _check_shape(rows: list[tuple[int, int, str]], max_size: int) -> None:
         )
 
 
+# Cell codes of the text format's characters (ASCII); 255: not a cell character.
+_FREE, _WALL, _GOAL, _AGENT = 0, 1, 2, 3  # _AGENT + direction for the agent
+_CODES = np.full(256, 255, np.uint8)
+_CODES[ord(FREE_CHAR)], _CODES[ord(WALL_CHAR)], _CODES[ord(GOAL_CHAR)] = _FREE, _WALL, _GOAL
+for _d, _c in enumerate(AGENT_CHARS):
+    _CODES[ord(_c)] = _AGENT + _d
+
+
 def _parse_rows(rows: list[tuple[int, int, str]], max_size: int) -> Level:
+    """The level of checked rows, in time linear in its cells (numpy, host arrays).
+
+    Errors name the first problem in reading order, as a scan cell by cell would: an unknown
+    character, or a second agent or goal (naming where the first is)."""
     _check_shape(rows, max_size)
     height, width = len(rows), len(rows[0][2])
-    walls = np.ones((max_size, max_size), dtype=bool)
-    walls[:height, :width] = False
-    found: dict[str, tuple[int, int, int, int]] = {}  # kind -> (x, y, line, column)
-    agent_dir = 0
-    for y, (line_no, offset, row) in enumerate(rows):
-        for x, char in enumerate(row):
-            col = offset + x + 1
-            if char == WALL_CHAR:
-                walls[y, x] = True
-            elif char in (GOAL_CHAR, *AGENT_CHARS):
-                kind = "goal" if char == GOAL_CHAR else "agent"
-                if kind in found:
-                    _, _, pline, pcol = found[kind]
-                    raise ValueError(
-                        f"line {line_no}, column {col}: a second {kind} {char!r} "
-                        f"(the first is at line {pline}, column {pcol})"
-                    )
-                found[kind] = (x, y, line_no, col)
-                if kind == "agent":
-                    agent_dir = AGENT_CHARS.index(char)
-            elif char != FREE_CHAR:
-                raise ValueError(
-                    f"line {line_no}, column {col}: unknown character {char!r}; expected "
-                    f"'#' wall, '.' free, 'G' goal or one of '>v<^' for the agent"
-                )
-    for kind, chars in (("agent", "'>', 'v', '<' or '^'"), ("goal", "'G'")):
-        if kind not in found:
+    text = "".join(row for _, _, row in rows)
+    if text.isascii():
+        codes = _CODES[np.frombuffer(text.encode("ascii"), np.uint8)]
+    else:  # no cell character is outside ASCII: such a character is unknown
+        codes = np.array([_CODES[ord(c)] if c.isascii() else 255 for c in text], np.uint8)
+    unknown = np.flatnonzero(codes == 255)
+    agents = np.flatnonzero((codes >= _AGENT) & (codes != 255))
+    goals = np.flatnonzero(codes == _GOAL)
+    problems = []  # (cell index, None for an unknown character or (kind, first index))
+    if unknown.size:
+        problems.append((int(unknown[0]), None))
+    for kind, found in (("agent", agents), ("goal", goals)):
+        if found.size > 1:
+            problems.append((int(found[1]), (kind, int(found[0]))))
+
+    def where(i: int) -> tuple[int, int]:
+        line_no, offset, _ = rows[i // width]
+        return line_no, offset + i % width + 1
+
+    if problems:
+        i, repeated = min(problems, key=lambda p: p[0])
+        line_no, col = where(i)
+        char = text[i]
+        if repeated is None:
+            raise ValueError(
+                f"line {line_no}, column {col}: unknown character {char!r}; expected "
+                f"'#' wall, '.' free, 'G' goal or one of '>v<^' for the agent"
+            )
+        kind, first = repeated
+        pline, pcol = where(first)
+        raise ValueError(
+            f"line {line_no}, column {col}: a second {kind} {char!r} "
+            f"(the first is at line {pline}, column {pcol})"
+        )
+    for kind, found, chars in (("agent", agents, "'>', 'v', '<' or '^'"), ("goal", goals, "'G'")):
+        if not found.size:
             raise ValueError(f"lines {rows[0][0]}-{rows[-1][0]}: the level has no {kind} ({chars})")
+    walls = np.ones((max_size, max_size), dtype=bool)
+    walls[:height, :width] = (codes == _WALL).reshape(height, width)
+    agent, goal = int(agents[0]), int(goals[0])
     return Level(
-        wall_map=jnp.asarray(walls),
-        agent_pos=jnp.asarray(found["agent"][:2], dtype=jnp.int32),
-        agent_dir=jnp.asarray(agent_dir, dtype=jnp.int32),
-        goal_pos=jnp.asarray(found["goal"][:2], dtype=jnp.int32),
-        width=jnp.asarray(width, dtype=jnp.int32),
-        height=jnp.asarray(height, dtype=jnp.int32),
+        wall_map=walls,
+        agent_pos=np.array([agent % width, agent // width], np.int32),
+        agent_dir=np.array(int(codes[agent]) - _AGENT, np.int32),
+        goal_pos=np.array([goal % width, goal // width], np.int32),
+        width=np.array(width, np.int32),
+        height=np.array(height, np.int32),
     )
 
 
@@ -263,7 +287,46 @@ def level_from_text(env: Any, text: str) -> Level:
         ValueError: naming the line and column of an unknown character, ragged rows, a
             missing or repeated agent or goal, or a level larger than ``env.max_size``.
     """
-    return _parse_rows(_text_rows(text), int(env.max_size))
+    level = _parse_rows(_text_rows(text), int(env.max_size))
+    return jax.tree.map(jnp.asarray, level)
+
+
+def levels_from_rows(env: Any, blocks) -> Level | None:
+    """Many levels at once (the fast path of level files, ``Family.levels_from_rows``): the
+    rows of each level, batched into one ``Level`` of numpy arrays, as ``level_from_text``
+    would give them; None when any level is not plainly well formed (indented or padded
+    rows, an unknown character, ragged rows, a missing or repeated agent or goal, too
+    large), for ``level_from_text`` to name the problem."""
+    n, count = int(env.max_size), len(blocks)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, rows in enumerate(blocks):
+        groups.setdefault((len(rows), len(rows[0]) if rows else 0), []).append(i)
+    walls = np.ones((count, n, n), bool)
+    agent_pos, goal_pos = np.zeros((count, 2), np.int32), np.zeros((count, 2), np.int32)
+    agent_dir = np.zeros(count, np.int32)
+    width, height = np.zeros(count, np.int32), np.zeros(count, np.int32)
+    for (h, w), index in groups.items():
+        if not (1 <= h <= n and 1 <= w <= n):
+            return None
+        rows = [row for i in index for row in blocks[i]]
+        if set(map(len, rows)) != {w}:
+            return None
+        text = "".join(rows)
+        if not text.isascii():
+            return None
+        codes = _CODES[np.frombuffer(text.encode("ascii"), np.uint8)].reshape(len(index), h * w)
+        agents = (codes >= _AGENT) & (codes != 255)
+        goals = codes == _GOAL
+        if (codes == 255).any() or (agents.sum(1) != 1).any() or (goals.sum(1) != 1).any():
+            return None
+        a, g = agents.argmax(1), goals.argmax(1)
+        walls[index, :h, :w] = (codes == _WALL).reshape(len(index), h, w)
+        agent_pos[index] = np.stack([a % w, a // w], 1)
+        goal_pos[index] = np.stack([g % w, g // w], 1)
+        agent_dir[index] = codes[np.arange(len(index)), a] - _AGENT
+        width[index], height[index] = w, h
+    return Level(wall_map=walls, agent_pos=agent_pos, agent_dir=agent_dir, goal_pos=goal_pos,
+                 width=width, height=height)  # fmt: skip
 
 
 def level_to_text(env: Any, level: Level) -> str:

@@ -7,6 +7,8 @@ moments of a run's start; the rest runs the scripts' ``main`` in this process.
 """
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.progress import deadline
 from tests.scripts.test_cli import ROOT, STEPS, metric_rows, train_command
 from tests.scripts_loader import load_script
 from tests.toy_family import TOY_BASE, toy_config
@@ -37,8 +40,18 @@ def files(tmp_path):
     a_file.write_text("x")
     maze = tmp_path / "maze.txt"
     maze.write_text(MAZE)
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.yaml"  # valid YAML, but no person writes 2 MiB of experiment
+    big.write_text("run:\n  seed: 1\n" + "# padding\n" * (2 * 2**20 // 10))
+    bomb = tmp_path / "bomb.yaml"  # 9 lines that stand for 9^8 values
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 8)]
+    bomb.write_text("\n".join(lines) + "\nrun: {seed: *a7}\n")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("run: {seed: " + "[" * 20_000 + "]" * 20_000 + "}\n")
     return {"bad_yaml": bad_yaml, "binary": binary, "a_file": a_file, "maze": maze,
-            "dir": tmp_path}  # fmt: skip
+            "dir": tmp_path, "fifo": fifo, "big": big, "bomb": bomb, "deep": deep}  # fmt: skip
 
 
 EXPERIMENT = str(ROOT / "experiments" / "maze_dr.yaml")
@@ -50,8 +63,23 @@ TRAIN_CASES = [
     ([EXPERIMENT, "ppo.lr=[1,"], "override 'ppo.lr=[1,': the value is not valid YAML"),
     (
         [EXPERIMENT, "network.mlp_sizes=[-4,0]"],
-        "network.mlp_sizes=(-4, 0); must be a list of integers > 0",
+        "network.mlp_sizes=(-4, 0); must be a list of at most 64 integers > 0",
     ),
+    (
+        [EXPERIMENT, f"network.mlp_sizes=[{','.join(['8'] * 20_000)}]"],
+        "network.mlp_sizes=(8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, ...); must be a list of at most 64",
+    ),
+    (["/dev/zero"], "/dev/zero is a device, not an experiment file"),
+    (["{fifo}"], "fifo.yaml is a FIFO (named pipe), not an experiment file"),
+    (["{big}"], "big.yaml: 2 MiB is over the 1 MiB limit for an experiment file"),
+    (["{bomb}"], "bomb.yaml: the YAML stands for over 100000 values once its aliases"),
+    (["{deep}"], "deep.yaml: the YAML is nested too deeply"),
+    (
+        [EXPERIMENT, f"run.seed={10**23}"],
+        "run.seed=100000000000000000000000; must be an integer in [0, 2147483647]",
+    ),
+    ([EXPERIMENT, "run.seed=-1"], "run.seed=-1; must be an integer in [0, 2147483647]"),
+    ([EXPERIMENT, "ppo.lr=" + "[" * 20_000], "override ppo.lr: the value is nested too deeply"),
     ([EXPERIMENT, "ppo.lr=-0.1"], "ppo.lr=-0.1; must be a number > 0"),
     ([EXPERIMENT, "ppo.max_grad_norm=-1"], "ppo.max_grad_norm=-1.0; must be a number > 0"),
     ([EXPERIMENT, "ppo.clip_eps=-0.2"], "ppo.clip_eps=-0.2; must be a number > 0"),
@@ -70,10 +98,14 @@ TRAIN_CASES = [
 def test_train_refuses_with_a_message(files, capsys, argv, message):
     # No persistent compile cache: this process's JAX settings stay as the suite set them.
     argv = [a.format(**files) for a in argv] + ["run.compile_cache="] * (len(argv) > 1)
-    assert load_script("train").main(argv) == 2
+    start = time.monotonic()
+    with deadline(120, [files["fifo"]]):
+        assert load_script("train").main(argv) == 2
+    assert time.monotonic() - start < 60  # refused before anything is built or read at length
     err = capsys.readouterr().err
     assert message.format(**files) in err and "Traceback" not in err
-    assert files["a_file"].read_text() == "x"
+    assert len(err.strip().splitlines()) == 1, err
+    assert files["a_file"].read_text() == "x" and files["fifo"].is_fifo()
 
 
 def _exit_code(main, argv) -> int:
@@ -152,7 +184,8 @@ def counting_maze():
         calls.append(1)
         return maze.level_from_text(env, text)
 
-    return dataclasses.replace(maze, level_from_text=level_from_text), calls
+    # Level by level (no batched fast path), so that every level parsed is counted.
+    return dataclasses.replace(maze, level_from_text=level_from_text, levels_from_rows=None), calls
 
 
 def test_level_file_caps_stop_before_reading_everything(tmp_path):
@@ -194,27 +227,52 @@ def test_a_maze_file_is_not_a_control_level(tmp_path):
 # --- a damaged checkpoint: one line ------------------------------------------------------------
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_damaged_checkpoint_is_one_warning_not_tracebacks(tmp_path, capfd):
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("damaged") / "run"
     cfg = toy_config(
         eval={"levels": "none"},
         ppo={"epochs": 1},
         run={"total_env_steps": 2 * 32, "chunk_updates": 1, "checkpoint_every": 1,
-             "dir": str(tmp_path / "run")},
+             "dir": str(run_dir)},
     )  # fmt: skip
     train(cfg, verbose=False)
-    for path in (tmp_path / "run" / "checkpoints" / "2" / "state" / "d").iterdir():
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2 :] = b"\x5a" * (len(data) - len(data) // 2)
-        path.write_bytes(bytes(data))
+    return run_dir
+
+
+def _overwrite_half(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 :] = b"\x5a" * (len(data) - len(data) // 2)
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {  # how the newest checkpoint (step 2) is damaged
+    "data": lambda step: [_overwrite_half(p) for p in (step / "state" / "d").iterdir()],
+    "data_gone": lambda step: shutil.rmtree(step / "state" / "d"),
+    "state_gone": lambda step: shutil.rmtree(step / "state"),
+    "metadata": lambda step: (step / "meta" / "metadata").write_text("{not json"),
+    "emptied": lambda step: [p.write_bytes(b"") for p in step.rglob("*") if p.is_file()],
+    "manifest": lambda step: [p.write_bytes(b"\0" * 10) for p in step.rglob("manifest.ocdbt")],
+}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_checkpoint_is_one_warning_not_tracebacks(two_checkpoints, tmp_path, capfd,
+                                                          damage):  # fmt: skip
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_checkpoints, run_dir)
+    DAMAGE[damage](run_dir / "checkpoints" / "2")
     capfd.readouterr()
     warns = pytest.warns(RuntimeWarning, match="skipping damaged checkpoint")
-    with warns as caught, Checkpointer(tmp_path / "run" / "checkpoints") as ckpt:
+    with warns as caught, Checkpointer(run_dir / "checkpoints") as ckpt:
         assert ckpt.load_latest().step == 1
     out, err = capfd.readouterr()
-    assert "Event loop is closed" not in err and "Traceback" not in err
+    assert "Event loop is closed" not in err and "Traceback" not in err, err
     (warning,) = [w for w in caught if "damaged" in str(w.message)]
-    assert "\n" not in str(warning.message) and "tensorstore_spec" not in str(warning.message)
+    message = str(warning.message)
+    assert "\n" not in message and "tensorstore_spec" not in message and len(message) < 600
+    assert (run_dir / "checkpoints_corrupt" / "2").is_dir()  # set aside, not deleted
 
 
 # --- real processes: the lock and signals ------------------------------------------------------

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.progress import deadline
 from tests.toy_family import REPLAY_CURRICULUM, toy_config, with_curriculum
 from ued import config as config_lib
 from ued import inbox
@@ -173,3 +174,84 @@ def test_plr_add_levels_scores_above_the_buffer_on_every_seed():
     for seed in range(2):
         scores = buf.scores[seed][buf.filled[seed]]
         assert np.all(np.isfinite(scores)) and scores.max() > 0  # the second beats the first
+
+
+# --- hostile inbox entries ----------------------------------------------------------------
+
+
+def hostile_inbox(run_dir, outside):
+    """An inbox holding one good level and every kind of bad entry; returns {name: id}."""
+    box = run_dir / "inbox"
+    box.mkdir(parents=True)
+    ids = {"good": inbox.send(run_dir, GOOD)}
+
+    def entry(name):
+        ids[name] = os.urandom(16).hex()
+        return box / f"{ids[name]}.json"
+
+    folder = entry("folder")
+    folder.mkdir()
+    (folder / "notes.txt").write_text("someone's notes")  # must survive
+    entry("nested").write_text("[" * 30_000)  # 30 KB: under the size limit
+    os.mkfifo(entry("fifo"))
+    entry("zero").symlink_to("/dev/zero")
+    target = outside / "message.json"
+    target.write_text(json.dumps({"id": "x", "level": OTHER}))
+    entry("link").symlink_to(target)
+    entry("big").write_text(json.dumps({"level": "x" * (inbox.MAX_MESSAGE_BYTES + 10)}))
+    entry("not_json").write_bytes(b"\xff\xfe{")
+    (box / "notes.txt").write_text("not a message")
+    (box / "LEVEL.JSON").write_text("{}")
+    return ids
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_bad_inbox_entries_are_set_aside_and_training_goes_on(tmp_path, capfd):
+    run_dir, outside = tmp_path / "run", tmp_path / "outside"
+    outside.mkdir()
+    ids = hostile_inbox(run_dir, outside)
+    fifo = run_dir / "inbox" / f"{ids['fifo']}.json"
+    with deadline(300, [fifo]):
+        result = train(cfg_for(run_dir), verbose=False)
+        assert result["status"] == "finished"
+        by_id = {e["id"]: e for e in events(run_dir)}
+        assert by_id[ids["good"]]["accepted"]
+        reasons = {
+            "folder": "is a folder, not a message",
+            "nested": "nested too deeply",
+            "fifo": "is a FIFO (named pipe), not a message",
+            "zero": "is a symbolic link, not a message",
+            "link": "is a symbolic link, not a message",
+            "big": "over the 64 KiB limit for a message",
+            "not_json": "the message is not JSON",
+        }
+        rejected = run_dir / "inbox" / "rejected"
+        for name, reason in reasons.items():
+            event = by_id[ids[name]]
+            assert not event["accepted"] and reason in event["reason"], (name, event)
+            record = json.loads((rejected / f"{ids[name]}.json").read_text())
+            assert reason in record["reason"] and record["entry"] == f"{ids[name]}.entry"
+            assert os.path.lexists(rejected / f"{ids[name]}.entry"), name  # set aside, not lost
+        assert (rejected / f"{ids['folder']}.entry" / "notes.txt").read_text() == "someone's notes"
+        assert os.readlink(rejected / f"{ids['zero']}.entry") == "/dev/zero"
+        assert (rejected / f"{ids['fifo']}.entry").is_fifo()
+        assert json.loads((outside / "message.json").read_text())["level"] == OTHER
+        assert not inbox.pending(run_dir)
+        # Other names stay where they are, each logged once (several chunk boundaries).
+        assert (run_dir / "inbox" / "notes.txt").exists()
+        err = capfd.readouterr().err
+        assert err.count("ignoring") == 2 and err.count("notes.txt") == 1
+        # A resumed run neither crashes on them nor processes anything twice.
+        more = cfg_for(run_dir, resume=True, total_env_steps=6 * STEPS)
+        assert train(more, verbose=False)["status"] == "finished"
+        assert len(events(run_dir)) == len(by_id)
+
+
+def test_an_entry_that_cannot_be_filed_is_left_pending_not_a_crash(tmp_path, capfd):
+    sent = inbox.send(tmp_path, GOOD)
+    (tmp_path / "inbox" / "applied").write_text("a file where the folder should be")
+    box = inbox.Inbox(tmp_path)
+    box.commit([{"id": sent, "update": 1, "accepted": True, "reason": ""}])
+    box.saved()  # cannot make applied/: logged, the message stays pending
+    assert "cannot file" in capfd.readouterr().err
+    assert [p.stem for p in inbox.pending(tmp_path)] == [sent]

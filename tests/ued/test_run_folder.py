@@ -4,9 +4,11 @@ allocated. (Two real processes and real signals: ``tests/scripts/test_hostile.py
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
+from tests.progress import deadline
 from tests.toy_family import toy_config
 from ued import config as config_lib
 from ued import limits
@@ -14,6 +16,7 @@ from ued.config import ConfigError
 from ued.run_dir import RunFolderError, RunLock
 from ued.train import train
 
+ROOT = Path(__file__).resolve().parents[2]
 STEPS = 4 * 8  # env steps per update
 TOY = toy_config(
     ppo={"epochs": 1},
@@ -124,3 +127,76 @@ def test_check_fits_names_the_estimate():
     limits.check_fits("x", 10, available=10)
     with pytest.raises(ConfigError, match=r"x needs about 2\.0 GiB, more than the 1\.0 GiB"):
         limits.check_fits("x", 2 * 2**30, available=2**30)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "folder"])
+def test_a_lock_that_is_not_a_regular_file_is_refused_untouched(tmp_path, kind):
+    run_dir, victim = tmp_path / "run", tmp_path / "precious.txt"
+    run_dir.mkdir()
+    victim.write_text("someone's data")
+    lock = run_dir / ".lock"
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.mkdir()
+    with (
+        deadline(120, [lock] if kind == "fifo" else []),
+        pytest.raises(RunFolderError, match=r"\.lock"),
+    ):
+        train(cfg_for(run_dir), verbose=False)
+    assert victim.read_text() == "someone's data"  # never written through the link
+    assert (lock.is_symlink(), lock.is_fifo(), lock.is_dir()) == (
+        kind == "symlink", kind == "fifo", kind == "folder"
+    )  # fmt: skip
+    assert not (run_dir / "config.yaml").exists()
+
+
+def test_a_hundred_thousand_seeds_are_refused_by_the_estimate_in_seconds(tmp_path, monkeypatch):
+    """The state's size comes from its shapes alone (no key is made per seed), so a seed
+    count far past the machine's memory is refused before anything is built."""
+    import time
+
+    from ued.parallel import init_shapes
+
+    cfg = config_lib.replace(TOY, run={"num_seeds": 100_000, "dir": str(tmp_path / "many")})
+    start = time.monotonic()
+    from ued.experiment import build
+
+    like = init_shapes(build(cfg))
+    assert time.monotonic() - start < 30
+    per_seed = limits.tree_bytes(init_shapes(build(config_lib.replace(TOY, run={"num_seeds": 2}))))
+    assert limits.tree_bytes(like) == per_seed // 2 * 100_000
+    maze = config_lib.load(
+        ROOT / "experiments" / "maze_dr.yaml",
+        ["run.num_seeds=100000", f"run.dir={tmp_path / 'maze'}", "eval.levels=none",
+         "run.compile_cache="],
+    )  # fmt: skip
+    monkeypatch.setattr(limits, "available_bytes", lambda: 64 * 2**30)  # any machine's
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=r"the train state \(100000 seed\(s\)\) needs about"):
+        train(maze, verbose=False)
+    assert time.monotonic() - start < 60
+
+
+BAD_ENTRIES = [("metrics.jsonl", "fifo"), ("summary.json", "symlink"), ("config.yaml", "folder"),
+               ("checkpoints", "file")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "kind"), BAD_ENTRIES)
+def test_a_run_file_that_is_not_a_regular_file_is_refused_before_building(tmp_path, name, kind):
+    """Writing would block on a FIFO or go through a link to someone's file: refused."""
+    run_dir, victim = tmp_path / "run", tmp_path / "precious.json"
+    run_dir.mkdir()
+    victim.write_text("someone's data")
+    path = run_dir / name
+    {"fifo": os.mkfifo, "symlink": lambda p: p.symlink_to(victim), "folder": Path.mkdir,
+     "file": lambda p: p.write_text("x")}[kind](path)  # fmt: skip
+    with (
+        deadline(120, [path] if kind == "fifo" else []),
+        pytest.raises(RunFolderError, match=f"{name} is"),
+    ):
+        train(cfg_for(run_dir), verbose=False)
+    assert victim.read_text() == "someone's data"
+    assert sorted(p.name for p in run_dir.iterdir()) == [name]  # nothing else written

@@ -1,5 +1,6 @@
 """The studio's API through Starlette's test client, on one finished toy run: what each read
-returns, and every write refused for bad input, size, type, origin or a missing token."""
+returns, and every write refused for bad input, size, type, origin or a missing token.
+(Hostile requests, DNS rebinding and the token on every request: test_studio_security.py.)"""
 
 import json
 
@@ -17,6 +18,7 @@ from ued.studio.app import MAX_BODY, TOKEN_HEADER, create_app  # noqa: E402
 
 STEPS = 4 * 8
 JSON = {"Content-Type": "application/json"}
+LOCAL = "http://127.0.0.1:8765"  # the test client's requests carry this Host
 
 
 def write_run(run_dir, cfg):
@@ -65,7 +67,7 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(runs):
-    return TestClient(create_app(runs))
+    return TestClient(create_app(runs), base_url=LOCAL)
 
 
 def test_runs_are_listed_with_status_and_progress(client):
@@ -128,7 +130,9 @@ def test_send_writes_one_validated_message(client, runs):
     body = res.json()
     message = json.loads((runs / "toy" / "inbox" / f"{body['id']}.json").read_text())
     assert message["level"] == "..A.G." and message["source"] == "test"
-    assert "not running" in body["note"]
+    assert "the run is finished: nothing reads sent levels until it is resumed" in body["note"]
+    box = client.get("/api/runs/toy/inbox").json()  # the page shows it beside the pending level
+    assert box["pending"] == [body["id"]] and box["note"] == body["note"]
     bad = client.post("/api/runs/toy/send", json={"level": "A...."})
     assert bad.status_code == 400 and "exactly one A and one G" in bad.json()["error"]
     assert [p.stem for p in inbox.pending(runs / "toy")] == [body["id"]]
@@ -162,14 +166,14 @@ def test_runs_are_found_by_name_only(client, name):
     assert "runs: ['fresh', 'toy']" in error or error.startswith("no such path")
 
 
-def test_a_token_guards_every_write(runs):
-    client = TestClient(create_app(runs, token="s3cret"))
-    assert client.get("/api/runs").status_code == 200  # reads stay open
-    assert client.get("/api/info").json()["token_required"] is True
+def test_a_token_guards_every_request(runs):
+    client = TestClient(create_app(runs, token="s3cret"), base_url=LOCAL)
     for headers in ({}, {TOKEN_HEADER: "wrong"}):
         res = client.post("/api/runs/toy/check", json={"level": "A.G"}, headers=headers)
         assert res.status_code == 403 and TOKEN_HEADER in res.json()["error"]
+        assert client.get("/api/runs", headers=headers).status_code == 403  # reads too
     good = {TOKEN_HEADER: "s3cret"}
+    assert client.get("/api/info", headers=good).json()["token_required"] is True
     res = client.post("/api/runs/toy/check", json={"level": "A.G"}, headers=good)
     assert res.status_code == 200 and res.json()["valid"]
 
@@ -231,7 +235,8 @@ def test_the_cli_asks_for_a_token_off_localhost(runs):
             except urllib.error.HTTPError as err:
                 return err.code, json.loads(err.read())["error"]
 
-        assert post({}) == (403, f"this server needs its token in the {TOKEN_HEADER} header")
+        status, error = post({})
+        assert status == 403 and f"the {TOKEN_HEADER} header" in error
         # With the token the request gets through; this process has no toy family to build
         # the run with, and says so.
         status, error = post({TOKEN_HEADER: token})

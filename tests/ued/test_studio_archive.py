@@ -32,7 +32,7 @@ def program_run(tmp_path_factory):
 
 
 def test_levels_show_the_program_archive_fittest_first(program_run):
-    client = TestClient(create_app(program_run))
+    client = TestClient(create_app(program_run), base_url="http://127.0.0.1:8765")
     body = client.get("/api/runs/prog/levels").json()
     model = runs_lib.RunModel(program_run / "prog")
     step, state, _ = model.latest()

@@ -24,6 +24,7 @@ import pytest
 pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from tests.progress import Progress  # noqa: E402
 from ued import inbox  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,15 +85,24 @@ def live(tmp_path_factory):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
+
+    def alive():
+        assert trainer.poll() is None, (runs / "trainer.log").read_text()
+
+    # Deadlines follow the trainer's progress (its CPU time while it compiles, its log,
+    # metrics and checkpoints after), not the wall clock alone: a loaded machine may take
+    # minutes to compile.
+    progress = Progress([trainer.pid], [runs / "trainer.log", run_dir], stall=180, cap=1800,
+                        alive=alive)  # fmt: skip
     try:
-        deadline = time.monotonic() + 240
-        while not (server.started and list(run_dir.glob("checkpoints/[0-9]*/meta/metadata"))):
-            assert trainer.poll() is None, (runs / "trainer.log").read_text()
-            assert time.monotonic() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.5)
+        progress.wait_for(
+            lambda: server.started and list(run_dir.glob("checkpoints/[0-9]*/meta/metadata")),
+            "first checkpoint",
+        )
         port = server.servers[0].sockets[0].getsockname()[1]
         yield {"url": f"http://127.0.0.1:{port}/", "page": page, "run_dir": run_dir,
-               "trainer": trainer, "errors": errors}  # fmt: skip
+               "trainer": trainer, "errors": errors, "progress": progress,
+               "browser": browser}  # fmt: skip
     finally:
         browser.close()
         pw.stop()
@@ -154,7 +164,12 @@ def test_draw_try_and_send_a_level_into_training(live, capsys):
     page.fill("#episodes", "4")
     page.click("#try")
     summary = page.locator("#try-summary")
-    sync_api.expect(summary).to_contain_text("over 4 episodes", timeout=60_000)
+    # The server (this process) compiles the try: its CPU time is the progress.
+    serving = Progress([os.getpid()], stall=120, cap=900)
+    serving.expect(
+        lambda: sync_api.expect(summary).to_contain_text("over 4 episodes", timeout=10_000),
+        "try result",
+    )
     assert "solve rate" in summary.inner_text()
     sync_api.expect(page.locator("#frame")).to_contain_text("step", timeout=5_000)
     shot(page, "draw_try")
@@ -162,7 +177,10 @@ def test_draw_try_and_send_a_level_into_training(live, capsys):
     t0 = time.monotonic()
     page.click("#send")
     trained = page.locator("#send-result td.trained .ok")
-    sync_api.expect(trained).to_contain_text("in the buffer", timeout=90_000)
+    live["progress"].expect(
+        lambda: sync_api.expect(trained).to_contain_text("in the buffer", timeout=10_000),
+        "sent level in the buffer",
+    )
     seconds = time.monotonic() - t0
     shot(page, "draw_sent")
     with capsys.disabled():
@@ -190,3 +208,38 @@ def test_a_bad_level_is_refused_in_the_page(live):
     sync_api.expect(page.locator("#check")).to_contain_text("'X'")
     page.click("#send")
     sync_api.expect(page.locator("#send-result .bad")).to_contain_text("bad level", timeout=10_000)
+
+
+def test_a_level_sent_to_a_finished_run_says_it_waits_for_a_resume(live, tmp_path):
+    """A finished run reads no inbox: the page says so beside the pending level."""
+    import uvicorn
+
+    from tests.toy_family import REPLAY_CURRICULUM, toy_config
+    from tests.ued.test_studio_api import STEPS, write_run
+    from ued.studio.app import create_app
+
+    cfg = toy_config(curriculum={"name": "plr", **REPLAY_CURRICULUM},
+                     run={"total_env_steps": 2 * STEPS, "dir": str(tmp_path / "done")})  # fmt: skip
+    write_run(tmp_path / "done", cfg)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(tmp_path), host="127.0.0.1", port=0, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    page = live["browser"].new_page()  # the module's browser (one Playwright per process)
+    try:
+        Progress([os.getpid()], stall=60, cap=300).wait_for(lambda: server.started, "server")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        page.goto(f"http://127.0.0.1:{port}/#/draw/done")
+        sync_api.expect(page.locator("#level-text")).to_be_visible(timeout=60_000)
+        page.fill("#level-text", "A...G.")
+        page.click("#send")
+        row = page.locator("#send-result tr", has_text="pending")
+        sync_api.expect(row).to_contain_text(
+            "the run is finished: nothing reads sent levels until it is resumed", timeout=60_000
+        )
+        assert len(inbox.pending(tmp_path / "done")) == 1
+    finally:
+        page.close()
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -4,19 +4,33 @@ Built on Starlette (served by uvicorn): a small, well-kept ASGI toolkit with a t
 static files and nothing we do not use; the API validates its own small bodies, so
 FastAPI's model layer would add a dependency without removing code.
 
-Security (see ``create_app``): every write (POST) must be JSON (``Content-Type:
-application/json``, so a cross-site form cannot post), must come from the page's own origin
-when the browser says where it comes from, is at most ``MAX_BODY`` bytes, and, when the
-app has a token, must carry it in ``X-Studio-Token``. Runs are looked up by name among the
-folders the server found; no client-supplied path reaches the file system.
+Security (see ``create_app``):
+
+- Every request must name this server in its ``Host`` header: one of the addresses it was
+  started on (the loopback names ``127.0.0.1``, ``localhost`` and ``::1`` for a server on
+  loopback). A page on another name is refused, even one whose name an attacker points at
+  127.0.0.1 (DNS rebinding), so it can neither read runs nor send levels.
+- When the app has a token (always off loopback: ``scripts/studio.py`` makes one), every
+  request must carry it: in ``X-Studio-Token``, in ``?token=`` (the URL the server prints),
+  or in the cookie the page gets when it is opened with that URL (``HttpOnly``,
+  ``SameSite=Strict``, so another site's page cannot use it).
+- Every write (POST) must be JSON (``Content-Type: application/json``, so a cross-site form
+  cannot post), must come from the page's own origin when the browser says where it comes
+  from, and is at most ``MAX_BODY`` bytes of JSON nested at most ``MAX_DEPTH`` deep.
+
+Runs are looked up by name among the folders the server found; no client-supplied path
+reaches the file system.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import jax
 from starlette.applications import Starlette
@@ -34,7 +48,107 @@ from ued.studio import runs as runs_lib
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 64 * 1024  # bytes of one request body
 MAX_LEVEL_TEXT = 32 * 1024  # characters of one level's text
+MAX_DEPTH = 16  # nesting of a request's JSON body (the API's bodies are flat objects)
 TOKEN_HEADER = "X-Studio-Token"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ANY_HOST = "*"  # a server on every interface: any Host, and the token on every request
+MIN_TOKEN = 16  # characters of a token guarding a server off loopback
+TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._~-]+$")  # safe in a URL and a cookie as it is
+
+
+def host_name(host_header: str) -> str:
+    """The name in a ``Host`` header, without its port (``[::1]:8765`` -> ``::1``)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _depth(raw: bytes) -> int:
+    """How deep JSON text nests, counted without parsing it (brackets outside strings)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+class Guard:
+    """ASGI middleware checking every request's Host and, when there is a token, the token
+    (see the module docstring); refusals are JSON ``{"error": ...}`` with 403 (or 400)."""
+
+    def __init__(self, app, hosts: Iterable[str], token: str | None):
+        self.app = app
+        self.hosts = {h.lower().strip("[]") for h in hosts}
+        self.token = token
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        if ANY_HOST not in self.hosts and host_name(host) not in self.hosts:
+            allowed = ", ".join(sorted(self.hosts))
+            return await _refuse(send, 403, f"this server answers to {allowed}, not to Host "
+                                 f"{host!r} (a page on another name cannot use it)")  # fmt: skip
+        port = host.rsplit(":", 1)[-1] if not host.endswith("]") and ":" in host else ""
+        cookie_name = f"ued_studio_{port if port.isdigit() else 'default'}"
+        if self.token is None:
+            return await self.app(scope, receive, send)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        cookies = _cookies(headers.get("cookie", ""))
+        given = [headers.get(TOKEN_HEADER.lower()), *query.get("token", [])[:1],
+                 cookies.get(cookie_name)]  # fmt: skip
+        if not any(g is not None and _same(g, self.token) for g in given):
+            return await _refuse(
+                send, 403, f"this server needs its token (the ?token= of the URL it printed, "
+                f"or the {TOKEN_HEADER} header)"
+            )  # fmt: skip
+        if scope.get("path") == "/" and query.get("token"):
+            cookie = f"{cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+
+            async def with_cookie(message):
+                if message["type"] == "http.response.start":
+                    extra = [(b"set-cookie", cookie.encode())]
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
+                await send(message)
+
+            return await self.app(scope, receive, with_cookie)
+        return await self.app(scope, receive, send)
+
+
+def _same(given: str, token: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode())
+
+
+def _cookies(header: str) -> dict[str, str]:
+    out = {}
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            out[name] = value
+    return out
+
+
+async def _refuse(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
 
 
 class ApiError(Exception):
@@ -80,11 +194,8 @@ class Studio:
         return self.models[name]
 
     async def body(self, request: Request, allowed: dict[str, type]) -> dict[str, Any]:
-        """The checked JSON body of a write: token, origin, type, size and keys."""
-        if self.token is not None:
-            given = request.headers.get(TOKEN_HEADER, "")
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                raise ApiError(403, f"this server needs its token in the {TOKEN_HEADER} header")
+        """The checked JSON body of a write: origin, type, size, depth and keys (the Host
+        and the token are checked for every request by ``Guard``)."""
         origin = request.headers.get("origin")
         if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
             raise ApiError(403, f"writes from origin {origin!r} are refused")
@@ -98,10 +209,14 @@ class Studio:
             raw += chunk
             if len(raw) > MAX_BODY:
                 raise ApiError(413, f"the body is over {MAX_BODY} bytes")
+        if _depth(raw) > MAX_DEPTH:
+            raise ApiError(400, f"the body's JSON nests deeper than {MAX_DEPTH} levels")
         try:
             data = json.loads(raw or b"null")
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ApiError(400, f"the body is not valid JSON ({err})") from None
+        except RecursionError:
+            raise ApiError(400, "the body's JSON nests too deeply") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object")
         unknown = sorted(set(data) - set(allowed))
@@ -121,6 +236,16 @@ class Studio:
         return data
 
 
+def not_running(status: str) -> str:
+    """What a sender must know about a run that is not training now ("" while it is)."""
+    if status == "running":
+        return ""
+    return (
+        f"the run is {status}: nothing reads sent levels until it is resumed "
+        "(scripts/train.py with run.resume=true); they wait in its inbox"
+    )
+
+
 def _int_param(request: Request, key: str, default: int, low: int, high: int) -> int:
     value = request.query_params.get(key)
     if value is None:
@@ -134,13 +259,30 @@ def _int_param(request: Request, key: str, default: int, low: int, high: int) ->
     return number
 
 
-def create_app(root: str | Path, token: str | None = None) -> Starlette:
+def create_app(
+    root: str | Path, token: str | None = None, hosts: Iterable[str] = LOOPBACK
+) -> Starlette:
     """The studio app over the runs in ``root`` (a run folder or a folder of runs).
 
     Args:
         root: where the runs are.
-        token: when given, every write must carry it (``X-Studio-Token``).
+        token: when given, every request must carry it (see the module docstring).
+        hosts: the names a request's ``Host`` may carry (without a port): the addresses
+            the server listens on. The default is the loopback names; ``["*"]`` (a server
+            on every interface) allows any and needs a token.
+
+    Raises:
+        ValueError: a server reachable off loopback without a token of at least
+            ``MIN_TOKEN`` characters.
     """
+    hosts = [h.lower().strip("[]") for h in hosts]
+    if any(h not in LOOPBACK for h in hosts) and (token is None or len(token) < MIN_TOKEN):
+        raise ValueError(
+            f"a studio reachable off loopback ({', '.join(hosts)}) needs a token of at least "
+            f"{MIN_TOKEN} characters: every request must carry it"
+        )
+    if token is not None and not TOKEN_CHARS.match(token):
+        raise ValueError("a token is made of letters, digits and '-', '_', '.', '~'")
     studio = Studio(Path(root), token)
 
     async def index(request: Request):
@@ -227,7 +369,9 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
                 continue
             event["text"] = text
             event["found"] = located.get(text)
-        return JSONResponse({"pending": pending, "events": events, "checkpoint": step})
+        status = runs_lib.run_summary(name, run_dir)["status"]
+        return JSONResponse({"pending": pending, "events": events, "checkpoint": step,
+                             "status": status, "note": not_running(status)})  # fmt: skip
 
     async def check(request: Request):
         data = await studio.body(request, {"level": str})
@@ -273,10 +417,12 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
         except ValueError as err:
             raise ApiError(400, f"bad level: {err}") from None
         text = exp.family.level_to_text(exp.env, level)
-        msg_id = inbox_lib.send(model.run_dir, text, data.get("source", "studio"))
+        try:
+            msg_id = inbox_lib.send(model.run_dir, text, data.get("source", "studio"))
+        except OSError as err:
+            raise ApiError(409, f"cannot write to the run's inbox: {err}") from None
         status = runs_lib.run_summary(name, model.run_dir)["status"]
-        note = "" if status == "running" else "the run is not running: resume it to apply this"
-        return JSONResponse({"id": msg_id, "text": text, "note": note})
+        return JSONResponse({"id": msg_id, "text": text, "note": not_running(status)})
 
     routes = [
         Route("/", index),
@@ -291,4 +437,6 @@ def create_app(root: str | Path, token: str | None = None) -> Starlette:
         Route("/api/runs/{name}/send", send, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={ApiError: _error, 404: _not_found})
+    app = Starlette(routes=routes, exception_handlers={ApiError: _error, 404: _not_found})
+    app.add_middleware(Guard, hosts=hosts, token=token)
+    return app

@@ -22,8 +22,17 @@ import numpy as np
 import yaml
 
 from ued import inbox as inbox_lib
+from ued.safe_io import open_capped, read_capped
 
 MAX_METRIC_ROWS = 20_000  # rows one metrics request returns at most
+MAX_SMALL_FILE = 2**20  # config.yaml, summary.json and the lock are read up to this size
+NO_CAP = 2**40  # metrics.jsonl: any size, but only a regular file (never a FIFO or device)
+
+
+def _small(path: Path, nofollow: bool = False) -> bytes:
+    """A small file of a run folder (ValueError or OSError when it is not a regular file of
+    at most ``MAX_SMALL_FILE`` bytes: a FIFO there must not stall the server)."""
+    return read_capped(path, MAX_SMALL_FILE, path.name, nofollow=nofollow)
 
 
 def find_runs(root: Path) -> dict[str, Path]:
@@ -43,8 +52,10 @@ def find_runs(root: Path) -> dict[str, Path]:
 
 def _lock_alive(run_dir: Path) -> bool:
     try:
-        info = json.loads((run_dir / ".lock").read_text() or "{}")
-    except (OSError, ValueError):
+        info = json.loads(_small(run_dir / ".lock", nofollow=True) or b"{}")
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(info, dict):
         return False
     pid = info.get("pid")
     if not isinstance(pid, int) or info.get("host") != socket.gethostname():
@@ -60,8 +71,8 @@ def _lock_alive(run_dir: Path) -> bool:
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = yaml.safe_load(_small(run_dir / "config.yaml").decode("utf-8"))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -73,15 +84,20 @@ def read_metrics(run_dir: Path, since: int = 0) -> tuple[list[dict[str, Any]], i
     if not path.exists():
         return [], 0
     rows, n = [], 0
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
+    try:
+        stream, _ = open_capped(path, NO_CAP, "metrics file")
+    except (OSError, ValueError):
+        return [], since
+    with stream:
+        for n, raw in enumerate(stream, start=1):
             if n <= since:
                 continue
+            line = raw.decode("utf-8", errors="replace")
             if not line.endswith("\n"):
                 return rows, n - 1
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 rows.append({})
             if len(rows) >= MAX_METRIC_ROWS:
                 return rows, n
@@ -93,19 +109,24 @@ def tail_rows(run_dir: Path, nbytes: int = 256 * 1024) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    with path.open("rb") as f:
-        size = f.seek(0, 2)
+    try:
+        f, size = open_capped(path, NO_CAP, "metrics file")
+    except (OSError, ValueError):
+        return []
+    with f:
         f.seek(max(0, size - nbytes))
-        data = f.read().decode("utf-8", errors="replace")
+        data = f.read(nbytes).decode("utf-8", errors="replace")
     lines = data.split("\n")
     if size > nbytes:
         lines = lines[1:]  # the first may be cut
     rows = []
     for line in lines[:-1]:  # the last is empty or still being written
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
             continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 
@@ -116,8 +137,8 @@ def run_summary(name: str, run_dir: Path) -> dict[str, Any]:
     status = "running" if running else "stopped"
     summary_path = run_dir / "summary.json"
     if not running and summary_path.exists():
-        with contextlib.suppress(OSError, ValueError):
-            status = json.loads(summary_path.read_text()).get("status", status)
+        with contextlib.suppress(OSError, ValueError, RecursionError, AttributeError):
+            status = str(json.loads(_small(summary_path)).get("status", status))
     last = next((r for r in reversed(tail_rows(run_dir)) if "env_steps" in r), {})
     run = cfg.get("run", {}) or {}
     total = run.get("total_env_steps") or 0

@@ -44,9 +44,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ued.config import ConfigError, coerce, parse_override
+from ued.config import ConfigError, coerce, parse_override, read_yaml
 
 SUITE_OWNED = ("run.seed", "run.num_seeds", "run.total_env_steps", "run.dir", "run.resume")
 SET_KINDS = ("named", "file", "random")
@@ -239,7 +237,7 @@ def from_dict(data: Any, root: str | Path = ".") -> Suite:
 def load(path: str | Path) -> Suite:
     """Reads and validates a suite file."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text())
+    data = read_yaml(path, "suite file")  # a ConfigError naming the file and line
     try:
         return from_dict(data, path.parent)
     except ConfigError as err:

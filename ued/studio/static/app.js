@@ -16,9 +16,11 @@ export const state = { run: null, info: null, rows: [], next: 0, levels: null, t
   editor: null, sent: [] };
 
 export async function api(path, body) {
-  const opts = body === undefined ? {} : {
+  // The token (when the server has one) goes with every request, reads included.
+  const headers = TOKEN ? { "X-Studio-Token": TOKEN } : {};
+  const opts = body === undefined ? { headers } : {
     method: "POST", body: JSON.stringify(body),
-    headers: { "Content-Type": "application/json", "X-Studio-Token": TOKEN },
+    headers: { ...headers, "Content-Type": "application/json" },
   };
   const res = await fetch(`/api${path}`, opts);
   const data = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
@@ -180,7 +182,9 @@ export function openInEditor(text, source) {
 
 // Sent levels: pending, accepted or rejected by the trainer, and found in the curriculum.
 export function sentLevels(inbox, box) {
-  const pending = inbox.pending.map((id) => `<tr data-id="${id}"><td>${id.slice(0, 8)}</td><td class="warn">pending</td><td></td><td></td></tr>`);
+  // A run that is not training reads nothing: say so on every pending level.
+  const waiting = inbox.note ? esc(inbox.note) : "";
+  const pending = inbox.pending.map((id) => `<tr data-id="${id}"><td>${id.slice(0, 8)}</td><td class="warn">pending</td><td class="warn">${waiting}</td><td></td></tr>`);
   const done = inbox.events.slice().reverse().map((e) => {
     const mine = state.sent.find((s) => s.id === e.id);
     // Sticky: once a checkpoint holds the level, say which (later ones may have evicted it).
