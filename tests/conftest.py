@@ -1,6 +1,8 @@
 """Shared fixtures. Importing the toy family registers it, so registry-wide contract tests
 cover a second family besides the maze."""
 
+import pytest
+
 import tests.toy_family  # noqa: F401
 
 
@@ -10,3 +12,11 @@ def pytest_addoption(parser):
         action="store_true",
         help="tests that train shipped experiments run every one of them, not a representative few",
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    from tests.slow_tier import is_slow
+
+    for item in items:
+        if is_slow(item):
+            item.add_marker(pytest.mark.slow)
