@@ -22,7 +22,10 @@ EXPERIMENTS = sorted((Path(__file__).parents[2] / "experiments").glob("*.yaml"))
         (["ppo.lr=-0.1"], "ppo.lr=-0.1; must be a number > 0"),
         (["ppo.lr=.nan"], "ppo.lr=nan; must be a number > 0"),
         (["network.kind=transformer"], "network.kind='transformer'; must be one of 'conv_lstm'"),
-        (["network.mlp_sizes=[-4, 0]"], "network.mlp_sizes=(-4, 0); must be a list of integers"),
+        (
+            ["network.mlp_sizes=[-4, 0]"],
+            "network.mlp_sizes=(-4, 0); must be a list of at most 64 integers > 0",
+        ),
         (["run.checkpoint_every=-1"], "run.checkpoint_every=-1; must be an integer >= 0"),
         (["ppo.num_envs=6", "ppo.num_minibatches=4"], "must be divisible by"),
         (["run.progress=maybe"], "run.progress must be true or false"),
