@@ -45,10 +45,16 @@ throughput (1 = seeds cost nothing extra; 1/S = S seeds cost S single runs), bes
 
 **Before and after in one run.** ``--compare-ref REV`` checks out git revision ``REV`` of this
 repository in a temporary worktree and measures every configuration with that checkout's
-code too (its own ``scripts/benchmark.py --worker`` and ``ued``), each right after this
-checkout's measurement of it, so both see the same machine load. Options this checkout adds
-(``run.seed_mode``) are not passed to the older code, which always vmaps its seeds. The
-parent prints the 1-minute load average before and after.
+``ued`` too, right before this checkout's measurement of it, so both see about the same
+machine load; the measuring harness (``ued/benchmarking.py``) is this checkout's for both.
+Options this checkout adds (``run.seed_mode``, ``run.schedule_seed``) are not passed to the
+older code, which always vmaps its seeds. The parent prints the 1-minute load average
+before and after. On a shared machine, ``--repeats R`` times the window of ``--updates``
+steps R times from the same state (the same work) and keeps the fastest, and
+``--interleave`` measures the seed counts of one configuration (and seed mode) in one worker:
+every count's program is compiled and warmed up, then each of the R rounds times every
+count's window once, so that the seed counts see the same load and their ratio holds while
+the load moves (compile and memory figures are then per worker, not per seed count).
 
 To reach replay steps quickly, ``curriculum.options.buffer.min_fill_ratio`` is lowered so replay can
 start after two steps (it changes when replay starts, not what a step costs; recorded as
@@ -76,29 +82,48 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-# Measure this checkout's code, whichever checkout `pip install -e` points at.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 MARK = "BENCH_RESULT "
 
 
 # --- the worker process (measurements in ued.benchmarking) -----------------------------------
 
 
+def load_harness():
+    """This checkout's ``ued/benchmarking.py``, loaded by path: with ``--compare-ref`` the
+    ``ued`` package it measures is the older checkout's, the harness is the same."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "ued_bench_harness", ROOT / "ued" / "benchmarking.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def worker(spec: dict) -> None:
+    # The measured checkout's ued (this one, or --compare-ref's), whichever `pip install -e`
+    # points at.
+    sys.path.insert(0, spec.get("code_root") or str(ROOT))
     import jax
 
-    from ued.benchmarking import measure_env, measure_train
-
-    out = measure_env(spec) if spec["kind"] == "env" else measure_train(spec)
+    harness = load_harness()
+    measure = {
+        "env": harness.measure_env,
+        "train": harness.measure_train,
+        "scaling": harness.measure_scaling,
+    }[spec["kind"]]
+    out = measure(spec)
     device = jax.devices()[0]
-    out.update(
-        backend=jax.default_backend(),
-        device_kind=device.device_kind,
-        device_count=jax.device_count(),
-        jax_version=jax.__version__,
-        load_average=os.getloadavg()[0],
-    )
+    machine = {
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "jax_version": jax.__version__,
+        "load_average": os.getloadavg()[0],
+    }
+    for result in out.get("results", [out]):
+        result.update(machine)
     print(MARK + json.dumps(out), flush=True)
 
 
@@ -106,16 +131,16 @@ def worker(spec: dict) -> None:
 
 
 def run_worker(spec: dict, timeout: float, root: Path = ROOT) -> dict:
-    """One measurement in a fresh process running the code of checkout ``root``."""
+    """One measurement in a fresh process: this checkout's harness on the ``ued`` of
+    checkout ``root``."""
     env = dict(os.environ)
     devices = spec.get("devices", 1)
     if devices > 1:  # fake host devices; harmless for GPU/TPU backends
         flag = f"--xla_force_host_platform_device_count={devices}"
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flag).strip()
-    # The checkout's own ued, whatever `pip install -e` points at.
     env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
-    script = root / "scripts" / "benchmark.py"
-    cmd = [sys.executable, str(script), "--worker", json.dumps(spec)]
+    spec = {**spec, "code_root": str(root)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     try:
         proc = subprocess.run(
             cmd, env=env, cwd=root, capture_output=True, text=True, timeout=timeout
@@ -216,6 +241,7 @@ def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
                 "devices": dev,
                 "warmup": args.warmup,
                 "updates": args.updates,
+                "repeats": getattr(args, "repeats", 1),
                 "summary": {
                     "curriculum": cfg.curriculum.name,
                     "num_envs": cfg.ppo.num_envs,
@@ -243,9 +269,10 @@ def side_of(row: dict) -> str:
 
 
 def mode_of(row: dict) -> str:
-    """How the seeds ran: ``vmap``/``sequential`` (``-`` for one seed)."""
+    """How the seeds ran: ``vmap``/``sequential`` (``-`` for one seed, unless measured in
+    a ``--interleave`` group, whose mode it then has)."""
     if row["summary"]["num_seeds"] <= 1:
-        return "-"
+        return row.get("group") or "-"
     if side_of(row) == "before":
         return "vmap"  # the code before run.seed_mode always vmapped its seeds
     return row["result"].get("seed_mode") or row["summary"].get("seed_mode") or "?"
@@ -292,22 +319,27 @@ def print_table(rows: list[dict], header: bool = True) -> None:
 
 def seed_scaling(rows: list[dict]) -> list[dict]:
     """Per (curriculum, envs, devices, side, mode): per-seed throughput by seed count, and
-    the ratio of the most seeds' per-seed throughput to one seed's (needs a 1-seed row)."""
-    groups: dict[tuple, dict[int, float]] = {}
-    single: dict[tuple, float] = {}
+    the ratio of the most seeds' per-seed throughput to one seed's (needs a 1-seed row).
+
+    ``ratio_mm`` is the same ratio of per-seed throughput divided by the matmul rate each
+    measurement took right after its timed steps: on a machine shared with other work it
+    corrects for the load that the measurements did not share."""
+    groups: dict[tuple, dict[int, tuple[float, float]]] = {}
+    single: dict[tuple, tuple[float, float]] = {}
     for r in rows:
         s, res = r["summary"], r["result"]
         if "error" in res:
             continue
         per_seed = res["sps"]["mix"] / max(1, s["num_seeds"])
+        figures = (per_seed, per_seed / res.get("matmul_gflops", float("nan")))
         base = (s["curriculum"], s["num_envs"], s["capacity"], s["devices"], side_of(r))
-        if s["num_seeds"] == 1:
-            single[base] = per_seed
+        if s["num_seeds"] == 1:  # the baseline of its --interleave group, or of every mode
+            single[(*base, r.get("group"))] = figures
         else:
-            groups.setdefault((*base, mode_of(r)), {})[s["num_seeds"]] = per_seed
+            groups.setdefault((*base, mode_of(r)), {})[s["num_seeds"]] = figures
     out = []
     for key, by_seeds in groups.items():
-        one = single.get(key[:-1])
+        one = single.get(key, single.get((*key[:-1], None)))
         if one is None:
             continue
         top = max(by_seeds)
@@ -319,20 +351,22 @@ def seed_scaling(rows: list[dict]) -> list[dict]:
                 "devices": key[3],
                 "side": key[4],
                 "mode": key[5],
-                "sps_per_seed": {1: one, **dict(sorted(by_seeds.items()))},
-                "ratio": by_seeds[top] / one,
+                "sps_per_seed": {1: one[0], **{n: v[0] for n, v in sorted(by_seeds.items())}},
+                "ratio": by_seeds[top][0] / one[0],
+                "ratio_mm": by_seeds[top][1] / one[1],
                 "ratio_seeds": top,
             }
         )
     # Relative to DR's ratio of the same side, mode and sizes.
-    dr = {
-        (o["side"], o["mode"], o["num_envs"], o["devices"], o["ratio_seeds"]): o["ratio"]
-        for o in out
-        if o["curriculum"] == "dr"
-    }
-    for o in out:
-        ref = dr.get((o["side"], o["mode"], o["num_envs"], o["devices"], o["ratio_seeds"]))
-        o["vs_dr"] = o["ratio"] / ref if ref else None
+    for name in ("ratio", "ratio_mm"):
+        dr = {
+            (o["side"], o["mode"], o["num_envs"], o["devices"], o["ratio_seeds"]): o[name]
+            for o in out
+            if o["curriculum"] == "dr"
+        }
+        for o in out:
+            ref = dr.get((o["side"], o["mode"], o["num_envs"], o["devices"], o["ratio_seeds"]))
+            o[name.replace("ratio", "vs_dr")] = o[name] / ref if ref else None
     order = {"before": 0, "after": 1, "this": 1}
     return sorted(out, key=lambda o: (o["num_envs"], o["devices"], order.get(o["side"], 2),
                                       o["mode"], o["curriculum"]))  # fmt: skip
@@ -343,15 +377,40 @@ def print_seed_scaling(table: list[dict]) -> None:
         return
     counts = sorted({n for o in table for n in o["sps_per_seed"]})
     cols = " ".join(f"{f'{n} seed' + ('s' if n > 1 else ''):>9}" for n in counts)
-    print("\nseed scaling: student env steps/s per seed; ratio = most seeds / 1 seed")
+    print(
+        "\nseed scaling: student env steps/s per seed; ratio = most seeds / 1 seed "
+        "(ratio mm: each figure over its measurement's matmul rate)"
+    )
     head = f"{'curriculum':<11} {'side':<6} {'mode':<10} {'envs':>5}"
-    print(f"{head} {cols} {'ratio':>6} {'vs DR':>6}")
+    print(f"{head} {cols} {'ratio':>6} {'vs DR':>6} {'ratio mm':>8} {'vs DR':>6}")
     for o in table:
         vals = " ".join(f"{fmt(o['sps_per_seed'].get(n)):>9}" for n in counts)
         print(
             f"{o['curriculum']:<11} {o['side']:<6} {o['mode']:<10} {o['num_envs']:>5} {vals} "
-            f"{o['ratio']:>6.2f} {fmt(o['vs_dr'], '.2f'):>6}"
+            f"{o['ratio']:>6.2f} {fmt(o['vs_dr'], '.2f'):>6} {o['ratio_mm']:>8.2f} "
+            f"{fmt(o['vs_dr_mm'], '.2f'):>6}"
         )
+
+
+def interleave_groups(specs: list[dict]) -> dict[tuple, list[dict]]:
+    """``--interleave``: the specs grouped by everything but the seed count, per seed mode;
+    the 1-seed spec of a configuration opens each of its modes' groups."""
+    singles, groups = {}, {}
+    for spec in specs:
+        s = spec["summary"]
+        key = (spec["experiment"], s["curriculum"], s["num_envs"], s["capacity"], s["devices"])
+        if s["num_seeds"] == 1:
+            singles[key] = spec
+        else:
+            groups.setdefault((*key, s.get("seed_mode") or "auto"), []).append(spec)
+    out = {}
+    for key, members in groups.items():
+        members = sorted(members, key=lambda g: g["summary"]["num_seeds"])
+        out[key] = [singles[key[:-1]], *members] if key[:-1] in singles else members
+    for key, spec in singles.items():  # a configuration measured with one seed only
+        if not any(k[:-1] == key for k in groups):
+            out[(*key, "-")] = [spec]
+    return out
 
 
 def ref_checkout(rev: str, where: Path) -> Path:
@@ -380,6 +439,8 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--worker"]:
         worker(json.loads(argv[1]))
         return 0
+    # This checkout's ued, whichever checkout `pip install -e` points at.
+    sys.path.insert(0, str(ROOT))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--curricula", help="comma list; default: every registered curriculum")
     parser.add_argument("--num-envs", help="comma list of ppo.num_envs")
@@ -388,10 +449,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--num-seeds", help="comma list of run.num_seeds")
     parser.add_argument("--seed-mode", help="comma list of run.seed_mode (vmap,sequential)")
     parser.add_argument("--compare-ref", help="git revision measured too, as 'before'")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="measure a configuration's seed counts in one process, windows interleaved",
+    )
     parser.add_argument("--env-envs", default="1024", help="env-only batch sizes, or none")
     parser.add_argument("--env-steps", type=int, default=256)
     parser.add_argument("--updates", type=int, default=4, help="timed train steps per config")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="timed windows from the same state; fastest kept"
+    )
     parser.add_argument("--no-warm", action="store_true", help="skip the warm-cache compile")
     parser.add_argument("--keep-min-fill", action="store_true")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
@@ -402,8 +471,8 @@ def main(argv: list[str]) -> int:
     if rest and not rest[0].startswith("-"):
         experiment = rest.pop(0)
     args = parser.parse_args(rest)
-    if args.updates < 1 or args.warmup < 0 or args.env_steps < 1:
-        parser.error("--updates and --env-steps must be >= 1 and --warmup >= 0")
+    if min(args.updates, args.repeats, args.env_steps) < 1 or args.warmup < 0:
+        parser.error("--updates, --repeats and --env-steps must be >= 1 and --warmup >= 0")
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         parser.error(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     from ued import config as config_lib
@@ -470,6 +539,29 @@ def _measure(args, specs, env_batches, experiment, positional, ref_root, out) ->
             out.write(json.dumps(record) + "\n")
             out.flush()
 
+    def measure_group(group: list[dict], root: Path, side: str, mode: str) -> None:
+        """The seed counts of one configuration in one worker, interleaved."""
+        first = group[0]
+        with tempfile.TemporaryDirectory(prefix="ued-bench-cache-") as cache:
+            spec = {
+                **{k: first[k] for k in ("experiment", "devices", "warmup", "updates")},
+                "kind": "scaling",
+                "repeats": first.get("repeats", 1),
+                "configs": [g["overrides"] for g in group],
+                "cache_dir": cache,
+            }
+            seeds = [g["summary"]["num_seeds"] for g in group]
+            print(f"[bench] {side} ({mode}, seeds {seeds}): {first['summary']}", flush=True)
+            out = run_worker(spec, args.timeout, root)
+        results = out.get("results") or [{"error": out.get("error", "no result")}] * len(group)
+        for member, result in zip(group, results, strict=True):
+            record = {"kind": "train", "side": side, "group": mode, **member["summary"]}
+            emit({**record, "result": result, "config": member["config"]})
+            rows.append(
+                {"summary": member["summary"], "result": result, "side": side, "group": mode}
+            )
+            print_table(rows[-1:], header=False)
+
     def measure(spec: dict, root: Path, side: str) -> None:
         with tempfile.TemporaryDirectory(prefix="ued-bench-cache-") as cache:
             spec = {**spec, "cache_dir": cache}
@@ -483,6 +575,19 @@ def _measure(args, specs, env_batches, experiment, positional, ref_root, out) ->
         rows.append({"summary": spec["summary"], "result": result, "side": side})
         print_table(rows[-1:], header=False)
 
+    this = "after" if ref_root is not None else "this"
+    if args.interleave:
+        for key, group in interleave_groups(specs).items():
+            mode = key[-1]
+            if ref_root is not None:
+                old = [ref_spec(g, ref_root) for g in group]
+                done = json.dumps([g["overrides"] for g in old])
+                if done not in measured_ref:  # the older code vmaps: one group for all modes
+                    measured_ref.add(done)
+                    old = [{**g, "summary": {**g["summary"], "seed_mode": None}} for g in old]
+                    measure_group(old, ref_root, "before", "vmap")
+            measure_group(group, ROOT, this, mode)
+        specs = []
     for spec in specs:
         if ref_root is not None:
             old = ref_spec(spec, ref_root)
@@ -491,7 +596,7 @@ def _measure(args, specs, env_batches, experiment, positional, ref_root, out) ->
                 measured_ref.add(key)
                 summary = {**old["summary"], "seed_mode": None}
                 measure({**old, "summary": summary}, ref_root, "before")
-        measure(spec, ROOT, "after" if ref_root is not None else "this")
+        measure(spec, ROOT, this)
     common, _ = split_overrides(positional)
     for n in env_batches:
         spec = {

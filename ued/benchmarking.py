@@ -1,5 +1,9 @@
 """The benchmark's measurements, run in a fresh worker process per configuration by
-``scripts/benchmark.py`` (see its docstring for what each figure means)."""
+``scripts/benchmark.py`` (see its docstring for what each figure means).
+
+``scripts/benchmark.py --compare-ref REV`` loads this file by path in a worker whose ``ued``
+package is an older checkout's, so that one harness measures both: it uses only what both
+offer (a ``Runner`` with or without the schedule's base key)."""
 
 from __future__ import annotations
 
@@ -88,23 +92,12 @@ def measure_train(spec: dict) -> dict:
     state = jax.block_until_ready(runner.init(runner.seed_keys(cfg.run.seed)))
     init_seconds = time.perf_counter() - t0
     chunk = min(cfg.run.chunk_updates, cfg.total_updates)
-    fn = jax.jit(
-        lambda s, n, base: runner.chunk(s, chunk, n, base),
-        in_shardings=(runner.state_sharding(), runner.replicated(), runner.replicated()),
-        out_shardings=(runner.state_sharding(), runner.metrics_sharding()),
-        donate_argnums=0,
-    )
-    base = jax.device_put(runner.schedule_base(), runner.replicated())
-    t0 = time.perf_counter()
-    lowered = fn.lower(state, jnp.int32(chunk), base)
-    trace_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    compiled = parallel.CompiledChunk(lowered.compile(), base)
-    compile_seconds = time.perf_counter() - t0
+    compiled, trace_seconds, compile_seconds = _compile_chunk(runner, state, chunk)
+    seeded = cfg.run.num_seeds > 1
     result = {
         "compile": {"trace_seconds": trace_seconds, "compile_seconds": compile_seconds},
         "init_seconds": init_seconds,
-        "seed_mode": runner.seed_mode if runner.seeded else None,
+        "seed_mode": getattr(runner, "seed_mode", "vmap") if seeded else None,
     }
     if spec.get("compile_only"):
         return result
@@ -114,10 +107,174 @@ def measure_train(spec: dict) -> dict:
     for _ in range(spec["warmup"]):
         (state, _), _ = _timed(compiled, state, one)
     params = state.student.params
-    flops = student_flops(exp, jax.tree.map(lambda x: x[0], params) if runner.seeded else params)
+    flops = student_flops(exp, jax.tree.map(lambda x: x[0], params) if seeded else params)
+    # The timed window, repeated from the same state (the same work each time); the fastest
+    # repeat is reported: on a shared machine it is the one least slowed by other work.
+    start = jax.tree.map(jnp.copy, state)
+    windows = []
+    for _ in range(max(1, spec.get("repeats", 1))):
+        state = jax.tree.map(jnp.copy, start)
+        windows.append(_window(compiled, state, one, exp, cfg, spec["updates"], steps, flops))
+    best = min(windows, key=lambda w: w["total"])
+    total, per_kind = best["total"], best["per_kind"]
+    sps = {"mix": steps * spec["updates"] / total}
+    # Student env steps per second of each seed: the seed-scaling figure.
+    sps_per_seed = sps["mix"] / cfg.run.num_seeds
+    if len(per_kind) > 1:
+        for key, times in sorted(per_kind.items()):
+            sps[key] = steps * len(times) / sum(times)
+    rate = matmul_gflops()
+    result.update(
+        sps=sps,
+        sps_per_seed=sps_per_seed,
+        # Env steps of every kind (env_steps/*) per second of each seed.
+        all_sps_per_seed=best["executed"] / total / cfg.run.num_seeds,
+        window_seconds=[w["total"] for w in windows],
+        step_counts={k: len(v) for k, v in per_kind.items()},
+        flops=flops,
+        achieved_gflops=best["work"] / total / 1e9,
+        matmul_gflops=rate,
+        memory=memory_report(compiled),
+    )
+    result["fraction_of_matmul"] = result["achieved_gflops"] / rate
+    return result
+
+
+def measure_scaling(spec: dict) -> dict:
+    """Seed scaling in one process: a program per configuration of ``spec["configs"]``
+    (the same but for ``run.num_seeds``), their timed windows interleaved: each of
+    ``repeats`` rounds times every configuration's window once, from its state after the
+    warm-up, and the fastest window of each is kept. On a machine shared with other work the
+    configurations then see the same load, so the ratio of their throughputs holds even when
+    the load moves. Returns ``{"results": [...]}``, one ``measure_train``-like result each
+    (memory figures are the process's, shared)."""
+    enable_compile_cache(spec["cache_dir"])
+    setups = []
+    for overrides in spec["configs"]:
+        cfg = config_lib.load(spec["experiment"], overrides)
+        exp = build(cfg)
+        runner = parallel.make_runner(exp, cfg)
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(runner.init(runner.seed_keys(cfg.run.seed)))
+        init_seconds = time.perf_counter() - t0
+        chunk = min(cfg.run.chunk_updates, cfg.total_updates)
+        compiled, trace_seconds, compile_seconds = _compile_chunk(runner, state, chunk)
+        one = jnp.int32(1)
+        for _ in range(spec["warmup"]):
+            (state, _), _ = _timed(compiled, state, one)
+        seeded = cfg.run.num_seeds > 1
+        params = state.student.params
+        flops = student_flops(exp, jax.tree.map(lambda x: x[0], params) if seeded else params)
+        setups.append(
+            {
+                "cfg": cfg,
+                "exp": exp,
+                "compiled": compiled,
+                "start": state,
+                "flops": flops,
+                "windows": [],
+                "result": {
+                    "compile": {
+                        "trace_seconds": trace_seconds,
+                        "compile_seconds": compile_seconds,
+                    },
+                    "init_seconds": init_seconds,
+                    "seed_mode": getattr(runner, "seed_mode", "vmap") if seeded else None,
+                    "interleaved": True,
+                },
+            }
+        )
+    one = jnp.int32(1)
+    for _ in range(max(1, spec.get("repeats", 1))):
+        for setup in setups:
+            cfg = setup["cfg"]
+            state = jax.tree.map(jnp.copy, setup["start"])
+            steps = cfg.steps_per_update * cfg.run.num_seeds
+            window = _window(
+                setup["compiled"], state, one, setup["exp"], cfg, spec["updates"], steps,
+                setup["flops"],
+            )  # fmt: skip
+            setup["windows"].append(window)
+    rate = matmul_gflops()
+    out = []
+    for setup in setups:
+        cfg, windows = setup["cfg"], setup["windows"]
+        steps = cfg.steps_per_update * cfg.run.num_seeds
+        best = min(windows, key=lambda w: w["total"])
+        total, per_kind = best["total"], best["per_kind"]
+        sps = {"mix": steps * spec["updates"] / total}
+        if len(per_kind) > 1:
+            for key, times in sorted(per_kind.items()):
+                sps[key] = steps * len(times) / sum(times)
+        result = setup["result"]
+        result.update(
+            sps=sps,
+            sps_per_seed=sps["mix"] / cfg.run.num_seeds,
+            all_sps_per_seed=best["executed"] / total / cfg.run.num_seeds,
+            window_seconds=[w["total"] for w in windows],
+            step_counts={k: len(v) for k, v in per_kind.items()},
+            flops=setup["flops"],
+            achieved_gflops=best["work"] / total / 1e9,
+            matmul_gflops=rate,
+            memory=memory_report(setup["compiled"]),
+        )
+        result["fraction_of_matmul"] = result["achieved_gflops"] / rate
+        out.append(result)
+    return {"results": out}
+
+
+def _compile_chunk(runner, state, chunk: int):
+    """The runner's chunk program, jitted as ``ued.train`` builds it and compiled; with the
+    schedule's base key bound when the runner has one (older checkouts have none)."""
+    shardings = (runner.state_sharding(), runner.replicated())
+    out = (runner.state_sharding(), runner.metrics_sharding())
+    if hasattr(runner, "schedule_base"):
+        base = jax.device_put(runner.schedule_base(), runner.replicated())
+        fn = jax.jit(
+            lambda s, n, b: runner.chunk(s, chunk, n, b),
+            in_shardings=(*shardings, runner.replicated()),
+            out_shardings=out,
+            donate_argnums=0,
+        )
+        args = (state, jnp.int32(chunk), base)
+    else:
+        base = None
+        fn = jax.jit(
+            lambda s, n: runner.chunk(s, chunk, n),
+            in_shardings=shardings,
+            out_shardings=out,
+            donate_argnums=0,
+        )
+        args = (state, jnp.int32(chunk))
+    t0 = time.perf_counter()
+    lowered = fn.lower(*args)
+    trace_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    compile_seconds = time.perf_counter() - t0
+    if base is not None:
+        compiled = _Bound(compiled, base)
+    return compiled, trace_seconds, compile_seconds
+
+
+class _Bound:
+    """A compiled chunk with the schedule's base key bound: ``run(state, active)``."""
+
+    def __init__(self, compiled, base):
+        self.compiled, self.base = compiled, base
+
+    def __call__(self, state, active):
+        return self.compiled(state, active, self.base)
+
+    def __getattr__(self, name):
+        return getattr(self.compiled, name)
+
+
+def _window(compiled, state, one, exp, cfg, updates: int, steps: int, flops: dict) -> dict:
+    """``updates`` timed single train steps from ``state``."""
     per_kind: dict[str, list[float]] = {}
     total = work = executed = 0.0
-    for _ in range(spec["updates"]):
+    for _ in range(updates):
         (state, metrics), seconds = _timed(compiled, state, one)
         metrics = jax.device_get(metrics)
         # Every kind of env step that ran (student, refresh, builder, antagonist), all seeds.
@@ -131,26 +288,7 @@ def measure_train(spec: dict) -> dict:
         trained = np.asarray(metrics["trained_envs"]).reshape(-1)
         trained = float(np.mean(trained[np.isfinite(trained)] > 0))
         work += steps * (flops["forward"] + trained * cfg.ppo.epochs * flops["forward_backward"])
-    sps = {"mix": steps * spec["updates"] / total}
-    # Student env steps per second of each seed: the seed-scaling figure.
-    sps_per_seed = sps["mix"] / cfg.run.num_seeds
-    if len(per_kind) > 1:
-        for key, times in sorted(per_kind.items()):
-            sps[key] = steps * len(times) / sum(times)
-    rate = matmul_gflops()
-    result.update(
-        sps=sps,
-        sps_per_seed=sps_per_seed,
-        # Env steps of every kind (env_steps/*) per second of each seed.
-        all_sps_per_seed=executed / total / cfg.run.num_seeds,
-        step_counts={k: len(v) for k, v in per_kind.items()},
-        flops=flops,
-        achieved_gflops=work / total / 1e9,
-        matmul_gflops=rate,
-        memory=memory_report(compiled),
-    )
-    result["fraction_of_matmul"] = result["achieved_gflops"] / rate
-    return result
+    return {"total": total, "per_kind": per_kind, "work": work, "executed": executed}
 
 
 def measure_env(spec: dict) -> dict:

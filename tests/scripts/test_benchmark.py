@@ -159,7 +159,8 @@ def test_the_older_checkout_gets_its_own_files_and_no_new_options(bench, tmp_pat
 def row(curriculum, seeds, sps, side="after", mode="vmap"):
     summary = {"curriculum": curriculum, "num_envs": 32, "capacity": None, "devices": 1,
                "num_seeds": seeds, "seed_mode": mode if seeds > 1 else None}  # fmt: skip
-    result = {"sps": {"mix": sps}, "seed_mode": mode if seeds > 1 else None}
+    result = {"sps": {"mix": sps}, "seed_mode": mode if seeds > 1 else None,
+              "matmul_gflops": 100.0 if seeds == 1 else 50.0}  # fmt: skip
     return {"summary": summary, "result": result, "side": side}
 
 
@@ -175,6 +176,8 @@ def test_seed_scaling_ratio_is_per_seed_throughput_at_the_most_seeds_over_one(be
     assert dr["ratio"] == pytest.approx(0.4) and dr["vs_dr"] == pytest.approx(1.0)
     assert sfl["ratio"] == pytest.approx(0.8) and sfl["vs_dr"] == pytest.approx(2.0)
     assert before["ratio"] == pytest.approx(0.2) and before["mode"] == "vmap"
+    # Over the matmul rate of each measurement: the several-seed ones ran at half the rate.
+    assert dr["ratio_mm"] == pytest.approx(0.8) and sfl["vs_dr_mm"] == pytest.approx(2.0)
 
 
 def test_gpu_script_runs_at_a_tiny_size_on_the_cpu(tmp_path):
@@ -195,3 +198,25 @@ def test_gpu_script_runs_at_a_tiny_size_on_the_cpu(tmp_path):
     assert all("error" not in x["result"] for x in train)
     assert train[1]["result"]["seed_mode"] == "vmap"
     assert "seed scaling" in Path(f"{out}.txt").read_text()
+
+
+def test_interleave_groups_a_configurations_seed_counts_per_mode(bench):
+    args = sweep_args(curricula="dr", num_envs="8", capacity=None, num_seeds="1,3,2",
+                      seed_mode="vmap,sequential")  # fmt: skip
+    specs = bench.train_specs(args, str(ROOT / "experiments" / "maze_dr.yaml"), TINY)
+    groups = bench.interleave_groups(specs)
+    counts = [
+        (key[-1], [g["summary"]["num_seeds"] for g in group]) for key, group in groups.items()
+    ]
+    assert counts == [("vmap", [1, 2, 3]), ("sequential", [1, 2, 3])]
+    # The 1-seed row of a group is the baseline of that group's ratio.
+    rows = [
+        row("dr", 1, 1000.0, mode="vmap"),
+        row("dr", 3, 600.0, mode="vmap"),
+        row("dr", 1, 500.0, mode="sequential"),
+        row("dr", 3, 600.0, mode="sequential"),
+    ]
+    rows[0]["group"], rows[2]["group"] = "vmap", "sequential"
+    table = {o["mode"]: o for o in bench.seed_scaling(rows)}
+    assert table["vmap"]["ratio"] == pytest.approx(0.2)
+    assert table["sequential"]["ratio"] == pytest.approx(0.4)
