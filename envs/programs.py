@@ -7,11 +7,18 @@ used for diversity. Everything is pure JAX, jittable and vmappable.
 
 A space has a *widening schedule*: stages of nested bounds, narrowest first. The current
 stage is a traced int (so a curriculum widens the space inside its jitted step);
-``sample_program`` and ``mutate`` keep programs inside the stage's bounds. ``generate``
-accepts any program inside the widest bounds.
+``sample_program`` and ``mutate`` keep programs inside the stage's bounds. Their ``*_in``
+forms take the bounds themselves as (D,) arrays, for a curriculum that moves each bound on
+its own (``ued.program_spec``). ``generate`` accepts any program inside the widest bounds
+(the *hard limits*).
 
-A family declares a space with ``Family.programs`` (``env -> ProgramSpace``, None for none);
-see docs/adding_a_program_space.md.
+Generators read a program by name, never by position: ``unpack(names, program)["size"]``
+(or ``space.unpack``), so inserting a ``Dim`` anywhere keeps every reader right.
+
+A family declares its space with ``Family.programs`` (``env -> ProgramSpace``, None for
+none). Further spaces of a family are registered by name (``register_space``, e.g. the
+maze's ``latent`` space, a generative model's latent box) and chosen with the curriculum's
+``program_space`` option; see docs/adding_a_program_space.md.
 """
 
 from __future__ import annotations
@@ -26,6 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 
 KINDS = ("continuous", "discrete")
+
+
+def unpack(names: Sequence[str], program: chex.Array) -> dict[str, chex.Array]:
+    """``{name: program[..., i]}``: a program vector (..., D) read by dim name."""
+    if program.shape[-1] != len(names):
+        raise ValueError(f"program of {program.shape[-1]} entries for {len(names)} dims")
+    return {name: program[..., i] for i, name in enumerate(names)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +126,28 @@ class ProgramSpace:
     def discrete(self) -> np.ndarray:
         return np.array([d.kind == "discrete" for d in self.dims])
 
+    @property
+    def steps(self) -> np.ndarray:
+        return np.array([d.step for d in self.dims], np.float32)
+
+    def index(self, name: str) -> int:
+        """Position of dim ``name`` in the program vector."""
+        if name not in self.names:
+            raise KeyError(f"no program dim {name!r}; dims: {list(self.names)}")
+        return self.names.index(name)
+
+    def unpack(self, program: chex.Array) -> dict[str, chex.Array]:
+        """The program (..., D) as ``{dim name: (...) values}``."""
+        return unpack(self.names, program)
+
+    def pack(self, values: Mapping[str, Any], base: Sequence[float] | None = None) -> np.ndarray:
+        """(D,) float32 program from ``{dim name: value}`` (host side); dims not given take
+        ``base``'s values (default: each dim's low bound). Unknown names are refused."""
+        out = np.array(self.low if base is None else base, np.float32)
+        for name, value in values.items():
+            out[self.index(name)] = value
+        return out
+
     def stage_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``(low, high)``, each (S, D) float32: the bounds of every widening stage."""
         stages = self.stages or ({},)
@@ -147,23 +183,31 @@ class ProgramSpace:
             low, high = jnp.asarray(self.low), jnp.asarray(self.high)
         else:
             low, high = self.bounds(stage)
+        return self.snap_in(program, low, high)
+
+    def snap_in(self, program: chex.Array, low: chex.Array, high: chex.Array) -> chex.Array:
+        """``program`` clipped to ``[low, high]`` ((D,) each), discrete dims rounded to their
+        grid inside them."""
         base = jnp.asarray(self.low)
-        step = jnp.asarray([d.step for d in self.dims], jnp.float32)
+        step = jnp.asarray(self.steps)
         x = jnp.clip(program.astype(jnp.float32), low, high)
         grid = base + step * jnp.round((x - base) / step)
-        # Rounding may step just outside a stage bound that is off the grid: step back in.
+        # Rounding may step just outside a bound that is off the grid: step back in.
         grid = jnp.where(grid > high, grid - step, grid)
         grid = jnp.where(grid < low, grid + step, grid)
         return jnp.where(jnp.asarray(self.discrete), jnp.clip(grid, low, high), x)
 
     def sample_program(self, key: chex.PRNGKey, stage: chex.Array = 0) -> chex.Array:
         """(D,) float32 uniform in the bounds of ``stage`` (discrete dims uniform on their grid)."""
-        low, high = self.bounds(jnp.asarray(stage))
-        step = jnp.asarray([d.step for d in self.dims], jnp.float32)
+        return self.sample_in(key, *self.bounds(jnp.asarray(stage)))
+
+    def sample_in(self, key: chex.PRNGKey, low: chex.Array, high: chex.Array) -> chex.Array:
+        """(D,) float32 uniform in ``[low, high]`` (discrete dims uniform on their grid)."""
+        step = jnp.asarray(self.steps)
         # Discrete: widen by half a step each side so that rounding gives equal mass per value.
         pad = jnp.where(jnp.asarray(self.discrete), 0.5 * step, 0.0)
         u = jax.random.uniform(key, (self.num_dims,))
-        return self.snap(low - pad + u * (high - low + 2 * pad), stage)
+        return self.snap_in(low - pad + u * (high - low + 2 * pad), low, high)
 
     def mutate(
         self,
@@ -174,9 +218,19 @@ class ProgramSpace:
     ) -> chex.Array:
         """A Gaussian step of std ``scale`` x the stage range on every dim (discrete dims move
         by at least one grid step with probability 1/2), snapped into the stage's bounds."""
+        return self.mutate_in(key, program, *self.bounds(jnp.asarray(stage)), scale)
+
+    def mutate_in(
+        self,
+        key: chex.PRNGKey,
+        program: chex.Array,
+        low: chex.Array,
+        high: chex.Array,
+        scale: float | chex.Array | None = None,
+    ) -> chex.Array:
+        """``mutate`` inside the bounds ``[low, high]`` ((D,) each)."""
         scale = self.mutation_scale if scale is None else scale
-        low, high = self.bounds(jnp.asarray(stage))
-        step = jnp.asarray([d.step for d in self.dims], jnp.float32)
+        step = jnp.asarray(self.steps)
         noise_key, nudge_key = jax.random.split(key)
         delta = scale * (high - low) * jax.random.normal(noise_key, (self.num_dims,))
         nudge = (
@@ -187,7 +241,7 @@ class ProgramSpace:
         )
         big = jnp.abs(delta) >= step
         delta = jnp.where(jnp.asarray(self.discrete) & ~big, nudge, delta)
-        return self.snap(program + delta, stage)
+        return self.snap_in(program + delta, low, high)
 
     def normalise_descriptors(self, descriptors: chex.Array) -> chex.Array:
         """(..., E) descriptors as fractions of their ranges, clipped to [0, 1]."""
@@ -199,3 +253,55 @@ class ProgramSpace:
         """One program as ``{dim name: value}`` (host side, for logs and captions)."""
         values = np.asarray(program, np.float64)
         return {n: float(v) for n, v in zip(self.names, values, strict=True)}
+
+
+# --- named spaces ---------------------------------------------------------------------------
+
+# (family name, space name) -> factory(env, **options) -> ProgramSpace
+_SPACES: dict[tuple[str, str], Callable[..., ProgramSpace]] = {}
+# (family name, space name) -> codec(env) -> envs.level_model.LevelCodec, for a latent space
+_CODECS: dict[tuple[str, str], Callable[..., Any]] = {}
+
+
+def register_space(
+    family: str,
+    name: str,
+    factory: Callable[..., ProgramSpace],
+    codec: Callable[..., Any] | None = None,
+) -> None:
+    """Registers a further program space of ``family`` under ``name``: ``factory(env,
+    **options) -> ProgramSpace`` (its keyword arguments are the curriculum's
+    ``space_options``). The family's own ``Family.programs`` is the space named ``""``.
+
+    A space that decodes a generative model's latent vectors also gives ``codec(env) ->
+    envs.level_model.LevelCodec``, the grid encoding its model is trained on
+    (``scripts/train_level_model.py``)."""
+    if not name:
+        raise ValueError("a registered program space needs a name ('' is Family.programs)")
+    if (family, name) in _SPACES and _SPACES[(family, name)] is not factory:
+        raise ValueError(f"program space {name!r} of family {family!r} is registered twice")
+    _SPACES[(family, name)] = factory
+    if codec is not None:
+        _CODECS[(family, name)] = codec
+
+
+def space_codec(family: str, name: str) -> Callable[..., Any]:
+    """The level codec of ``family``'s latent space ``name``; KeyError naming those with one."""
+    if (family, name) not in _CODECS:
+        latent = sorted(n for f, n in _CODECS if f == family)
+        raise KeyError(f"family {family!r} has no latent program space {name!r}; it has {latent}")
+    return _CODECS[(family, name)]
+
+
+def space_names(family: str) -> list[str]:
+    """The registered named spaces of ``family`` (besides its ``Family.programs``)."""
+    return sorted(name for fam, name in _SPACES if fam == family)
+
+
+def space_factory(family: str, name: str) -> Callable[..., ProgramSpace]:
+    """The factory of ``family``'s space ``name``; KeyError naming the registered ones."""
+    if (family, name) not in _SPACES:
+        raise KeyError(
+            f"family {family!r} has no program space {name!r}; registered: {space_names(family)}"
+        )
+    return _SPACES[(family, name)]

@@ -8,6 +8,10 @@ For example the maze's 9x9 held-out set of the default run:
     python scripts/make_levels.py maze random_walls 50 envs/maze/levels/random_9x9.txt \\
         --seed 2026 --env max_size=9 --gen num_walls=12 --name random_9x9/
 
+GENERATOR may also be ``programs``: levels of the family's program space, each from a
+program drawn uniformly inside its widest bounds (``--gen stage=S``: a widening stage's),
+e.g. the corpus of a level model (``scripts/train_level_model.py``).
+
 Only solvable levels are kept (the family's ``solvable`` metric, the maze's BFS) unless
 ``--include-unsolvable``. Each level is written after ``;`` comment lines with its name and
 its level metrics (e.g. ``; shortest_path: 7``), so the file reads both as a plain level file
@@ -65,6 +69,24 @@ def options(pairs: list[str], flag: str) -> dict:
     return out
 
 
+def program_generator(family, env, stage: int | None = None):
+    """``key -> level`` of the family's program space: a uniform program inside the widest
+    bounds (or ``stage``'s), then one level of it."""
+    space = family.programs(env)
+    if stage is None:
+        low, high = space.low, space.high
+    elif 0 <= stage < space.num_stages:
+        low, high = (b[stage] for b in space.stage_bounds())
+    else:
+        raise ValueError(f"stage={stage}; the space has stages 0..{space.num_stages - 1}")
+
+    def generate(key):
+        program_key, level_key = jax.random.split(key)
+        return space.generate(level_key, space.sample_in(program_key, low, high))
+
+    return generate
+
+
 def write(args: argparse.Namespace) -> str:
     """The file's text (see the module doc)."""
     import jax
@@ -80,14 +102,17 @@ def write(args: argparse.Namespace) -> str:
     if args.family not in registry:
         raise ConfigError(f"family {args.family!r}; registered: {sorted(registry)}")
     family = registry[args.family]
-    if args.generator not in family.generators:
-        raise ConfigError(
-            f"generator {args.generator!r}; {family.name} has {sorted(family.generators)}"
-        )
+    programs = args.generator == "programs" and family.programs is not None
+    if args.generator not in family.generators and not programs:
+        allowed = sorted(family.generators) + (["programs"] if family.programs else [])
+        raise ConfigError(f"generator {args.generator!r}; {family.name} has {allowed}")
     env_options, gen_options = options(args.env, "--env"), options(args.gen, "--gen")
     env = call_with_options(family.make_env, env_options, "--env")
-    factory = family.generators[args.generator]
-    generator = call_with_options(factory, gen_options, "--gen", env)
+    if programs:
+        generator = call_with_options(program_generator, gen_options, "--gen", family, env)
+    else:
+        factory = family.generators[args.generator]
+        generator = call_with_options(factory, gen_options, "--gen", env)
     accept = None if args.include_unsolvable else solvable_check(family, env)
     try:
         levels = random_levels(jax.random.PRNGKey(args.seed), generator, args.count, accept)

@@ -13,10 +13,14 @@ that many seeds, and may be mixed with single-seed runs of the same config. Need
 ``plot`` extra (``pip install 'ued[plot]'``). Exit codes: 0 done; 2 bad input or no
 matplotlib.
 
-``--programs`` draws how a ``programs`` curriculum's archive moved instead: one panel per
-program dimension (the archive's mean with a +-1 std band), its descriptor-grid coverage
-and best learning potential, with the space's widenings (``events.jsonl``) as dashed lines,
-into ``DIR/programs.png``.
+``--programs`` draws how a ``programs`` curriculum's archive and specification moved
+instead, into ``DIR/programs.png``: one panel per program dimension (the archive's mean with
+a +-1 std band, and the specification's current bounds as dotted lines), its descriptor-grid
+coverage and best learning potential, and the student's success on the probe set (the
+plateau signal), with the widenings (``events.jsonl``) as dashed lines. A run with the model
+in the loop (``spec: model``) also gets ``DIR/programs_calibration.png``: each widening's
+predicted learning potential (+-1 posterior std) against the one then measured in the slab
+it opened, labelled with the bound it moved.
 """
 
 from __future__ import annotations
@@ -217,8 +221,37 @@ def plot(run_dirs: list[Path], out_dir: Path, metrics=METRICS) -> list[Path]:
     return written
 
 
-def plot_programs(run_dir: Path, out_dir: Path) -> Path:
-    """The archive's movement in one figure (see the module docstring); the first seed's."""
+def read_events(run_dir: Path, seed) -> list[dict]:
+    """The run's events (``events.jsonl``) of one seed."""
+    events = run_dir / "events.jsonl"
+    if not events.exists():
+        return []
+    return [
+        e for e in json_lines(events) if e.get("seed", 0) in (0, seed) and number(e.get("updates"))
+    ]
+
+
+def calibration(rows: list[dict], events: list[dict]) -> list[dict]:
+    """Each widening of a model-in-the-loop run: its prediction (the row of the widening),
+    the learning potential measured in its slab (the last row before the next widening's,
+    whose chunk mixes two slabs) and the bound it moved (from the events)."""
+    moves = [e["event"][len("widen_") :] for e in events if e["event"].startswith("widen_")]
+    out: list[dict] = []
+    for row in rows:
+        if row.get("programs/spec_predicted") is not None:
+            out.append({"predicted": row["programs/spec_predicted"],
+                        "std": row.get("programs/spec_predicted_std") or 0.0,
+                        "measured": None, "env_steps": row.get("env_steps")})  # fmt: skip
+        elif out and row.get("programs/spec_measured") is not None:
+            out[-1]["measured"] = row["programs/spec_measured"]
+    for item, move in zip(out, moves, strict=False):
+        item["bound"] = move
+    return out
+
+
+def plot_programs(run_dir: Path, out_dir: Path) -> list[Path]:
+    """The archive's and the specification's movement (see the module docstring); the first
+    seed's. Returns the PNGs written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,55 +259,84 @@ def plot_programs(run_dir: Path, out_dir: Path) -> Path:
 
     config, rows = read_run(run_dir)
     rows = split_seeds(config, rows)[0][1]
+    keys = {k for r in rows for k in r}
     dims = sorted(
         k[len("programs/") : -len("_mean")]
-        for k in {k for r in rows for k in r}
-        if k.startswith("programs/") and k.endswith("_mean") and f"{k[:-5]}_std" in rows[0]
+        for k in keys
+        if k.startswith("programs/") and k.endswith("_mean") and f"{k[:-5]}_std" in keys
     )
     if not dims:
         raise ValueError(f"{run_dir}: no programs/<dim>_mean metrics (not a programs run?)")
-    events = run_dir / "events.jsonl"
+    seed = rows[0].get("seed", 0) if rows else 0
+    events = read_events(run_dir, seed)
     widen = []
     first = rows[0] if rows else {}
-    if events.exists() and number(first.get("updates")) and number(first.get("env_steps")):
-        per_update = first["env_steps"] / first["updates"] if first["updates"] else 0
-        for event in json_lines(events):
-            if not number(event.get("updates")):
-                continue
-            if event.get("event") == "widen" and event.get("seed", 0) in (
-                0,
-                rows[0].get("seed", 0),
-            ):
-                widen.append(event["updates"] * per_update)
+    if number(first.get("updates")) and number(first.get("env_steps")) and first["updates"]:
+        per_update = first["env_steps"] / first["updates"]
+        widen = [e["updates"] * per_update for e in events if e.get("event") == "widen"]
     panels = [*dims, "coverage", "best_lp"]
+    if "programs/probe_success" in keys:
+        panels.append("probe_success")
     cols = 3
     fig, axes = plt.subplots(
         -(-len(panels) // cols), cols, figsize=(4.0 * cols, 2.6 * -(-len(panels) // cols)),
         dpi=DPI, squeeze=False,
     )  # fmt: skip
     for ax, name in zip(axes.flat, panels, strict=False):
-        key = f"programs/{name}" if name in ("coverage", "best_lp") else f"programs/{name}_mean"
+        key = f"programs/{name}" if name not in dims else f"programs/{name}_mean"
         x, y = series(rows, key)
-        ax.plot(x, y)
+        ax.plot(x, y, marker="." if name == "probe_success" else None)
         if name in dims:
             _, sd = series(rows, f"programs/{name}_std")
             if sd.size == y.size:
                 ax.fill_between(x, y - sd, y + sd, alpha=0.2)
+            for side in ("low", "high"):
+                bx, by = series(rows, f"programs/bound_{name}_{side}")
+                if by.size:
+                    ax.step(bx, by, where="post", color="k", linestyle=":", linewidth=0.9)
         for at in widen:
             ax.axvline(at, color="k", linestyle="--", linewidth=0.8)
-        ax.set_title(name, fontsize=9)
+        title = {"probe_success": "probe success (plateau signal)"}.get(name, name)
+        ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    fig.supxlabel("env steps (dashed: the program space widens)", fontsize=9)
+    fig.supxlabel(
+        "env steps (dashed: the specification widens; dotted: its current bounds)", fontsize=9
+    )
     fig.tight_layout()
     make_folder(out_dir)
     path = out_dir / "programs.png"
     with atomic_output(path, "plot") as tmp:
         fig.savefig(tmp, dpi=DPI, format="png")
     plt.close(fig)
-    return path
+    written = [path]
+    pairs = calibration(rows, events)
+    if "programs/spec_measured" in keys:
+        fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+        done = [p for p in pairs if p["measured"] is not None]
+        for p in done:
+            ax.errorbar(p["predicted"], p["measured"], xerr=p["std"], fmt="o", capsize=3)
+            ax.annotate(p.get("bound", ""), (p["predicted"], p["measured"]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")  # fmt: skip
+        values = [v for p in done for v in (p["predicted"], p["measured"])]
+        if values:
+            lo, hi = min(values + [0.0]), max(values)
+            ax.plot([lo, hi], [lo, hi], color="k", linewidth=0.8, linestyle="--")
+        else:
+            ax.text(0.5, 0.5, "no widening measured yet", ha="center", transform=ax.transAxes)
+        ax.set_xlabel("predicted learning potential of the opened slab (+-1 std)")
+        ax.set_ylabel("measured there until the next widening")
+        ax.set_title(f"the model in the loop: {len(done)} of {len(pairs)} widenings measured",
+                     fontsize=9)  # fmt: skip
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / "programs_calibration.png"
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
 def make_folder(out_dir: Path) -> None:
@@ -303,7 +365,7 @@ def main(argv: list[str]) -> int:
     out_dir = args.output or (args.runs[0] / "plots" if len(args.runs) == 1 else Path("plots"))
     try:
         if args.programs:
-            written = [plot_programs(args.runs[0], out_dir)]
+            written = plot_programs(args.runs[0], out_dir)
         else:
             written = plot(args.runs, out_dir, tuple(args.metric or METRICS))
     except (RuntimeError, OSError, ValueError) as err:

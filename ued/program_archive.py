@@ -10,14 +10,22 @@ estimate, its solvable fraction, the update it was last rolled out on and one sa
 - **Selection** (``selection_weights``): PLR's rank prioritisation over fitness plus a
   novelty bonus, mixed with PLR's staleness distribution (Jiang et al. 2021, "Prioritized
   Level Replay"; as ``ued.buffer.replay_weights``).
-- **Insertion** (``insert``): a descriptor grid as in MAP-Elites (Mouret & Clune 2015): a
-  new program replaces the slot least worth keeping if it is worth more. A slot is worth its
-  fitness, plus ``grid_weight`` when it alone covers its cell; a new program its fitness,
-  plus ``grid_weight`` when it opens an empty cell. ``grid_weight`` 0 keeps the fittest
-  programs; a large one keeps a program in every cell it has reached, the fittest per cell
-  (MAP-Elites' elites).
-- **Widening** (``plateau``): when the best fitness has not improved for ``window`` updates,
-  the program space moves to its next widening stage.
+- **Insertion**, two rules over a grid of descriptor cells:
+
+  - ``insert`` (the curriculum's ``insertion: hybrid``, default): a *capacity-bounded
+    population with a grid bonus*, a hybrid of a fitness-ranked population and MAP-Elites.
+    The archive has ``capacity`` slots whatever the grid's size; several programs may share
+    a cell and a cell may be empty while others hold several. A new program competes with
+    the slot *least worth keeping anywhere in the archive* (not with its own cell's elite):
+    a slot is worth its fitness, plus ``grid_weight`` when it alone covers its cell; a new
+    program its fitness, plus ``grid_weight`` when it opens an empty cell. ``grid_weight``
+    0 keeps the fittest programs; a large one keeps a program in every cell reached while
+    slots last, then the fittest per cell.
+  - ``insert_elites`` (``insertion: elites``): classic MAP-Elites (Mouret & Clune 2015):
+    one slot per cell (the capacity is the number of cells) holding the cell's elite; a new
+    program goes to its own cell and replaces the elite there only when it is fitter (an
+    empty cell takes it). A slot's descriptor is the one measured when it entered, so it
+    stays in its cell.
 """
 
 from __future__ import annotations
@@ -157,9 +165,17 @@ def selection_weights(
     return (1.0 - staleness_coef) * norm(p_rank) + staleness_coef * norm(stale)
 
 
-def refresh(archive: Archive, slots: chex.Array, new: Candidates, rate, count) -> Archive:
+def refresh(
+    archive: Archive,
+    slots: chex.Array,
+    new: Candidates,
+    rate,
+    count,
+    descriptors: bool = True,
+) -> Archive:
     """EMA update of the slots rolled out this step (``slots`` (P,), -1 for none): LP where
-    a program had evidence, descriptor and solvable fraction always."""
+    a program had evidence, solvable fraction always, descriptor unless ``descriptors`` is
+    False (classic MAP-Elites keeps the descriptor a slot entered with)."""
     c = archive.capacity
     ok = slots >= 0
     s = jnp.where(ok, slots, c)  # out of bounds: dropped
@@ -173,7 +189,9 @@ def refresh(archive: Archive, slots: chex.Array, new: Candidates, rate, count) -
     return archive.replace(
         lp=ema(archive.lp, new.lp, s_lp),
         lp_sq=ema(archive.lp_sq, new.lp_sq, s_lp),
-        descriptor=ema(archive.descriptor, new.descriptor, s),
+        descriptor=ema(archive.descriptor, new.descriptor, s)
+        if descriptors
+        else archive.descriptor,
         solvable=ema(archive.solvable, new.solvable, s),
         last_seen=archive.last_seen.at[s].set(count, mode="drop"),
         levels=jax.tree.map(lambda x, v: x.at[s].set(v, mode="drop"), archive.levels, new.levels),
@@ -192,7 +210,7 @@ def insert(
     grid_weight: float,
     count: chex.Array,
 ) -> tuple[Archive, chex.Array]:
-    """Inserts the feasible candidates one after another (MAP-Elites, see the module
+    """Inserts the feasible candidates one after another by the hybrid rule (see the module
     docstring). ``fit``/``cell`` (C,) describe the archive, ``new_fit``/``new_cell``/
     ``feasible`` (P,) the candidates. Returns the archive and (P,) bool inserted."""
     p = new_fit.shape[0]
@@ -212,17 +230,7 @@ def insert(
         accept = feasible[j] & (empty.any() | (value > loss[victim]))
         target = jnp.where(accept, victim, arch.capacity)
         put = lambda x, v: x.at[target].set(v, mode="drop")  # noqa: E731
-        arch = arch.replace(
-            programs=put(arch.programs, new.programs[j]),
-            filled=put(arch.filled, True),
-            lp=put(arch.lp, new.lp[j]),
-            lp_sq=put(arch.lp_sq, new.lp_sq[j]),
-            descriptor=put(arch.descriptor, new.descriptor[j]),
-            solvable=put(arch.solvable, new.solvable[j]),
-            last_seen=put(arch.last_seen, count),
-            born=put(arch.born, count),
-            levels=jax.tree.map(lambda x, v: put(x, v[j]), arch.levels, new.levels),
-        )
+        arch = _put(arch, target, new, j, count)
         fit, cell = put(fit, new_fit[j]), put(cell, new_cell[j])
         return arch, fit, cell, inserted.at[j].set(accept)
 
@@ -231,31 +239,45 @@ def insert(
     return archive, inserted
 
 
-def plateau(
-    record: chex.Array,
-    since: chex.Array,
-    stage: chex.Array,
-    best: chex.Array,
-    window: int,
-    num_stages: int,
-    min_improvement: float,
-) -> tuple[chex.Array, chex.Array, chex.Array, chex.Array]:
-    """The widening rule, one update: ``best`` improves on ``record`` when it exceeds it by
-    more than ``min_improvement`` (the record becomes ``best``, the count restarts);
-    otherwise ``since`` counts one more update without improvement. When it reaches
-    ``window`` (> 0) and a wider stage exists, the stage advances, the count restarts and
-    the record becomes the current ``best``.
-
-    Returns ``(record, since, stage, widened)``.
-    """
-    best = jnp.where(jnp.isnan(best), -jnp.inf, best)
-    improved = best > record + min_improvement
-    record = jnp.where(improved, best, record)
-    since = jnp.where(improved, 0, since + 1)
-    widen = (window > 0) & (since >= window) & (stage < num_stages - 1)
-    return (
-        jnp.where(widen, best, record),
-        jnp.where(widen, 0, since),
-        stage + widen.astype(stage.dtype),
-        widen,
+def _put(arch: Archive, target: chex.Array, new: Candidates, j, count) -> Archive:
+    """Candidate ``j`` written into slot ``target`` (out of range: nothing written)."""
+    put = lambda x, v: x.at[target].set(v, mode="drop")  # noqa: E731
+    return arch.replace(
+        programs=put(arch.programs, new.programs[j]),
+        filled=put(arch.filled, True),
+        lp=put(arch.lp, new.lp[j]),
+        lp_sq=put(arch.lp_sq, new.lp_sq[j]),
+        descriptor=put(arch.descriptor, new.descriptor[j]),
+        solvable=put(arch.solvable, new.solvable[j]),
+        last_seen=put(arch.last_seen, count),
+        born=put(arch.born, count),
+        levels=jax.tree.map(lambda x, v: put(x, v[j]), arch.levels, new.levels),
     )
+
+
+def insert_elites(
+    archive: Archive,
+    new: Candidates,
+    new_fit: chex.Array,
+    feasible: chex.Array,
+    fit: chex.Array,
+    new_cell: chex.Array,
+    count: chex.Array,
+) -> tuple[Archive, chex.Array]:
+    """Classic MAP-Elites insertion: slot ``c`` is cell ``c``'s elite (the capacity is the
+    number of cells). Candidates in turn: a feasible one enters its cell's slot when it is
+    empty or the candidate's fitness ``new_fit`` beats the elite's ``fit``. Returns the
+    archive and (P,) bool inserted."""
+    p = new_fit.shape[0]
+
+    def body(j, carry):
+        arch, fit, inserted = carry
+        slot = new_cell[j]
+        accept = feasible[j] & (~arch.filled[slot] | (new_fit[j] > fit[slot]))
+        target = jnp.where(accept, slot, arch.capacity)
+        arch = _put(arch, target, new, j, count)
+        fit = fit.at[target].set(new_fit[j], mode="drop")
+        return arch, fit, inserted.at[j].set(accept)
+
+    archive, _, inserted = jax.lax.fori_loop(0, p, body, (archive, fit, jnp.zeros((p,), bool)))
+    return archive, inserted

@@ -20,6 +20,10 @@ with one free neighbour) and ``branching`` (fraction with three or more).
 
 The widening schedule unlocks larger sizes, more rooms, more maze and more clutter in three
 stages.
+
+``generate`` reads the program by dim name (``envs.programs.unpack``), so the order of
+``DIMS`` is free. The maze's second space, ``latent`` (a generative model's latent box,
+``envs.maze.latent``), is registered here by name and imported only when a run asks for it.
 """
 
 from __future__ import annotations
@@ -39,11 +43,26 @@ from envs.maze.level import (
     pick_cell,
     shortest_path_length,
 )
-from envs.programs import Dim, ProgramSpace
+from envs.programs import Dim, ProgramSpace, register_space, unpack
 
 MAX_ROOMS = 4  # rooms per side at most (static: sets the number of wall lines)
 GOAL_BAND = 0.2  # half-width of the goal distance band, as a fraction of the farthest cell
-SIZE, WALLS, ROOMS, MAZE, LOOPS, GOAL, AGENT = range(7)  # program vector layout
+
+
+def dims(env: Maze) -> tuple[Dim, ...]:
+    """The program's parameters (their order is the vector's, and free: read by name)."""
+    n = env.max_size
+    largest = n if n % 2 else n - 1
+    smallest = min(5, largest)
+    return (
+        Dim("size", "discrete", smallest, largest, step=2),
+        Dim("wall_density", "continuous", 0.0, 0.4),
+        Dim("rooms", "discrete", 1, MAX_ROOMS),
+        Dim("maze_fraction", "continuous", 0.0, 1.0),
+        Dim("loops", "continuous", 0.0, 0.5),
+        Dim("goal_distance", "continuous", 0.0, 1.0),
+        Dim("agent_place", "discrete", 0, 2),
+    )
 
 
 def _room_walls(key: chex.PRNGKey, size: chex.Array, rooms: chex.Array, shape) -> chex.Array:
@@ -91,32 +110,35 @@ def _pick(key: chex.PRNGKey, *masks: chex.Array) -> chex.Array:
     return pick_cell(key, choice)
 
 
-def make_generate(env: Maze):
-    """``(key, program) -> Level``, the compositional generator (see the module docstring)."""
+def make_generate(env: Maze, names: tuple[str, ...] | None = None):
+    """``(key, program) -> Level``, the compositional generator (see the module docstring);
+    ``names`` is the program's dim order (default: ``dims(env)``'s)."""
     n = env.max_size
     largest = n if n % 2 else n - 1
     shape = (n, n)
+    names = names or tuple(d.name for d in dims(env))
 
     def generate(key: chex.PRNGKey, program: chex.Array) -> Level:
         keys = jax.random.split(key, 7)
-        size = program[SIZE].astype(jnp.int32)
+        p = unpack(names, program)
+        size = p["size"].astype(jnp.int32)
         ys, xs = jnp.indices(shape)
         inside = inside_mask(size, size, shape)
         small = carve_spanning_tree(keys[0], largest, (size + 1) // 2)
         maze_free = jnp.zeros(shape, bool).at[:largest, :largest].set(small)
         between = (xs % 2) != (ys % 2)  # maze walls that separate two maze rooms
-        loops = between & (jax.random.uniform(keys[1], shape) < program[LOOPS])
+        loops = between & (jax.random.uniform(keys[1], shape) < p["loops"])
         maze_walls = ~(maze_free | loops)
-        in_maze = xs < jnp.round(program[MAZE] * size)
-        clutter = jax.random.uniform(keys[2], shape) < program[WALLS]
-        rooms = _room_walls(keys[3], size, program[ROOMS].astype(jnp.int32), shape)
+        in_maze = xs < jnp.round(p["maze_fraction"] * size)
+        clutter = jax.random.uniform(keys[2], shape) < p["wall_density"]
+        rooms = _room_walls(keys[3], size, p["rooms"].astype(jnp.int32), shape)
         walls = jnp.where(in_maze, maze_walls, rooms | clutter) | ~inside
-        region = _agent_region(program[AGENT].astype(jnp.int32), size, shape) & inside
+        region = _agent_region(p["agent_place"].astype(jnp.int32), size, shape) & inside
         agent = _pick(keys[4], region & ~walls, inside & ~walls, inside)
         walls = walls & ~cell_mask(agent, shape)
         dist = distance_map(~walls, agent)
         far = jnp.max(dist)
-        target = program[GOAL] * far
+        target = p["goal_distance"] * far
         band = jnp.abs(dist - target) <= jnp.maximum(GOAL_BAND * far, 1.0)
         reach = dist > 0
         goal = _pick(keys[5], reach & band, reach, inside & ~cell_mask(agent, shape))
@@ -157,15 +179,7 @@ def make_programs(env: Maze) -> ProgramSpace:
     n = env.max_size
     largest = n if n % 2 else n - 1
     smallest = min(5, largest)
-    dims = (
-        Dim("size", "discrete", smallest, largest, step=2),
-        Dim("wall_density", "continuous", 0.0, 0.4),
-        Dim("rooms", "discrete", 1, MAX_ROOMS),
-        Dim("maze_fraction", "continuous", 0.0, 1.0),
-        Dim("loops", "continuous", 0.0, 0.5),
-        Dim("goal_distance", "continuous", 0.0, 1.0),
-        Dim("agent_place", "discrete", 0, 2),
-    )
+    space_dims = dims(env)
     stages = (
         {"size": (smallest, min(7, largest)), "rooms": (1, 2), "maze_fraction": (0.0, 0.5),
          "wall_density": (0.0, 0.2)},
@@ -174,11 +188,29 @@ def make_programs(env: Maze) -> ProgramSpace:
         {},
     )  # fmt: skip
     return ProgramSpace(
-        dims=dims,
-        generate=make_generate(env),
+        dims=space_dims,
+        generate=make_generate(env, tuple(d.name for d in space_dims)),
         describe=describe,
         descriptor_names=("shortest_path", "wall_fraction", "dead_ends", "branching"),
         descriptor_low=(0.0, 0.0, 0.0, 0.0),
         descriptor_high=(float(3 * n), 0.6, 0.3, 0.8),
         stages=stages,
     )
+
+
+def make_latent_programs(env: Maze, **options) -> ProgramSpace:
+    """The ``latent`` space (``envs.maze.latent``), imported when first asked for: it loads a
+    trained level model (flax) that the hand-written space does not need."""
+    from envs.maze.latent import make_latent_programs as make
+
+    return make(env, **options)
+
+
+def latent_codec(env: Maze, **options):
+    """The grid encoding the ``latent`` space's model is trained on (imported when asked)."""
+    from envs.maze.latent import codec
+
+    return codec(env, **options)
+
+
+register_space("maze", "latent", make_latent_programs, codec=latent_codec)

@@ -1,5 +1,6 @@
 """The maze's program space builds what its parameters say: perfect mazes are spanning trees
-of the chosen size, rooms with doors connect, and the goal-distance band moves the goal."""
+of the chosen size, rooms with doors connect, and the goal-distance band moves the goal; the
+generator reads its program by dim name, so the dims' order is free."""
 
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ import pytest
 
 from envs.core import get_family
 from envs.maze.level import blocked_map, distance_map
-from envs.maze.programs import AGENT, GOAL, LOOPS, MAZE, ROOMS, SIZE, WALLS
+from envs.maze.programs import dims, make_generate
 
 SIZES = (5, 7, 9, 11, 13)
 REPEATS = 4
+SPACE = get_family("maze").programs(get_family("maze").make_env())
 
 
 def program(size, maze=0.0, loops=0.0, rooms=1, walls=0.0, goal=0.5, agent=0):
-    p = np.zeros(7, np.float32)
-    p[[SIZE, MAZE, LOOPS, ROOMS, WALLS, GOAL, AGENT]] = size, maze, loops, rooms, walls, goal, agent
-    return p
+    return SPACE.pack(
+        {"size": size, "maze_fraction": maze, "loops": loops, "rooms": rooms,
+         "wall_density": walls, "goal_distance": goal, "agent_place": agent}
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +71,19 @@ def test_goal_distance_band_moves_the_goal(built):
     near = descriptors[start : start + REPEATS, 0]
     far = descriptors[start + REPEATS :, 0]
     assert np.all(near >= 1) and far.min() > near.max()
+
+
+def test_generate_reads_the_program_by_name_not_by_position():
+    # The same named program in the dims' order and reversed gives the same level.
+    env = get_family("maze").make_env()
+    names = tuple(d.name for d in dims(env))
+    forward = make_generate(env, names)
+    backward = make_generate(env, names[::-1])
+    p = program(11, maze=0.5, loops=0.2, rooms=2, walls=0.1, goal=0.8, agent=1)
+    assert SPACE.names == names and SPACE.unpack(jnp.asarray(p))["size"] == 11
+    a = forward(jax.random.key(3), jnp.asarray(p))
+    b = backward(jax.random.key(3), jnp.asarray(p[::-1].copy()))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    with pytest.raises(KeyError, match="no program dim 'sise'"):
+        SPACE.pack({"sise": 7})

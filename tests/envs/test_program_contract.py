@@ -1,31 +1,62 @@
-"""The contract of program spaces, for every registered family that declares one (picked up
-automatically, as ``test_contract.py`` does for families): programs sampled at every
-widening stage lie in its bounds, generate valid, well-shaped levels under jit + vmap, and
-mutate within the stage's bounds; descriptors have the declared shape and are finite."""
+"""The contract of program spaces, for every registered family that declares one and every
+named space registered for a family (picked up automatically, as ``test_contract.py`` does
+for families; a named space needs its env and space options below, read from the shipped
+experiment that uses it): programs sampled at every widening stage lie in its bounds,
+generate valid, well-shaped levels under jit + vmap, and mutate within the stage's bounds;
+descriptors have the declared shape and are finite; the program reads back by name."""
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 
+from envs import programs as programs_lib
 from envs.core import families, get_family
 from envs.programs import Dim, ProgramSpace
 
 NUM = 48
-PROGRAM_FAMILIES = sorted(name for name, f in families().items() if f.programs is not None)
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+# Named spaces: the experiment whose env and space options the contract runs them with.
+NAMED = {("maze", "latent"): "maze_latent_programs.yaml"}
+CASES = sorted(
+    [(name, "") for name, f in families().items() if f.programs is not None]
+    + [(name, space) for name in families() for space in programs_lib.space_names(name)]
+)
+PROGRAM_FAMILIES = [f"{family}:{space}" if space else family for family, space in CASES]
+
+
+def _options(family_name: str, space_name: str) -> tuple[dict, dict]:
+    """``(env options, space options)`` a named space is checked with."""
+    if not space_name:
+        return {}, {}
+    assert (family_name, space_name) in NAMED, (
+        f"program space {space_name!r} of {family_name!r}: name the experiment that runs it "
+        "in NAMED"
+    )
+    data = yaml.safe_load((EXPERIMENTS / NAMED[(family_name, space_name)]).read_text())
+    options = data["curriculum"]["options"]
+    assert options["program_space"] == space_name
+    return data["env"]["options"], options["space_options"]
 
 
 @functools.cache
-def _run(family_name: str):
+def _run(case: str):
     """Programs (sampled at every stage), their mutations, levels, descriptors and validity,
-    all in one jitted call per family."""
+    all in one jitted call per space."""
+    family_name, _, space_name = case.partition(":")
     family = get_family(family_name)
-    env = family.make_env()
-    space = family.programs(env)
+    env_options, space_options = _options(family_name, space_name)
+    env = family.make_env(**env_options)
+    if space_name:
+        space = programs_lib.space_factory(family_name, space_name)(env, **space_options)
+    else:
+        space = family.programs(env)
     stages = jnp.arange(NUM) % space.num_stages
 
     def run(key):
@@ -53,6 +84,11 @@ def test_program_space_is_declared_consistently(family_name):
     e = len(space.descriptor_names)
     assert e >= 1 and len(space.descriptor_low) == len(space.descriptor_high) == e
     assert all(lo < hi for lo, hi in zip(space.descriptor_low, space.descriptor_high, strict=True))
+    # The program reads back by name, every name once, in the dims' order.
+    middle = 0.5 * (space.low + space.high)
+    named = space.unpack(jnp.asarray(middle))
+    assert tuple(named) == space.names == tuple(d.name for d in space.dims)
+    np.testing.assert_array_equal(space.pack({n: float(v) for n, v in named.items()}), middle)
 
 
 @pytest.mark.parametrize("family_name", PROGRAM_FAMILIES)

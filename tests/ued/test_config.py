@@ -170,6 +170,8 @@ SCORES = {
     "pendulum_plr": {"positive_value_loss": 1.0},
     "pendulum_accel": {"positive_value_loss": 1.0},
     "maze_programs": {"positive_value_loss": 1.0},
+    "maze_programs_model": {"positive_value_loss": 1.0},
+    "maze_latent_programs": {"positive_value_loss": 1.0},
     "cartpole_programs": {},  # learnability of each program alone
 }
 

@@ -1,7 +1,9 @@
 """The ``programs`` curriculum: known answers on the toy corridor's program space (the archive
-finds the best region, which only the widened space holds; the grid keeps it diverse; the
-widening fires exactly when the plateau rule says; constraints filter), grounding levels,
-options, a real maze run, and a toy run's events, gallery and plot."""
+finds the best region, which only the widened space holds; the hybrid archive's grid keeps
+it diverse; classic MAP-Elites keeps one elite per cell; the widening fires exactly when the
+plateau rule says; constraints filter), new levels of the same program at episode ends,
+grounding levels, options, a real maze run, and a toy run's events, gallery and plot. The
+plateau signal and the model in the loop have their own tests (``test_program_spec.py``)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from ued import program_archive as arc
 from ued.chunk_records import chunk_events
 from ued.config import ConfigError
 from ued.curricula import parse_options
-from ued.curricula.programs import GROUNDING, make_programs
+from ued.curricula.programs import FRESH, GROUNDING, make_programs
 from ued.experiment import build
+from ued.program_spec import fitness_rule
 from ued.train import train
 
 BEST_DISTANCE = 4.0  # the synthetic learning potential peaks at this goal distance
@@ -57,7 +60,7 @@ def synthetic_run(cur, steps: int, lp_fn, seed: int = 0):
             solvable=jnp.ones((p,), jnp.float32),
             levels=jax.tree.map(lambda x: x[:p], levels),
         )
-        cstate, _ = cur.absorb(cstate, per)
+        cstate, _ = cur.absorb(cstate, per, jnp.float32(jnp.nan), key)
         fit, _, _ = cur.archive_view(cstate.replace(count=cstate.count - 1))
         return cstate, (cstate.stage, fit.max())
 
@@ -74,8 +77,11 @@ def peaked(programs):
 
 def test_archive_finds_the_best_region_after_widening_to_it():
     # Stage 0 only allows distances 1-2 and stage 1 up to 3: the peak at 4 needs stage 2.
+    # Widened by the earlier fitness rule (the probe needs a student: test_program_spec.py).
     window = 5
-    cur = curriculum(plateau_window=window, grid_weight=0.0, novelty_weight=0.0)
+    cur = curriculum(
+        plateau_window=window, grid_weight=0.0, novelty_weight=0.0, plateau_signal="fitness"
+    )
     state, (stages, bests) = synthetic_run(cur, 80, peaked)
     a = state.archive
     assert int(state.stage) == 2 and int(state.widen_events) == 2
@@ -87,12 +93,13 @@ def test_archive_finds_the_best_region_after_widening_to_it():
     # Without a grid bonus the archive keeps the fittest: the early short distances are gone.
     assert set(a.programs[a.filled, 1].tolist()) <= {3.0, 4.0, 5.0}
     # The widenings fired exactly where the plateau rule puts them on the best fitness seen.
-    record, since, stage = jnp.float32(-jnp.inf), jnp.int32(0), jnp.int32(0)
+    record, since, stage = jnp.float32(-jnp.inf), jnp.int32(0), 0
     expected = []
     for u, b in enumerate(bests):
-        record, since, stage, widened = arc.plateau(record, since, stage, b, window, 3, 0.0)
-        if widened:
+        record, since, stalled = fitness_rule(record, since, b, window, 0.05)
+        if stalled and stage < 2:
             expected.append(u)
+            record, since, stage = jnp.float32(b), jnp.int32(0), stage + 1
     assert np.flatnonzero(np.diff(np.concatenate([[0], stages]))).tolist() == expected
 
 
@@ -127,19 +134,141 @@ def test_constraints_filter_programs_out_of_the_archive():
     assert a.programs[np.argmax(np.where(a.filled, a.lp, -np.inf)), 1] == 3.0
 
 
-def test_plateau_rule_widens_exactly_after_window_updates_without_improvement():
+def test_fitness_rule_stalls_exactly_after_window_updates_without_improvement():
     bests = [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.05]
-    record, since, stage = jnp.float32(-jnp.inf), jnp.int32(0), jnp.int32(0)
+    record, since = jnp.float32(-jnp.inf), jnp.int32(0)
     fired = []
     for u, best in enumerate(bests):
-        record, since, stage, widened = arc.plateau(record, since, stage, best, 3, 3, 0.1)
-        if widened:
+        record, since, stalled = fitness_rule(record, since, best, 3, 0.1)
+        if stalled:
             fired.append(u)
-    # u0 sets the record; u1-u3 stall -> widen at u3; u4 improves; u5-u7 stall -> widen at
-    # u7; then the last stage is reached and nothing fires (1.05 is not a 0.1 improvement).
-    assert fired == [3, 7] and int(stage) == 2
-    _, _, _, widened = arc.plateau(jnp.float32(1.0), jnp.int32(3), jnp.int32(0), 5.0, 0, 3, 0.0)
-    assert not widened  # window 0: never
+            since = jnp.int32(0)  # the curriculum restarts the count when it widens
+    # u0 sets the record; u1-u3 stall -> fire at u3; u4 improves; u5-u7 stall -> fire at
+    # u7; u8-u10 stall -> u10 (1.05 is not a 0.1 improvement on 2.0).
+    assert fired == [3, 7, 10]
+    _, _, stalled = fitness_rule(jnp.float32(1.0), jnp.int32(3), 5.0, 0, 0.0)
+    assert not stalled  # window 0: never
+
+
+# --- the archive's two insertion rules -----------------------------------------------------------
+
+
+def candidates(programs, lp, distance):
+    """Candidates of the toy corridor with given learning potential and goal distance."""
+    p = len(lp)
+    level = corridor(0, 1)
+    return arc.Candidates(
+        programs=jnp.asarray(programs, jnp.float32),
+        lp=jnp.asarray(lp, jnp.float32),
+        lp_sq=jnp.asarray(lp, jnp.float32) ** 2,
+        evidence=jnp.ones((p,), jnp.int32),
+        descriptor=jnp.stack([jnp.asarray(distance, jnp.float32), jnp.zeros(p)], 1),
+        solvable=jnp.ones((p,), jnp.float32),
+        levels=stacked(*[level] * p),
+    )
+
+
+def absorb_new(cur, state, new):
+    """Offers ``new`` (all of them new programs) to the archive, as a step would."""
+    p = new.lp.shape[0]
+    state = state.replace(
+        batch_programs=new.programs,
+        batch_slots=jnp.full((p,), -1, jnp.int32),
+        batch_kind=jnp.full((p,), FRESH, jnp.int32),
+    )
+    return jax.device_get(jax.jit(cur.absorb)(state, new))
+
+
+def test_elites_keep_one_program_per_cell_replaced_only_by_a_fitter_one():
+    # A grid over the goal distance alone: 5 cells (distance 1..5 over [1, 6)).
+    cur = curriculum(
+        insertion="elites", capacity=5, archive_programs=1, new_programs=3,
+        grid_descriptors=["distance"], grid_resolution=5, plateau_window=0,
+    )  # fmt: skip
+    state = jax.jit(cur.init)(jax.random.key(0))
+    # Two candidates for distance 2's cell and one for distance 4's: the first enters cell 1,
+    # the second, fitter, replaces it; distance 4 fills cell 3; the other cells stay empty.
+    new = candidates([[0, 2], [1, 2], [0, 4]], [0.2, 0.5, 0.1], [2, 2, 4])
+    state, info = absorb_new(cur, state, new)
+    a = state.archive
+    assert info["inserted"].tolist() == [True, True, True]
+    assert a.filled.tolist() == [False, True, False, True, False]  # slot = cell
+    assert float(a.lp[1]) == 0.5 and a.programs[1].tolist() == [1.0, 2.0]
+    # A less fit candidate does not replace the elite; a fitter one does, in its own cell
+    # only (the hybrid would have evicted the globally weakest slot instead).
+    new = candidates([[2, 2], [3, 4], [4, 4]], [0.3, 0.05, 0.9], [2, 4, 4])
+    state, info = absorb_new(cur, state, new)
+    a = state.archive
+    assert info["inserted"].tolist() == [False, False, True]
+    assert a.lp[[1, 3]].tolist() == pytest.approx([0.5, 0.9])
+    assert int(a.filled.sum()) == 2
+    fit, cell, _ = jax.jit(cur.archive_view)(state)
+    assert cell.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_the_hybrid_archive_lets_programs_share_a_cell_and_evicts_the_weakest_anywhere():
+    cur = curriculum(
+        capacity=2, archive_programs=1, new_programs=3, grid_weight=0.0,
+        grid_descriptors=["distance"], grid_resolution=5, plateau_window=0,
+    )  # fmt: skip
+    state = jax.jit(cur.init)(jax.random.key(0))
+    state, _ = absorb_new(cur, state, candidates([[0, 2], [1, 2]], [0.2, 0.5], [2, 2]))
+    a = state.archive
+    assert a.filled.all() and set(a.programs[:, 1].tolist()) == {2.0}  # one cell, two slots
+    # A fitter program in another cell evicts the weakest slot, wherever it is.
+    state, info = absorb_new(cur, state, candidates([[0, 4]], [0.3], [4]))
+    a = state.archive
+    assert info["inserted"].tolist() == [True]
+    assert sorted(a.lp.tolist()) == pytest.approx([0.3, 0.5])
+
+
+def test_elites_need_a_slot_per_cell():
+    with pytest.raises(ConfigError, match="capacity must be the number of cells.* = 36"):
+        curriculum(insertion="elites", capacity=16, grid_resolution=6)
+
+
+# --- a new level of the same program at each episode end ----------------------------------------
+
+
+def test_next_levels_draw_new_levels_of_each_envs_program(tmp_path):
+    path = tmp_path / "ground.txt"
+    path.write_text("A....G\n")
+    cur = curriculum(grounding_file=str(path), grounding_fraction=0.25, grounding_capacity=4)
+    state = jax.jit(cur.init)(jax.random.key(0))
+    state, levels, plan = jax.jit(lambda s, k: cur.propose(k, s, None))(state, jax.random.key(3))
+    draw = cur.next_levels(state, levels, plan)
+    owner = cur.owner()
+    for k in range(3):
+        fresh = jax.device_get(jax.jit(draw)(jax.random.key(10 + k)))
+        programs = np.asarray(state.batch_programs)[owner]
+        ground = np.asarray(plan.group) == GROUNDING
+        # Every program env plays its program (the corridor's program fixes its level).
+        distance = (fresh.goal - fresh.start) % fresh.length
+        np.testing.assert_array_equal(fresh.start[~ground], programs[~ground, 0])
+        np.testing.assert_array_equal(distance[~ground], programs[~ground, 1])
+        # A grounding env keeps its level.
+        np.testing.assert_array_equal(fresh.start[ground], np.asarray(levels.start)[ground])
+    assert curriculum(resample="rollout").next_levels(state, levels, plan) is None
+
+
+def test_next_levels_differ_by_key_where_the_program_leaves_freedom():
+    # The control box: a program is a box of physics, each level a draw from it.
+    cfg = config_lib.load(EXPERIMENTS / "cartpole_programs.yaml", ["eval.levels=none"])
+    exp = build(cfg)
+    cur = exp.curriculum
+    state = exp.init(jax.random.key(0))
+    cstate, levels, plan = jax.jit(lambda s, k: cur.propose(k, s, None))(
+        state.curriculum, jax.random.key(1)
+    )
+    draw = jax.jit(cur.next_levels(cstate, levels, plan))
+    a, b = draw(jax.random.key(1)), draw(jax.random.key(2))
+    assert not np.allclose(np.asarray(jax.tree.leaves(a)[0]), np.asarray(jax.tree.leaves(b)[0]))
+    # ... always inside each env's box (the program's centre +- half its width).
+    space = cur.space
+    programs = np.asarray(cstate.batch_programs)[cur.owner()]
+    values = np.asarray(jax.vmap(space.describe)(a))
+    centre, width = programs[:, 0::2], programs[:, 1::2] * (space.high[0::2] - space.low[0::2])
+    assert np.all(np.abs(values - centre) <= width / 2 + 1e-4)
 
 
 # --- grounding ----------------------------------------------------------------------------------
@@ -231,6 +360,11 @@ def test_real_runs_fill_the_archive_with_finite_metrics(real_run):
     space = exp.curriculum.space
     for name in ("size", "coverage", "best_lp", "mean_lp", "stage", "widen_events"):
         assert np.isfinite(metrics[f"programs/{name}"]).all(), name
+    # The probe runs on update 0 and every probe_every (10) updates: once in these 4.
+    probe = metrics["programs/probe_success"]
+    assert np.isfinite(probe[0]) and np.isnan(probe[1:]).all() and 0 <= probe[0] <= 1
+    k, steps = exp.curriculum.options.probe_levels, exp.curriculum.probe_steps
+    assert metrics["env_steps/curriculum_eval"].tolist() == [k * steps, 0, 0, 0]
     for name in space.names:
         assert np.isfinite(metrics[f"programs/{name}_mean"]).all()
     size = metrics["programs/size"]
@@ -243,7 +377,9 @@ def test_real_runs_fill_the_archive_with_finite_metrics(real_run):
     a = state.curriculum.archive
     low, high = space.stage_bounds()
     programs = a.programs[a.filled]
-    assert np.all(programs >= low[-1]) and np.all(programs <= high[-1])
+    assert np.all(programs >= low[0]) and np.all(programs <= high[0])  # stage 0's bounds
+    for i, name in enumerate(space.names):
+        assert metrics[f"programs/bound_{name}_high"].tolist() == [high[0, i]] * 4
     assert int(state.curriculum.count) == 4
 
 
@@ -256,10 +392,12 @@ def test_chunk_events_give_exact_update_numbers():
 
 
 def test_toy_run_logs_widenings_and_draws_the_archive(tmp_path):
-    # plateau_window=1: every update that does not improve the record widens the space.
+    # The fitness rule with plateau_window=1: every update that does not improve the record
+    # widens the space.
     cfg = toy_config(
         curriculum={"name": "programs", "options": {"archive_programs": 2, "new_programs": 2,
-                                                    "plateau_window": 1}},
+                                                    "plateau_window": 1,
+                                                    "plateau_signal": "fitness"}},
         ppo={"num_envs": 8, "epochs": 1},
         eval={"levels": "none", "interval": 4},
         run={"total_env_steps": 4 * 64, "chunk_updates": 4, "dir": str(tmp_path / "run")},
@@ -276,3 +414,34 @@ def test_toy_run_logs_widenings_and_draws_the_archive(tmp_path):
         load_script("plot").main([str(run_dir), "--programs", "-o", str(tmp_path / "plots")]) == 0
     )
     assert (tmp_path / "plots" / "programs.png").stat().st_size > 0
+
+
+def test_toy_run_with_the_model_in_the_loop_logs_bounds_and_calibration(tmp_path):
+    # The fitness rule with plateau_window=1 widens often; the model moves one bound each
+    # time, logged as a widen_<dim>_<side> event beside "widen", and the plot draws the
+    # bounds and each widening's predicted vs measured learning potential.
+    cfg = toy_config(
+        curriculum={"name": "programs", "options": {"archive_programs": 2, "new_programs": 2,
+                                                    "plateau_window": 1, "spec": "model",
+                                                    "plateau_signal": "fitness"}},
+        ppo={"num_envs": 8, "epochs": 1},
+        eval={"levels": "none", "interval": 4},
+        run={"total_env_steps": 8 * 64, "chunk_updates": 4, "dir": str(tmp_path / "run")},
+    )  # fmt: skip
+    result = train(cfg, verbose=False)
+    run_dir = tmp_path / "run"
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    widen = [e["updates"] for e in events if e["event"] == "widen"]
+    moved = [e for e in events if e["event"].startswith("widen_")]
+    assert widen and [e["updates"] for e in moved] == widen
+    assert all(e["event"] in ("widen_distance_high", "widen_start_low", "widen_start_high",
+                              "widen_distance_low") for e in moved)  # fmt: skip
+    state = result["state"].curriculum
+    assert int(state.widen_events) == len(widen)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["programs/bound_distance_high"] == float(state.spec.high[1])
+    plot = load_script("plot")
+    assert plot.main([str(run_dir), "--programs", "-o", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "programs_calibration.png").stat().st_size > 0
+    pairs = plot.calibration(rows, events)
+    assert len(pairs) >= 1 and all(p["bound"].startswith(("distance", "start")) for p in pairs)

@@ -1,28 +1,39 @@
 """A curriculum over generator programs: searched by learning potential, kept diverse,
-grounded by constraints and given levels, widened when learning plateaus.
+grounded by constraints and given levels, widened when the student's learning plateaus.
 
-The family's program space (``Family.programs``, see ``envs.programs``) turns a program
-vector into levels. Each step splits the env batch among P = ``archive_programs`` +
-``new_programs`` programs (env i plays a level of program ``i % P``) and a grounding share:
+The run's program space (the family's ``Family.programs``, or one registered by name such as
+the maze's ``latent`` space; see ``envs.programs``) turns a program vector into levels. Each
+step splits the env batch among P = ``archive_programs`` + ``new_programs`` programs (env i
+plays a level of program ``i % P``) and a grounding share:
 
 - ``archive``: programs drawn from the archive by rank-prioritised fitness plus novelty,
   mixed with staleness (PLR's sampler, ``ued.program_archive.selection_weights``), without
   replacement; fresh programs stand in while the archive holds too few;
 - ``mutated`` / ``fresh``: new programs, each a mutation of an archive program (chance
-  ``mutate_prob``) or a fresh sample of the current widening stage;
+  ``mutate_prob``) or a fresh sample, inside the specification's current bounds;
 - ``grounding``: ``round(grounding_fraction * num_envs)`` envs play levels of the grounding
   set (a level file, plus levels sent in with ``add_levels``); while it is empty they play
   program levels.
 
+With ``resample: episode`` (default) an env whose episode ends inside the rollout starts a
+new level of the same program (``next_levels``; a grounding env replays its level); with
+``rollout`` it replays its level for the whole rollout.
+
 After the rollout every level gets a learning-potential value: the configured ``score``
 (per level, e.g. positive value loss) plus ``learnability`` x p (1 - p), p being the success
-rate pooled over all episodes of its program's levels (a program solved half the time is the
-most learnable). A program's value this step is the mean over its levels (and the mean
+rate pooled over all episodes of its program's envs (a program solved half the time is the
+most learnable). A program's value this step is the mean over its envs (and the mean
 square, for the spread); archive programs fold it into their moving averages, new programs
-compete for a slot by MAP-Elites on the descriptor grid (``ued.program_archive.insert``).
-Constraints (``min_solvable``, ``descriptor_bounds``) filter candidates or penalise fitness.
-When the best fitness has not improved for ``plateau_window`` updates, the space widens to
-its next stage (``events/widen`` is 1 on that update, and the run logs it to ``events.jsonl``).
+compete for a slot (``insertion``: the capacity-bounded ``hybrid`` with a grid bonus, or
+classic MAP-Elites ``elites``, one per cell; ``ued.program_archive``). Constraints
+(``min_solvable``, ``descriptor_bounds``) filter candidates or penalise fitness.
+
+The specification (``ued.program_spec``) holds the current bounds of every program dim.
+When the student's learning plateaus (its success on a fixed probe set of the current
+bounds stops rising over ``plateau_window`` updates) the bounds widen: to the next stage of
+the space's ladder (``spec: stages``) or where a surrogate model of learning potential
+predicts the most (``spec: model``). ``events/widen`` is 1 on that update, and the run logs
+it to ``events.jsonl``.
 """
 
 from __future__ import annotations
@@ -41,9 +52,11 @@ from ued import scoring
 from ued.curricula import register
 from ued.curricula.base import Deps, Plan
 from ued.curricula.program_options import ProgramsOptions, check_options
+from ued.program_spec import Specification, SpecState
 
 ARCHIVE, FRESH, MUTATED, GROUNDING = range(4)
 GROUPS = ("archive", "fresh", "mutated", "grounding")
+SIDES = ("low", "high")
 
 
 @struct.dataclass
@@ -55,12 +68,22 @@ class ProgramsState:
     batch_programs: chex.Array  # (P, D) float32 this step's programs
     batch_slots: chex.Array  # (P,) int32 their archive slots, -1 for new ones
     batch_kind: chex.Array  # (P,) int32 ARCHIVE, FRESH or MUTATED
-    stage: chex.Array  # () int32 widening stage of the program space
-    record: chex.Array  # () float32 best fitness when it last improved
-    since: chex.Array  # () int32 updates since the record last improved
-    widen_events: chex.Array  # () int32 widenings so far
-    last_widen: chex.Array  # () int32 update of the last widening, -1 for none
+    spec: SpecState  # the current bounds, the plateau signal and the model in the loop
+    probe_levels: Any  # leaves (K, ...) the probe set of the current bounds, or ()
     count: chex.Array  # () int32 updates done
+
+    # The specification's counters, as the studio and the logs read them.
+    @property
+    def stage(self) -> chex.Array:
+        return self.spec.stage
+
+    @property
+    def widen_events(self) -> chex.Array:
+        return self.spec.widen_events
+
+    @property
+    def last_widen(self) -> chex.Array:
+        return self.spec.last_widen
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +93,7 @@ class ProgramCurriculum:
     deps: Deps
     options: ProgramsOptions
     space: Any  # envs.programs.ProgramSpace
+    spec: Specification
     score_fn: Any  # ScoreInputs -> (N,), or None
     grid: tuple[int, ...]  # descriptor indices spanning the grid
     bounds: np.ndarray  # (E, 2) descriptor bounds of the constraint (-inf/inf: none)
@@ -91,6 +115,14 @@ class ProgramCurriculum:
     def num_cells(self) -> int:
         return self.options.grid_resolution ** len(self.grid)
 
+    @property
+    def probing(self) -> bool:
+        return self.spec.signal == "probe"
+
+    @property
+    def probe_steps(self) -> int:
+        return self.options.probe_steps or self.deps.ppo.num_steps
+
     def owner(self) -> np.ndarray:
         return np.arange(self.deps.num_envs) % self.num_programs
 
@@ -111,6 +143,7 @@ class ProgramCurriculum:
             )
             filled = filled.at[:given].set(True)
         p = self.num_programs
+        spec = self.spec.init()
         return ProgramsState(
             archive=arc.init(example, o.capacity, space.num_dims, len(space.descriptor_names)),
             grounding=grounding,
@@ -119,13 +152,20 @@ class ProgramCurriculum:
             batch_programs=jnp.zeros((p, space.num_dims), jnp.float32),
             batch_slots=jnp.full((p,), -1, jnp.int32),
             batch_kind=jnp.full((p,), FRESH, jnp.int32),
-            stage=jnp.asarray(min(o.start_stage, space.num_stages - 1), jnp.int32),
-            record=jnp.asarray(-jnp.inf, jnp.float32),
-            since=jnp.zeros((), jnp.int32),
-            widen_events=jnp.zeros((), jnp.int32),
-            last_widen=jnp.asarray(-1, jnp.int32),
+            spec=spec,
+            probe_levels=self.probe_set(key, spec.low, spec.high) if self.probing else (),
             count=jnp.zeros((), jnp.int32),
         )
+
+    def probe_set(self, key, low: chex.Array, high: chex.Array):
+        """Leaves (K, ...): one level each of ``probe_levels`` programs sampled uniformly
+        inside the bounds: the fixed sample the student's learning is measured on."""
+        k = self.options.probe_levels
+        p_key, g_key = jax.random.split(jax.random.fold_in(key, 0x9E0B))
+        programs = jax.vmap(lambda kk: self.space.sample_in(kk, low, high))(
+            jax.random.split(p_key, k)
+        )
+        return jax.vmap(self.space.generate)(jax.random.split(g_key, k), programs)
 
     def add_levels(self, cstate: ProgramsState, levels, key) -> ProgramsState:
         """Appends the valid ones of ``levels`` (leaves (B, ...)) to the grounding set, a ring
@@ -168,11 +208,14 @@ class ProgramCurriculum:
         return arc.FitnessParams(o.age_decay, o.spread_weight, penalty)
 
     def archive_view(self, cstate: ProgramsState):
-        """``(fitness, cell, normalised descriptors)`` of every archive slot."""
+        """``(fitness, cell, normalised descriptors)`` of every archive slot (with classic
+        MAP-Elites insertion a slot's cell is its index)."""
         a = cstate.archive
         viol = self.violation(a.descriptor, a.solvable)
         fit = arc.fitness(a, viol, cstate.count, self.fitness_params())
         norm = self.space.normalise_descriptors(a.descriptor)
+        if self.options.insertion == "elites":
+            return fit, jnp.arange(a.capacity, dtype=jnp.int32), norm
         return fit, arc.cells(norm, self.options.grid_resolution, self.grid), norm
 
     def weights(self, cstate: ProgramsState) -> chex.Array:
@@ -197,11 +240,10 @@ class ProgramCurriculum:
         picks = jax.lax.top_k(logw + gumbel, top)[1] if top else jnp.zeros((0,), jnp.int32)
         picks = jnp.concatenate([picks.astype(jnp.int32), jnp.zeros((k - top,), jnp.int32)])
         valid = (w[picks] > 0) & (jnp.arange(k) < w.shape[0])
-        fresh = jax.vmap(lambda kk: space.sample_program(kk, cstate.stage))(
-            jax.random.split(keys[1], p)
-        )
+        low, high = cstate.spec.low, cstate.spec.high
+        fresh = jax.vmap(lambda kk: space.sample_in(kk, low, high))(jax.random.split(keys[1], p))
         parents = jax.random.categorical(keys[2], logw, shape=(f,))
-        mutated = jax.vmap(lambda kk, x: space.mutate(kk, x, cstate.stage, o.mutation_scale))(
+        mutated = jax.vmap(lambda kk, x: space.mutate_in(kk, x, low, high, o.mutation_scale))(
             jax.random.split(keys[3], f), cstate.archive.programs[parents]
         )
         is_mut = (jax.random.uniform(keys[4], (f,)) < o.mutate_prob) & (w > 0).any()
@@ -243,6 +285,30 @@ class ProgramCurriculum:
             return jnp.where(mask, full, x)
 
         return jax.tree.map(mix, levels, chosen), is_ground
+
+    def next_levels(self, cstate: ProgramsState, levels, plan: Plan):
+        """What a finished episode restarts on, given this step's proposal: with ``resample:
+        episode`` a function ``key -> levels`` (leaves (N, ...)) drawing a new level of each
+        env's program (a grounding env keeps its level); with ``rollout`` None (replay).
+
+        The train step resets env i to entry i of ``next_levels(...)(key)`` when its episode
+        ends, as it resets DR's envs with ``next_level``; unlike DR's, the draw depends on
+        the curriculum's state (each env's program), hence this form."""
+        if self.options.resample == "rollout":
+            return None
+        n = self.deps.num_envs
+        programs = cstate.batch_programs[jnp.asarray(self.owner())]
+        keep = plan.group == GROUNDING
+
+        def draw(key):
+            fresh = jax.vmap(self.space.generate)(jax.random.split(key, n), programs)
+
+            def mix(old, new):
+                return jnp.where(keep.reshape((n,) + (1,) * (old.ndim - 1)), old, new)
+
+            return jax.tree.map(mix, levels, fresh)
+
+        return draw
 
     # --- update ---------------------------------------------------------------------------
     def level_values(self, rollout, owner_mask):
@@ -294,16 +360,43 @@ class ProgramCurriculum:
             solvable=(owner_mask.T @ solvable) / levels_per,
             levels=jax.tree.map(lambda x: x[:p], levels),  # env j < P plays program j
         )
-        cstate, inserted = self.absorb(cstate, per)
-        out = self._metrics(cstate, per, inserted, value, ok, plan.group)
+        probe_key, absorb_key = jax.random.split(key)
+        success = self.probe(probe_key, cstate, student)
+        cstate, info = self.absorb(cstate, per, success, absorb_key)
+        out = self._metrics(cstate, per, info, value, ok, plan.group)
         return cstate, out
 
-    def absorb(self, cstate: ProgramsState, per: arc.Candidates):
+    def probe(self, key, cstate: ProgramsState, student) -> chex.Array:
+        """() float32 the student's success rate on the probe set, every ``probe_every``
+        updates (NaN between, and with the ``fitness`` signal): the mean over the probe
+        levels of the fraction of finished episodes solved (a level with none counts 0)."""
+        if not self.probing:
+            return jnp.float32(jnp.nan)
+
+        def run(levels):
+            rollout = self.deps.rollout(key, student.params, levels, num_steps=self.probe_steps)
+            stats = scoring.episode_stats(rollout)
+            return jnp.where(stats["num_episodes"] > 0, stats["success_rate"], 0.0).mean()
+
+        due = cstate.count % self.options.probe_every == 0
+        skip = lambda levels: jnp.float32(jnp.nan)  # noqa: E731
+        return jax.lax.cond(due, run, skip, cstate.probe_levels).astype(jnp.float32)
+
+    def absorb(self, cstate: ProgramsState, per: arc.Candidates, probe_success=None, key=None):
         """Folds one step's per-program results (``Candidates``, leading axis P, ordered as
-        ``cstate.batch_*``) into the archive, then applies the widening rule. Returns the
-        state (count advanced) and (P,) bool: which new programs entered the archive."""
-        o = self.options
-        archive = arc.refresh(cstate.archive, cstate.batch_slots, per, o.lp_ema, cstate.count)
+        ``cstate.batch_*``) into the archive, then the specification (its surrogate, the
+        plateau signal with this update's ``probe_success``, NaN for none, and a widening).
+        Returns the state (count advanced) and a dict of what happened: ``inserted`` (P,)
+        bool (which new programs entered the archive), ``widened`` () bool and the
+        surrogate's prediction for this step's programs (made before it saw them)."""
+        o, spec = self.options, self.spec
+        if probe_success is None:
+            probe_success = jnp.float32(jnp.nan)
+        key = jax.random.key(0) if key is None else key
+        elites = o.insertion == "elites"
+        archive = arc.refresh(
+            cstate.archive, cstate.batch_slots, per, o.lp_ema, cstate.count, not elites
+        )
         cstate = cstate.replace(archive=archive)
         fit, cell, _ = self.archive_view(cstate)
         new = cstate.batch_slots < 0
@@ -314,33 +407,45 @@ class ProgramCurriculum:
         new_cell = arc.cells(
             self.space.normalise_descriptors(per.descriptor), o.grid_resolution, self.grid
         )
-        archive, inserted = arc.insert(
-            archive, per, new_fit, feasible, fit, cell, new_cell, self.num_cells,
-            o.grid_weight, cstate.count,
-        )  # fmt: skip
+        if elites:
+            archive, inserted = arc.insert_elites(
+                archive, per, new_fit, feasible, fit, new_cell, cstate.count
+            )
+        else:
+            archive, inserted = arc.insert(
+                archive, per, new_fit, feasible, fit, cell, new_cell, self.num_cells,
+                o.grid_weight, cstate.count,
+            )  # fmt: skip
         cstate = cstate.replace(archive=archive)
         fit, _, _ = self.archive_view(cstate)
-        record, since, stage, widened = arc.plateau(
-            cstate.record, cstate.since, cstate.stage, fit.max(), o.plateau_window,
-            self.space.num_stages, o.min_improvement,
-        )  # fmt: skip
-        cstate = cstate.replace(
-            record=record,
-            since=since,
-            stage=stage,
-            widen_events=cstate.widen_events + widened,
-            last_widen=jnp.where(widened, cstate.count, cstate.last_widen),
-            count=cstate.count + 1,
+        has = per.evidence > 0
+        info = {"inserted": inserted}
+        if spec.mode == "model":
+            mean, std = spec.surrogate.predict(cstate.spec.surrogate, per.programs)
+            info["predicted"] = (mean, std, spec.surrogate.noise(cstate.spec.surrogate))
+        spec_state, widened = spec.update(
+            key, cstate.spec, per.programs, per.lp, has, fit.max(), probe_success, cstate.count
         )
-        return cstate, inserted
+        probe_levels = cstate.probe_levels
+        if self.probing:
+            probe_levels = jax.lax.cond(
+                widened,
+                lambda old: self.probe_set(key, spec_state.low, spec_state.high),
+                lambda old: old,
+                probe_levels,
+            )
+        info.update(widened=widened, probe_success=probe_success)
+        cstate = cstate.replace(spec=spec_state, probe_levels=probe_levels, count=cstate.count + 1)
+        return cstate, info
 
-    def _metrics(self, cstate: ProgramsState, per, inserted, value, ok, group):
-        a = cstate.archive
+    def _metrics(self, cstate: ProgramsState, per, info, value, ok, group):
+        a, sp = cstate.archive, cstate.spec
         filled = a.filled.astype(jnp.float32)
         size = jnp.maximum(filled.sum(), 1.0)
         nan = jnp.float32(jnp.nan)
         fit, cell, _ = self.archive_view(cstate)
         finite = a.filled & jnp.isfinite(fit)
+        widened = info["widened"]
 
         def mean(x):
             return jnp.where(a.filled.any(), (x * filled).sum() / size, nan)
@@ -363,22 +468,66 @@ class ProgramCurriculum:
             "programs/mean_lp": mean(a.lp),
             "programs/lp_spread": mean(arc.spread(a.lp, a.lp_sq)),
             "programs/solvable": mean(a.solvable),
-            "programs/inserted": inserted.sum().astype(jnp.float32),
-            "programs/stage": cstate.stage.astype(jnp.float32),
-            "programs/widen_events": cstate.widen_events.astype(jnp.float32),
-            "events/widen": (cstate.last_widen == cstate.count - 1).astype(jnp.float32),
-            "programs/since_improve": cstate.since.astype(jnp.float32),
+            "programs/inserted": info["inserted"].sum().astype(jnp.float32),
+            "programs/stage": sp.stage.astype(jnp.float32),
+            "programs/widen_events": sp.widen_events.astype(jnp.float32),
+            "events/widen": widened.astype(jnp.float32),
+            "programs/since_improve": sp.since.astype(jnp.float32),
             "programs/grounding_size": cstate.grounding_filled.sum().astype(jnp.float32),
             **{f"programs/lp_{name}": group_mean(i) for i, name in enumerate(GROUPS)},
         }
+        if self.probing:
+            probed = jnp.isfinite(info["probe_success"])
+            out["programs/probe_success"] = info["probe_success"]
+            out["programs/learning"] = jnp.where(probed, sp.learning, nan)
+            steps = self.options.probe_levels * self.probe_steps
+            out["env_steps/curriculum_eval"] = jnp.where(probed, jnp.float32(steps), 0.0)
         for i, name in enumerate(self.space.names):
             out[f"programs/{name}_mean"] = mean(a.programs[:, i])
             out[f"programs/{name}_std"] = std(a.programs[:, i])
+            out[f"programs/bound_{name}_low"] = sp.low[i]
+            out[f"programs/bound_{name}_high"] = sp.high[i]
         for i, name in enumerate(self.space.descriptor_names):
             out[f"programs/desc_{name}_mean"] = mean(a.descriptor[:, i])
+        if self.spec.mode == "model":
+            out.update(self._model_metrics(cstate, per, info))
         return out
 
-    # --- host side: galleries -------------------------------------------------------------
+    def _model_metrics(self, cstate: ProgramsState, per, info) -> dict[str, chex.Array]:
+        """The model in the loop: each widening's predicted LP (on its update), the LP then
+        measured in the slab it opened, and the surrogate's calibration on this step's
+        programs (predicted before it saw them)."""
+        sp, nan = cstate.spec, jnp.float32(jnp.nan)
+        widened = info["widened"]
+        mean, std, noise = info["predicted"]
+        has = per.evidence > 0
+        total = jnp.sqrt(std * std + noise * noise)
+        err = jnp.where(has, per.lp - mean, 0.0)
+        n = jnp.maximum(has.sum(), 1)
+        out = {
+            "programs/spec_predicted": jnp.where(widened, sp.predicted, nan),
+            "programs/spec_predicted_std": jnp.where(widened, sp.predicted_std, nan),
+            "programs/spec_measured": jnp.where(sp.slab_n > 0, sp.slab_sum / sp.slab_n, nan),
+            "programs/spec_measured_n": sp.slab_n,
+            "programs/surrogate_rmse": jnp.where(has.any(), jnp.sqrt((err * err).sum() / n), nan),
+            "programs/surrogate_within_1sd": jnp.where(
+                has.any(), (has & (jnp.abs(err) <= total)).sum() / n, nan
+            ),
+            "programs/surrogate_noise": noise,
+        }
+        for d, name in enumerate(self.space.names):
+            for side, label in enumerate(SIDES):
+                hit = widened & (sp.widen_dim == d) & (sp.widen_side == side)
+                out[f"events/widen_{name}_{label}"] = hit.astype(jnp.float32)
+        return out
+
+    # --- host side: galleries and views -----------------------------------------------------
+    def current_bounds(self, cstate: ProgramsState) -> dict[str, list[float]]:
+        """``{dim name: [low, high]}``: the specification's current bounds (host side; with
+        ``spec: model`` they are not any stage of the ladder)."""
+        low, high = np.asarray(cstate.spec.low), np.asarray(cstate.spec.high)
+        return {n: [float(low[i]), float(high[i])] for i, n in enumerate(self.space.names)}
+
     def gallery_entries(self, cstate: ProgramsState) -> list[tuple[int, str]]:
         """``(slot, caption)`` of the fittest program of every occupied grid cell, best
         first (host side; ``cstate`` as host arrays)."""
