@@ -72,6 +72,8 @@ def options(pairs: list[str], flag: str) -> dict:
 def program_generator(family, env, stage: int | None = None):
     """``key -> level`` of the family's program space: a uniform program inside the widest
     bounds (or ``stage``'s), then one level of it."""
+    import jax
+
     space = family.programs(env)
     if stage is None:
         low, high = space.low, space.high
