@@ -10,7 +10,7 @@ def pytest_addoption(parser):
     parser.addoption(
         "--all-experiments",
         action="store_true",
-        help="tests that train shipped experiments run every one of them, not a representative few",
+        help="tests that train shipped experiments or presets run every one, not a few",
     )
 
 

@@ -2,7 +2,6 @@
 holds the values transcribed from the paper's code (the table below), and trains: a few
 updates (shapes shrunk to run in seconds), a checkpoint, and a resume to the end."""
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -278,19 +277,15 @@ SMALL_CURRICULUM = {
 
 
 # Each preset compiles its own program (about 40-60 s each on a 2-core CPU, cold): the two
-# that once could not checkpoint or carry state run always, the rest with UED_SLOW_TESTS=1.
+# that once could not checkpoint or carry state run always, the rest with --all-experiments.
 ALWAYS_TRAINED = ("jaxued_dr", "jaxued_paired")
-SLOW = pytest.mark.skipif(
-    os.environ.get("UED_SLOW_TESTS") != "1", reason="slow (a compile per preset): UED_SLOW_TESTS=1"
-)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [n if n in ALWAYS_TRAINED else pytest.param(n, marks=(pytest.mark.slow, SLOW))
-     for n in sorted(EXPECTED)],
-)  # fmt: skip
-def test_preset_trains_checkpoints_and_resumes(name, tmp_path_factory):
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_preset_trains_checkpoints_and_resumes(name, tmp_path_factory, request):
+    if name not in ALWAYS_TRAINED and not request.config.getoption("--all-experiments"):
+        pytest.skip("a compile per preset: every preset with --all-experiments")
     # jaxued_paired's noise_dim 0 once left a zero-size array in the state, which orbax
     # refuses at the first checkpoint; jaxued_dr carries its episodes in the state.
     from ued.train import train
