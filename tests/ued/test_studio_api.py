@@ -121,7 +121,42 @@ def test_try_runs_the_latest_policy(client):
     refused = client.post("/api/runs/toy/try", json={"level": "A...G.", "episodes": 65})
     assert refused.status_code == 400 and "'episodes'=65 must be in [1, 64]" in refused.text
     none = client.post("/api/runs/fresh/try", json={"level": "A...G."})
-    assert none.status_code == 409 and "no checkpoint" in none.json()["error"]
+    assert none.status_code == 409 and "no readable checkpoint" in none.json()["error"]
+
+
+def test_a_step_removed_by_the_trainer_mid_read_is_still_read(runs, tmp_path, monkeypatch):
+    """A fast trainer keeps only its newest steps: one removed while the studio reads it
+    must not make the try fail (the read works on a pinned, hard-linked copy)."""
+    import shutil
+
+    from ued.studio import runs as runs_lib
+
+    run_dir = tmp_path / "toy"
+    shutil.copytree(runs / "toy", run_dir)
+    pin = runs_lib.pin_step
+
+    def pin_then_remove(step_dir, into):
+        pin(step_dir, into)
+        shutil.rmtree(step_dir)  # the trainer's max_to_keep, right after the pin
+
+    monkeypatch.setattr(runs_lib, "pin_step", pin_then_remove)
+    step, _, meta = runs_lib.RunModel(run_dir).latest()
+    assert step == 2 and meta["step"] == 2
+    assert not (run_dir / "checkpoints" / "2").exists()
+
+
+def test_steps_that_vanish_before_the_read_send_it_back_to_the_listing(runs, monkeypatch):
+    """The newest listed step is gone before it is pinned (newer ones were saved
+    meanwhile): the reader lists again instead of giving up or falling back to older steps
+    (which a trainer removes first)."""
+    from ued.studio import runs as runs_lib
+
+    listings = iter([[7], [5, 6], [2]])  # 7, 6 and 5 do not exist: only step 2 does
+    monkeypatch.setattr(runs_lib, "checkpoint_steps", lambda run_dir: next(listings))
+    step, _, _ = runs_lib.RunModel(runs / "toy").latest()
+    assert step == 2
+    with pytest.raises(runs_lib.Vanished):
+        runs_lib.pin_step(runs / "toy" / "checkpoints" / "7", runs / "unused")
 
 
 def test_send_writes_one_validated_message(client, runs):

@@ -395,7 +395,8 @@ def create_app(
                 raise ApiError(400, f"bad level: {err}") from None
             latest = model.latest()
             if latest is None:
-                raise ApiError(409, "the run has no checkpoint yet: no policy to try")
+                why = f" ({model.unreadable})" if model.unreadable else ""
+                raise ApiError(409, f"the run has no readable checkpoint yet{why}: no policy to try")
             step, state, _ = latest
             with model.lock:
                 if episodes not in model.evaluators:

@@ -4,16 +4,21 @@ A run folder is found by its ``config.yaml``; its status is ``running`` while a 
 process holds its lock (``RUN/.lock``, ``ued.run_dir.RunLock``), else the ``status`` of its
 ``summary.json`` (``finished`` or ``interrupted``), else ``stopped`` (ended without a summary:
 a crash or an early stop). Checkpoints are read straight from their step folders (never
-through an orbax manager, which could tidy the trainer's folder); a step folder that is
-being written or removed while it is read is skipped for the previous one.
+through an orbax manager, which could tidy the trainer's folder). A step is first pinned:
+its files are hard-linked into a private folder (copied where links cannot be made), so a
+trainer that saves every fraction of a second and removes old steps cannot pull a step away
+mid-read; one removed before it is pinned sends the reader back to the newest listing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -169,27 +174,69 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
     return sorted(steps)
 
 
+class Vanished(ValueError):
+    """The step folder was removed (the trainer keeps only its newest few) before it was
+    pinned: list the steps again."""
+
+
+READ_ROUNDS = 20  # listings tried while steps keep vanishing under a fast trainer
+
+
+def pin_step(step_dir: Path, into: Path) -> None:
+    """Hard-links every file of ``step_dir`` under ``into`` (copies where a link cannot be
+    made, e.g. another filesystem), keeping the layout.
+
+    Raises:
+        Vanished: the folder or one of its files was removed meanwhile.
+        ValueError: the folder holds something other than folders and regular files.
+    """
+    try:
+        entries = sorted(step_dir.rglob("*"))
+        if not entries:
+            raise Vanished(f"{step_dir}: empty or gone")
+        for src in entries:
+            dst = into / src.relative_to(step_dir)
+            if src.is_symlink() or not (src.is_dir() or src.is_file()):
+                raise ValueError(f"{src}: not a regular file or folder")
+            if src.is_dir():
+                dst.mkdir(parents=True, exist_ok=True)
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError as err:
+                if err.errno == errno.ENOENT:
+                    raise
+                shutil.copyfile(src, dst)
+    except FileNotFoundError as err:
+        raise Vanished(f"{step_dir}: removed while it was pinned") from err
+
+
 def read_step(step_dir: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
     """The leaves and metadata of one checkpoint step folder, verified by its digest.
 
     Raises:
+        Vanished: the folder was removed before it could be pinned.
         ValueError: the folder is incomplete, unreadable or does not match its digest.
     """
     import orbax.checkpoint as ocp
 
     from ued.checkpoint import digest
 
-    try:
-        meta = json.loads((step_dir / "meta" / "metadata").read_text())
-        target = {
-            f"leaf_{i:05d}": np.zeros(shape, np.dtype(dtype))
-            for i, (_, shape, dtype, *_) in enumerate(meta["leaves"])
-        }
-        with ocp.StandardCheckpointer() as reader:
-            tree = reader.restore(step_dir / "state", target)
-    except Exception as err:  # being written or removed: the caller tries an older one
-        raise ValueError(f"{step_dir}: unreadable ({type(err).__name__})") from err
-    leaves = [np.asarray(tree[f"leaf_{i:05d}"]) for i in range(len(target))]
+    with tempfile.TemporaryDirectory(prefix="ued-studio-step-") as scratch:
+        pinned = Path(scratch) / step_dir.name
+        pin_step(step_dir, pinned)
+        try:
+            meta = json.loads((pinned / "meta" / "metadata").read_text())
+            target = {
+                f"leaf_{i:05d}": np.zeros(shape, np.dtype(dtype))
+                for i, (_, shape, dtype, *_) in enumerate(meta["leaves"])
+            }
+            with ocp.StandardCheckpointer() as reader:
+                tree = reader.restore(pinned / "state", target)
+        except Exception as err:  # incomplete or damaged: the caller tries an older one
+            raise ValueError(f"{step_dir}: unreadable ({type(err).__name__}: {err})") from err
+        leaves = [np.asarray(tree[f"leaf_{i:05d}"]) for i in range(len(target))]
     if digest(leaves) != meta.get("digest"):
         raise ValueError(f"{step_dir}: the data do not match the recorded digest")
     return leaves, meta
@@ -210,6 +257,7 @@ class RunModel:
         self.episode_fn = None
         self.located: tuple[int, dict[str, Any]] | None = None  # (step, levels by text)
         self.archive_view = None  # levels.ArchiveView of a program curriculum, compiled once
+        self.unreadable: str | None = None  # why the last latest() found no readable step
 
     def experiment(self):
         """The run's experiment, built from ``config.yaml`` (rebuilt if it changes)."""
@@ -226,25 +274,39 @@ class RunModel:
             return self.exp
 
     def latest(self):
-        """``(step, state, meta)`` of the newest readable checkpoint, or None."""
+        """``(step, state, meta)`` of the newest readable checkpoint, or None (then
+        ``self.unreadable`` says why when step folders exist but none could be read)."""
         with self.lock:
-            steps = checkpoint_steps(self.run_dir)
-            if self.step is not None and steps and steps[-1] == self.step:
-                return self.step, self.state, self.meta
-            for step in reversed(steps):
-                try:
-                    leaves, meta = read_step(self.run_dir / "checkpoints" / str(step))
-                except ValueError:
-                    continue
-                from ued import config as config_lib
-                from ued.checkpoint import into_state
-                from ued.experiment import build
-                from ued.parallel import init_shapes
-
-                exp = self.experiment()
-                if meta.get("config") != self._config:
-                    exp = build(config_lib.from_dict(meta["config"]))
-                self.state = into_state(init_shapes(exp), leaves)
-                self.step, self.meta = step, meta
-                return self.step, self.state, self.meta
+            self.unreadable = None
+            for _ in range(READ_ROUNDS):
+                steps = checkpoint_steps(self.run_dir)
+                if self.step is not None and steps and steps[-1] == self.step:
+                    return self.step, self.state, self.meta
+                read = self._read_newest(steps)
+                if read != "vanished":
+                    return read
+            self.unreadable = f"steps kept vanishing while read ({READ_ROUNDS} listings)"
             return None
+
+    def _read_newest(self, steps: list[int]):
+        """The newest readable of ``steps``, None, or "vanished" to list them again."""
+        for step in reversed(steps):
+            try:
+                leaves, meta = read_step(self.run_dir / "checkpoints" / str(step))
+            except Vanished:
+                return "vanished"  # newer steps have been saved meanwhile
+            except ValueError as err:
+                self.unreadable = str(err)
+                continue
+            from ued import config as config_lib
+            from ued.checkpoint import into_state
+            from ued.experiment import build
+            from ued.parallel import init_shapes
+
+            exp = self.experiment()
+            if meta.get("config") != self._config:
+                exp = build(config_lib.from_dict(meta["config"]))
+            self.state = into_state(init_shapes(exp), leaves)
+            self.step, self.meta = step, meta
+            return self.step, self.state, self.meta
+        return None
