@@ -396,7 +396,8 @@ def create_app(
             latest = model.latest()
             if latest is None:
                 why = f" ({model.unreadable})" if model.unreadable else ""
-                raise ApiError(409, f"the run has no readable checkpoint yet{why}: no policy to try")
+                message = f"the run has no readable checkpoint yet{why}: no policy to try"
+                raise ApiError(409, message)
             step, state, _ = latest
             with model.lock:
                 if episodes not in model.evaluators:
