@@ -23,7 +23,7 @@ from ued import program_archive as arc
 from ued.chunk_records import chunk_events
 from ued.config import ConfigError
 from ued.curricula import parse_options
-from ued.curricula.programs import FRESH, GROUNDING, make_programs
+from ued.curricula.programs import FRESH, GROUNDING, ProgramCurriculum, make_programs
 from ued.experiment import build
 from ued.program_spec import fitness_rule
 from ued.train import train
@@ -445,3 +445,35 @@ def test_toy_run_with_the_model_in_the_loop_logs_bounds_and_calibration(tmp_path
     assert (tmp_path / "plots" / "programs_calibration.png").stat().st_size > 0
     pairs = plot.calibration(rows, events)
     assert len(pairs) >= 1 and all(p["bound"].startswith(("distance", "start")) for p in pairs)
+
+
+def test_vmapped_seeds_probe_only_on_probe_updates_and_count_what_ran(tmp_path, monkeypatch):
+    # The probe reads the schedule's unbatched update count: with 2 vmapped seeds it rolls
+    # out on updates 0, 2 and 4 only (once for both seeds), and every row's running totals
+    # count the probe's env steps that ran.
+    calls = []
+    original = ProgramCurriculum.probe_success
+
+    def counted(self, key, levels, params):
+        jax.debug.callback(lambda: calls.append(1))
+        return original(self, key, levels, params)
+
+    monkeypatch.setattr(ProgramCurriculum, "probe_success", counted)
+    cfg = toy_config(
+        curriculum={"name": "programs", "options": {"archive_programs": 2, "new_programs": 2,
+                                                    "probe_every": 2, "probe_levels": 4}},
+        ppo={"num_envs": 8, "epochs": 1},
+        eval={"levels": "none"},
+        run={"total_env_steps": 5 * 64, "chunk_updates": 2, "num_seeds": 2,
+             "seed_mode": "vmap", "dir": str(tmp_path)},
+    )  # fmt: skip
+    result = train(cfg, verbose=False)
+    jax.effects_barrier()
+    assert result["seed_mode"] == "vmap"
+    assert len(calls) == 3
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["updates"], r["seed"]) for r in rows] == [(u, s) for u in (2, 4, 5) for s in (0, 1)]
+    for row in rows:
+        probes = (row["updates"] + 1) // 2  # on updates 0, 2, 4
+        assert row["env_steps/curriculum_eval"] == probes * 4 * 8  # probe_levels x num_steps
+        assert row["programs/probe_success"] is not None

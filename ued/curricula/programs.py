@@ -337,7 +337,7 @@ class ProgramCurriculum:
             ok = ok & (eps_i > 0)
         return value, ok
 
-    def update(self, key, cstate: ProgramsState, plan, levels, rollout, student):
+    def update(self, key, cstate: ProgramsState, plan, levels, rollout, student, schedule=None):
         deps, n, p = self.deps, self.deps.num_envs, self.num_programs
         is_program = plan.group != GROUNDING
         owner_mask = (jnp.asarray(self.owner())[:, None] == jnp.arange(p)[None, :]) & is_program[
@@ -361,31 +361,44 @@ class ProgramCurriculum:
             levels=jax.tree.map(lambda x: x[:p], levels),  # env j < P plays program j
         )
         probe_key, absorb_key = jax.random.split(key)
-        success = self.probe(probe_key, cstate, student)
-        cstate, info = self.absorb(cstate, per, success, absorb_key)
+        success = self.probe(probe_key, cstate, student, schedule)
+        cstate, info = self.absorb(cstate, per, success, absorb_key, schedule)
         out = self._metrics(cstate, per, info, value, ok, plan.group)
         return cstate, out
 
-    def probe(self, key, cstate: ProgramsState, student) -> chex.Array:
+    def probe(self, key, cstate: ProgramsState, student, schedule=None) -> chex.Array:
         """() float32 the student's success rate on the probe set, every ``probe_every``
         updates (NaN between, and with the ``fitness`` signal): the mean over the probe
-        levels of the fraction of finished episodes solved (a level with none counts 0)."""
+        levels of the fraction of finished episodes solved (a level with none counts 0).
+        With a ``schedule`` (``ued.schedule``) the due updates are read from its unbatched
+        count, so with vmapped seeds the probe rollout stays a real branch."""
         if not self.probing:
             return jnp.float32(jnp.nan)
-
-        def run(levels):
-            rollout = self.deps.rollout(key, student.params, levels, num_steps=self.probe_steps)
-            stats = scoring.episode_stats(rollout)
-            return jnp.where(stats["num_episodes"] > 0, stats["success_rate"], 0.0).mean()
-
-        due = cstate.count % self.options.probe_every == 0
+        count = cstate.count if schedule is None else schedule.update  # the same value
+        due = count % self.options.probe_every == 0
+        run = lambda levels: self.probe_success(key, levels, student.params)  # noqa: E731
         skip = lambda levels: jnp.float32(jnp.nan)  # noqa: E731
         return jax.lax.cond(due, run, skip, cstate.probe_levels).astype(jnp.float32)
 
-    def absorb(self, cstate: ProgramsState, per: arc.Candidates, probe_success=None, key=None):
+    def probe_success(self, key, levels, params) -> chex.Array:
+        """() float32 the student's success on ``levels`` (the probe set) in one rollout of
+        ``probe_steps``."""
+        rollout = self.deps.rollout(key, params, levels, num_steps=self.probe_steps)
+        stats = scoring.episode_stats(rollout)
+        return jnp.where(stats["num_episodes"] > 0, stats["success_rate"], 0.0).mean()
+
+    def absorb(
+        self,
+        cstate: ProgramsState,
+        per: arc.Candidates,
+        probe_success=None,
+        key=None,
+        schedule=None,
+    ):
         """Folds one step's per-program results (``Candidates``, leading axis P, ordered as
         ``cstate.batch_*``) into the archive, then the specification (its surrogate, the
-        plateau signal with this update's ``probe_success``, NaN for none, and a widening).
+        plateau signal with this update's ``probe_success``, NaN for none, and a widening; a
+        new probe set is drawn only on a widening, for every seed when some seed widens).
         Returns the state (count advanced) and a dict of what happened: ``inserted`` (P,)
         bool (which new programs entered the archive), ``widened`` () bool and the
         surrogate's prediction for this step's programs (made before it saw them)."""
@@ -428,7 +441,8 @@ class ProgramCurriculum:
         )
         probe_levels = cstate.probe_levels
         if self.probing:
-            probe_levels = jax.lax.cond(
+            cond = jax.lax.cond if schedule is None else schedule.cond
+            probe_levels = cond(
                 widened,
                 lambda old: self.probe_set(key, spec_state.low, spec_state.high),
                 lambda old: old,
