@@ -73,3 +73,26 @@ def test_levels_show_the_program_archive_fittest_first(program_run):
     # A limit keeps the fittest; the same seed-0 view through the query parameter.
     top = client.get("/api/runs/prog/levels?limit=1&seed=0").json()["curriculum"]
     assert top["levels"] == cur["levels"][:1] and top["size"] == filled
+    assert cur["stage_bounds"] == exp.curriculum.current_bounds(state.curriculum)
+
+
+def test_the_archive_view_reads_bounds_past_the_ladder(program_run):
+    """A model in the loop widens past the ladder's last stage: the view reports the
+    specification's own bounds (it indexed the ladder by stage and failed there)."""
+    import jax.numpy as jnp
+
+    from ued.parallel import per_seed
+    from ued.studio.levels import ArchiveView
+
+    model = runs_lib.RunModel(program_run / "prog")
+    _, state, _ = model.latest()
+    exp = model.experiment()
+    cstate = per_seed(state.curriculum, exp.cfg.run.num_seeds)[0]
+    spec = cstate.spec.replace(low=cstate.spec.low - 1.0, high=cstate.spec.high + 2.0,
+                               stage=jnp.asarray(exp.curriculum.space.num_stages + 3))  # fmt: skip
+    cstate = cstate.replace(spec=spec)
+    view = ArchiveView(exp)(cstate, limit=4)
+    low, high = np.asarray(spec.low), np.asarray(spec.high)
+    names = exp.curriculum.space.names
+    assert view["stage"] == exp.curriculum.space.num_stages + 3
+    assert view["stage_bounds"] == {n: [float(low[i]), float(high[i])] for i, n in enumerate(names)}

@@ -201,7 +201,6 @@ class ArchiveView:
                 }
             )
         occupied = len({int(cell[i]) for i in np.flatnonzero(filled)})
-        low, high = space.stage_bounds()
         stage = int(cstate.stage)
         return {
             "kind": "archive",
@@ -210,9 +209,9 @@ class ArchiveView:
             "capacity": int(filled.shape[0]),
             "stage": stage,
             "num_stages": space.num_stages,
-            "stage_bounds": {
-                n: [float(low[stage, i]), float(high[stage, i])] for i, n in enumerate(space.names)
-            },
+            # The specification's bounds: with ``spec: model`` they leave the ladder and the
+            # stage counts widenings past its end.
+            "stage_bounds": cur.current_bounds(cstate),
             "widen_events": int(cstate.widen_events),
             "grid": [names[i] for i in grid],
             "grid_resolution": r,
