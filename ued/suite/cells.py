@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ued import config as config_lib
+from ued import safe_io
 from ued.config import Config, ConfigError
 from ued.options import to_dict
 from ued.suite.spec import ExperimentSpec, Suite
@@ -352,11 +353,9 @@ def env_steps_per_seed(rows: list[dict], seeds: list[int]) -> list[dict[str, flo
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file, so a signal never leaves half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Writes ``text`` to ``path`` through a temporary file, so a signal never leaves half
+    (and a device, FIFO or folder at ``path`` is refused, never replaced)."""
+    safe_io.write_atomic(path, text, "suite result")
 
 
 def read_metrics(cell: Cell) -> list[dict]:
