@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
 
-from ued.api import load_config
+from ued.api import load_config  # noqa: E402
 from ued.train import train  # noqa: E402
 
 COMMON = ["ppo.num_envs=8", "run.checkpoint_every=0", "eval.levels=none"]
