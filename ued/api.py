@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import chex
+import jax
 import jax.numpy as jnp
+from jax.custom_batching import sequential_vmap
 
 from ued import config as config_lib
 from ued.config import Config
@@ -49,7 +51,8 @@ class Train(NamedTuple):
 def make_train(cfg: Config) -> Train:
     """``Train(init, step, experiment)`` for ``cfg``: pure, jittable and vmappable functions.
 
-    - ``init(key) -> TrainState``: a fresh student, curriculum state and update count 0.
+    - ``init(key) -> TrainState``: a fresh student, curriculum state and update count 0
+      (``Experiment.init``; under ``vmap`` the runs are initialised one after another).
     - ``step(state, update=None, axis_name=None) -> (state, metrics)``: one update, the same
       function ``ued.train`` runs (propose levels, roll out, score, update the student).
 
@@ -75,6 +78,14 @@ def make_train(cfg: Config) -> Train:
     """
     exp = build(cfg)
 
+    def init(key: chex.PRNGKey) -> TrainState:
+        # Under vmap, one run after another (a lax.map): XLA:CPU (jax 0.10) deadlocks running
+        # the orthogonal initialisers' QR decompositions batched (as ued.parallel.Runner.init
+        # says). Unbatched, this is exp.init.
+        shapes = jax.eval_shape(exp.init, key)
+        leaves = sequential_vmap(lambda k: tuple(jax.tree.leaves(exp.init(k))))(key)
+        return jax.tree.unflatten(jax.tree.structure(shapes), leaves)
+
     def step(
         state: TrainState, update: chex.Array | None = None, axis_name: str | None = None
     ) -> tuple[TrainState, Metrics]:
@@ -82,4 +93,4 @@ def make_train(cfg: Config) -> Train:
         schedule = Schedule.at(exp.schedule_base(), update, axis_name)
         return exp.step(state, schedule)
 
-    return Train(init=exp.init, step=step, experiment=exp)
+    return Train(init=init, step=step, experiment=exp)
