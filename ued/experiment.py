@@ -22,10 +22,11 @@ from flax.training.train_state import TrainState as StudentState
 
 from envs.core import Environment, Family, get_family
 from ued import ppo, scoring
-from ued.config import Config, ConfigError, PPOConfig, call_with_options
+from ued.config import Config, ConfigError, PPOConfig
 from ued.curricula import Curriculum, Deps, make_curriculum
 from ued.curricula.base import group_fractions
 from ued.networks import ActorCritic, make_network
+from ued.options import call_with_options
 from ued.schedule import Schedule, schedule_base
 
 # Bits of the ``nonfinite`` metric, in order: a quantity that became NaN or infinite.

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from ued import config as config_lib
+from ued.api import load_config
 from ued.experiment import build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +112,7 @@ def overrides(cfg) -> list[str]:
 
 def run(name: str) -> dict:
     path = ROOT / "experiments" / name
-    cfg = config_lib.load(path, overrides(config_lib.load(path)))
+    cfg = load_config(path, overrides(load_config(path)))
     exp = build(cfg)
     state = exp.init(jax.random.PRNGKey(0))
     state, metrics = jax.jit(lambda s: exp.run_chunk(s, UPDATES))(state)

@@ -33,6 +33,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,13 @@ def same_training(committed: dict[str, Any], current: dict[str, Any]) -> bool:
 _NO_DEFAULT = object()
 
 
+def _load(path: Path, overrides: Sequence[str]) -> Config:
+    # Here, not at the top: a suite that is only listed imports no curricula (nor JAX).
+    from ued.curricula import options_of
+
+    return config_lib.load(path, overrides, options_of)
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     label: str
@@ -112,7 +120,7 @@ class Cell:
         extra = (f"run.total_env_steps={steps}",)
         extra += (f"run.resume={str(resume).lower()}",) if resume else ()
         try:
-            return config_lib.load(self.config_path, (*self.overrides, *extra))
+            return _load(self.config_path, (*self.overrides, *extra))
         except ConfigError as err:
             raise ConfigError(f"experiment {self.label}: {err}") from None
 
@@ -122,7 +130,7 @@ class Cell:
         if self.budget_kind == "env_steps":
             return self.budget_value
         try:
-            cfg = config_lib.load(self.config_path, self.overrides)
+            cfg = _load(self.config_path, self.overrides)
         except ConfigError as err:
             raise ConfigError(f"experiment {self.label}: {err}") from None
         return self.budget_value * cfg.steps_per_update
