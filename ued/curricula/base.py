@@ -51,7 +51,11 @@ class Curriculum(Protocol):
     ``groups`` names the kinds of env a plan may contain (e.g. ``("new", "replay",
     "edit")``); the step logs the fraction of envs in each as ``curriculum/<name>``.
     Optionally, ``next_level`` (a generator, ``key -> level``) resets an env whose episode
-    ends inside the student's rollout to a fresh level instead of replaying its level (DR).
+    ends inside the student's rollout to a fresh level instead of replaying its level (DR);
+    or ``next_levels(cstate, levels, plan)``, given this step's proposal, returns ``key ->
+    levels`` (leaves (N, ...), env i restarts on entry i) or None (replay), for a curriculum
+    whose new level depends on the env (a program curriculum: the env's program). See
+    ``restarts``.
     ``update`` must return the same metric keys on every step (NaN where a metric does not
     apply to this step) so the step can be scanned.
 
@@ -115,3 +119,17 @@ def group_fractions(groups: tuple[str, ...], plan: Plan) -> dict[str, chex.Array
         f"curriculum/{name}": (plan.group == i).mean(dtype=jnp.float32)
         for i, name in enumerate(groups)
     }
+
+
+def restarts(curriculum, cstate: Any, levels: Level, plan: Plan) -> Callable | None:
+    """What the step's rollout resets a finished episode to: ``key -> levels`` (leaves
+    (N, ...); env i restarts on entry i), from the curriculum's ``next_levels`` or its
+    ``next_level`` (N draws of the generator, one key each), or None: the env replays."""
+    per_env = getattr(curriculum, "next_levels", None)
+    if per_env is not None:
+        return per_env(cstate, levels, plan)
+    generator = getattr(curriculum, "next_level", None)
+    if generator is None:
+        return None
+    n = plan.group.shape[0]
+    return lambda key: jax.vmap(generator)(jax.random.split(key, n))
