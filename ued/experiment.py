@@ -24,7 +24,7 @@ from envs.core import Environment, Family, get_family
 from ued import ppo, scoring
 from ued.config import Config, ConfigError, PPOConfig, call_with_options
 from ued.curricula import Curriculum, Deps, make_curriculum
-from ued.curricula.base import group_fractions
+from ued.curricula.base import CarriesEpisodes, ResetsEpisodes, group_fractions
 from ued.networks import ActorCritic, make_network
 from ued.schedule import Schedule, schedule_base
 
@@ -194,7 +194,8 @@ class Experiment:
             k_propose, state.curriculum, state.student
         )
         # A curriculum may reset finished episodes to fresh levels (DR) instead of replaying.
-        next_level = getattr(self.curriculum, "next_level", None)
+        cur = self.curriculum
+        next_level = cur.next_level if isinstance(cur, ResetsEpisodes) else None
         rollout, cstate = self._rollout(k_roll, state.student.params, cstate, levels, next_level)
         cstate, cmetrics = _scheduled(self.curriculum.update, schedule)(
             k_update, cstate, plan, levels, rollout, state.student
@@ -233,12 +234,11 @@ class Experiment:
 
     def _rollout(self, key, params, cstate, levels, next_level):
         """The student's rollout on ``levels``; a curriculum whose episodes continue across
-        updates (``episodes_of(cstate)`` / ``with_episodes(cstate, carry)``, DR's
-        ``carry_episodes``) starts it where the last one ended and keeps where it ends."""
-        episodes_of = getattr(self.curriculum, "episodes_of", None)
-        if episodes_of is None:
+        updates (``CarriesEpisodes``, DR's ``carry_episodes``) starts it where the last one
+        ended and keeps where it ends."""
+        if not isinstance(self.curriculum, CarriesEpisodes):
             return self.rollout(key, params, levels, next_level=next_level), cstate
-        start = episodes_of(cstate)
+        start = self.curriculum.episodes(cstate)
         rollout, end = self.rollout(key, params, levels, next_level=next_level, start=start)
         return rollout, self.curriculum.with_episodes(cstate, end)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.toy_family import REPLAY_CURRICULUM, toy_config, with_curriculum
+from ued.curricula.base import ResetsEpisodes
 from ued.curricula.plr import REPLAY
 from ued.experiment import build
 
@@ -145,9 +146,12 @@ def test_dr_resamples_a_level_at_every_episode_end(resample, fresh_goals):
     exp = make("dr", resample=resample)
     state = exp.init(jax.random.PRNGKey(0))
     levels = exp.deps.generator  # the toy corridor's uniform generator
+    cur = exp.curriculum
+    assert isinstance(cur, ResetsEpisodes) == (resample == "episode")
+    next_level = cur.next_level if isinstance(cur, ResetsEpisodes) else None
     start = jax.vmap(levels)(jax.random.split(jax.random.PRNGKey(1), 7))
     rollout = jax.jit(exp.rollout, static_argnames="next_level")(
-        jax.random.PRNGKey(2), state.student.params, start, next_level=exp.curriculum.next_level
+        jax.random.PRNGKey(2), state.student.params, start, next_level=next_level
     )
     goals = np.asarray(rollout.obs)[..., 8:].argmax(-1)  # one-hot goal cell, (T, N)
     dones = np.asarray(rollout.dones)

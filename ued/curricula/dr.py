@@ -25,6 +25,7 @@ The episodes are part of the curriculum's state, so checkpoints resume them exac
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -32,7 +33,16 @@ import jax.numpy as jnp
 from flax import struct
 
 from ued.curricula import register
-from ued.curricula.base import Deps, full_plan, generate
+from ued.curricula.base import (
+    CarriesEpisodes,
+    Deps,
+    LevelView,
+    ResetsEpisodes,
+    ShowsLevels,
+    TakesLevels,
+    full_plan,
+    generate,
+)
 from ued.options import ConfigError, option
 
 
@@ -78,20 +88,6 @@ class DomainRandomization:
     def groups(self) -> tuple[str, ...]:
         return ("new", "grounding") if self.options.grounding_capacity else ("new",)
 
-    @property
-    def next_level(self):
-        """The generator finished episodes are reset with, or None (replay)."""
-        return self.deps.generator if self.options.resample == "episode" else None
-
-    @property
-    def episodes_of(self):
-        """``cstate -> EpisodeCarry`` with ``carry_episodes`` (see ``Experiment._rollout``),
-        else None."""
-        return (lambda cstate: cstate.episodes) if self.options.carry_episodes else None
-
-    def with_episodes(self, cstate, episodes):
-        return cstate.replace(episodes=episodes)
-
     def init(self, key):
         if not self.options.carry_episodes:
             return self._init_grounding()
@@ -136,6 +132,30 @@ class DomainRandomization:
         )
         return whole, levels, plan.replace(group=use.astype(jnp.int32))
 
+    def update(self, key, cstate, plan, levels, rollout, student):
+        return cstate, {}
+
+
+class _NewLevelAtEpisodeEnd(ResetsEpisodes):
+    """``resample: episode``: a finished episode restarts on a level from the generator."""
+
+    def next_level(self, key):
+        return self.deps.generator(key)
+
+
+class _CarriedEpisodes(CarriesEpisodes):
+    """``carry_episodes``: where the episodes stand is kept in ``CarriedDRState``."""
+
+    def episodes(self, cstate):
+        return cstate.episodes
+
+    def with_episodes(self, cstate, episodes):
+        return cstate.replace(episodes=episodes)
+
+
+class _GroundingSet(TakesLevels, ShowsLevels):
+    """``grounding_capacity > 0``: sent levels are kept, shown and replayed."""
+
     def add_levels(self, cstate, levels, key):
         """Adds sent levels (a stacked batch) to the grounding set, overwriting the oldest
         when it is full. ``key`` is unused."""
@@ -151,8 +171,18 @@ class DomainRandomization:
         )
         return self._with_grounding(whole, grounding)
 
-    def update(self, key, cstate, plan, levels, rollout, student):
-        return cstate, {}
+    def level_view(self, cstate):
+        grounding = jax.device_get(self._grounding(cstate))
+        return LevelView("grounding", grounding.levels, grounding.filled)
+
+    def taken_levels(self, cstate):
+        return self.level_view(cstate)
+
+
+@functools.cache
+def _variant(parts: tuple[type, ...]) -> type:
+    """DR with the capabilities its options give it (each part is one)."""
+    return type("DomainRandomization", (*parts, DomainRandomization), {})
 
 
 @register("dr", DROptions)
@@ -162,13 +192,9 @@ def make_dr(options: DROptions, deps: Deps) -> DomainRandomization:
             "curriculum.options.carry_episodes needs resample: episode (carried episodes get "
             "new levels only at their ends)"
         )
-    if not options.grounding_capacity:
-        return _DRWithoutGrounding(deps, options)
-    return DomainRandomization(deps, options)
-
-
-@dataclasses.dataclass(frozen=True)
-class _DRWithoutGrounding(DomainRandomization):
-    """DR with ``grounding_capacity: 0``: no ``add_levels``, so sent levels are refused."""
-
-    add_levels = None
+    parts = (
+        (_NewLevelAtEpisodeEnd,) * (options.resample == "episode")
+        + (_CarriedEpisodes,) * options.carry_episodes
+        + (_GroundingSet,) * (options.grounding_capacity > 0)
+    )
+    return _variant(parts)(deps, options)

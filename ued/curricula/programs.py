@@ -39,6 +39,7 @@ it to ``events.jsonl``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import chex
@@ -49,8 +50,8 @@ from flax import struct
 
 from ued import program_archive as arc
 from ued import scoring
-from ued.curricula import register
-from ued.curricula.base import Deps, Plan
+from ued.curricula import program_view, register
+from ued.curricula.base import Deps, LevelView, Plan, ShowsLevels, TakesLevels
 from ued.curricula.program_options import ProgramsOptions, check_options
 from ued.program_spec import Specification, SpecState
 
@@ -87,7 +88,7 @@ class ProgramsState:
 
 
 @dataclasses.dataclass(frozen=True)
-class ProgramCurriculum:
+class ProgramCurriculum(TakesLevels, ShowsLevels):
     """Built by ``make_programs``; see the module docstring."""
 
     deps: Deps
@@ -542,22 +543,16 @@ class ProgramCurriculum:
         low, high = np.asarray(cstate.spec.low), np.asarray(cstate.spec.high)
         return {n: [float(low[i]), float(high[i])] for i, n in enumerate(self.space.names)}
 
-    def gallery_entries(self, cstate: ProgramsState) -> list[tuple[int, str]]:
-        """``(slot, caption)`` of the fittest program of every occupied grid cell, best
-        first (host side; ``cstate`` as host arrays)."""
-        fit, cell, _ = jax.device_get(jax.jit(self.archive_view)(cstate))
-        filled = np.asarray(cstate.archive.filled)
-        best: dict[int, int] = {}
-        for slot in np.flatnonzero(filled):
-            c = int(cell[slot])
-            if c not in best or fit[slot] > fit[best[c]]:
-                best[c] = int(slot)
-        r = self.options.grid_resolution
-        entries = []
-        for c, slot in sorted(best.items(), key=lambda kv: -fit[kv[1]]):
-            coords = ",".join(str((c // r**i) % r) for i in reversed(range(len(self.grid))))
-            entries.append((slot, f"({coords}) {fit[slot]:.3f}"))
-        return entries
+    def level_view(self, cstate: ProgramsState) -> LevelView:
+        return program_view.archive_view(self, cstate)
+
+    def taken_levels(self, cstate: ProgramsState) -> LevelView:
+        return program_view.grounding_view(cstate)
+
+    @functools.cached_property
+    def compiled_view(self):
+        """Compiled once per curriculum (a frozen dataclass keeps it in its ``__dict__``)."""
+        return program_view.compile_view(self)
 
 
 @register("programs", ProgramsOptions)
