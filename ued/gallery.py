@@ -50,15 +50,17 @@ def _fmt(x: float) -> str:
 
 def view_gallery(exp, view: LevelView | None, k: int = GALLERY_SIZE) -> np.ndarray | None:
     """The view's featured levels (by default its ``k`` highest-scoring filled slots,
-    captioned ``#rank score``); None for no view, no scores or no filled slot."""
+    captioned ``#rank score``, or without scores its first filled slots, captioned with the
+    slot); None for no view or no filled slot."""
     if view is None:
         return None
     chosen = view.featured
     if chosen is None:
         if view.scores is None:
-            return None
-        scores = np.asarray(view.scores, np.float64)
-        chosen = [(i, f"#{r + 1} {_fmt(scores[i])}") for r, i in enumerate(view.order())]
+            chosen = [(i, f"slot {i}") for i in view.order()]
+        else:
+            scores = np.asarray(view.scores, np.float64)
+            chosen = [(i, f"#{r + 1} {_fmt(scores[i])}") for r, i in enumerate(view.order())]
     chosen = list(chosen)[:k]
     if not chosen:
         return None

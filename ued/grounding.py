@@ -14,21 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
-from ued.curricula.base import LevelView, TakesLevels, taken_levels
+from ued.curricula.base import TakesLevels, taken_levels
 from ued.inbox import Inbox
-
-
-def find_slot(view: LevelView, level) -> int | None:
-    """The filled slot of ``view`` holding ``level``, or None."""
-    level = jax.device_get(level)
-    match = np.asarray(view.filled, bool).copy()
-    for held, leaf in zip(jax.tree.leaves(view.levels), jax.tree.leaves(level), strict=True):
-        held = np.asarray(held)
-        match &= (held == np.asarray(leaf)[None]).reshape(held.shape[0], -1).all(axis=1)
-    slots = np.flatnonzero(match)
-    return int(slots[0]) if slots.size else None
+from ued.level_sets import find_slot
 
 
 class Grounding:
@@ -91,7 +80,7 @@ class Grounding:
         if view is None:
             return
         for event, level in zip(events, levels, strict=True):
-            slot = find_slot(view, level)
+            slot = find_slot(view.levels, view.filled, level)
             if slot is not None:
                 event["store"], event["slot"] = view.kind, slot
 

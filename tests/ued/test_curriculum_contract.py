@@ -18,7 +18,8 @@ from ued.curricula.base import (
     TakesLevels,
 )
 from ued.experiment import build
-from ued.grounding import Grounding, find_slot
+from ued.grounding import Grounding
+from ued.level_sets import find_slot
 from ued.parallel import make_runner
 from ued.studio import levels as studio_levels
 
@@ -111,8 +112,9 @@ def test_declared_capabilities_work(built, tmp_path):
         assert _shapes(added) == _shapes(cstate)
         taken = cur.taken_levels(added)
         check_view(exp, taken)
-        assert find_slot(taken, level) is not None, name
-        assert find_slot(cur.taken_levels(cstate), level) is None
+        assert find_slot(taken.levels, taken.filled, level) is not None, name
+        before = cur.taken_levels(cstate)
+        assert find_slot(before.levels, before.filled, level) is None
     if not isinstance(cur, ShowsLevels):
         assert studio_levels.curriculum_levels(exp, state)["kind"] == "none"
         assert gallery.write_galleries(tmp_path, exp, cstate, 1) == []

@@ -116,8 +116,8 @@ def test_galleries_pick_top_scores_and_failures(exp):
     assert gallery.view_gallery(exp, None) is None
     empty = LevelView("buffer", levels, np.zeros(4, bool), np.zeros(4))
     assert gallery.view_gallery(exp, empty) is None
-    unscored = LevelView("grounding", levels, filled)  # nothing to rank by
-    assert gallery.view_gallery(exp, unscored) is None
+    unscored = LevelView("buffer", levels, filled)  # no scores: filled slots in slot order
+    assert gallery.view_gallery(exp, unscored).shape == image.shape
     names = ["a", "b", "c", "d"]
     rates = np.array([1.0, 0.25, 1.0, 0.5])
     assert gallery.failure_gallery(exp, names, levels, rates).shape == (30, 2 * 56, 3)

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from ued import level_sets
 from ued.curricula import register
 from ued.curricula.base import (
     CarriesEpisodes,
@@ -70,15 +71,6 @@ class CarriedDRState:
     episodes: Any
 
 
-@struct.dataclass
-class DRState:
-    """DR's grounding set: levels sent to the run."""
-
-    levels: Any  # leaves (K, ...) the sent levels; unfilled slots hold the example level
-    filled: jax.Array  # (K,) bool
-    count: jax.Array  # () int32 levels ever added (the next slot is count % K)
-
-
 @dataclasses.dataclass(frozen=True)
 class DomainRandomization:
     deps: Deps
@@ -108,29 +100,21 @@ class DomainRandomization:
         k = self.options.grounding_capacity
         if not k:
             return ()
-        example = self.deps.family.example_level(self.deps.env)
-        return DRState(
-            levels=jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), example),
-            filled=jnp.zeros((k,), bool),
-            count=jnp.zeros((), jnp.int32),
-        )
+        return level_sets.ring(self.deps.family.example_level(self.deps.env), k)
 
     def propose(self, key, cstate, student):
         n = self.deps.num_envs
         levels, plan = generate(self.deps.generator, key, n), full_plan(n)
         if not self.options.grounding_capacity:
             return cstate, levels, plan
-        whole, cstate = cstate, self._grounding(cstate)
+        grounding = self._grounding(cstate)
         # A separate stream: the generator's keys are those of DR without a grounding set.
         mix_key, pick_key = jax.random.split(jax.random.fold_in(key, 1))
-        size = cstate.filled.sum()
-        use = jax.random.bernoulli(mix_key, self.options.grounding_prob, (n,)) & (size > 0)
-        pick = jax.random.randint(pick_key, (n,), 0, jnp.maximum(size, 1))
-        sent = jax.tree.map(lambda x: x[pick], cstate.levels)
-        levels = jax.tree.map(
-            lambda a, b: jnp.where(use.reshape((n,) + (1,) * (a.ndim - 1)), a, b), sent, levels
-        )
-        return whole, levels, plan.replace(group=use.astype(jnp.int32))
+        use = jax.random.bernoulli(mix_key, self.options.grounding_prob, (n,))
+        use &= grounding.filled.any()
+        sent = level_sets.sample(grounding, pick_key, n)
+        levels = level_sets.mix(levels, sent, use)
+        return cstate, levels, plan.replace(group=use.astype(jnp.int32))
 
     def update(self, key, cstate, plan, levels, rollout, student):
         return cstate, {}
@@ -160,16 +144,8 @@ class _GroundingSet(TakesLevels, ShowsLevels):
         """Adds sent levels (a stacked batch) to the grounding set, overwriting the oldest
         when it is full. ``key`` is unused."""
         del key
-        whole, cstate = cstate, self._grounding(cstate)
-        k = self.options.grounding_capacity
-        n = jax.tree.leaves(levels)[0].shape[0]
-        slots = (cstate.count + jnp.arange(n)) % k
-        put = lambda x, v: x.at[slots].set(v.astype(x.dtype))
-        stored = jax.tree.map(put, cstate.levels, levels)
-        grounding = DRState(
-            levels=stored, filled=cstate.filled.at[slots].set(True), count=cstate.count + n
-        )
-        return self._with_grounding(whole, grounding)
+        grounding = level_sets.add(self._grounding(cstate), levels)
+        return self._with_grounding(cstate, grounding)
 
     def level_view(self, cstate):
         grounding = jax.device_get(self._grounding(cstate))

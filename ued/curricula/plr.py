@@ -36,6 +36,7 @@ from ued.config import call_with_options
 from ued.curricula import register
 from ued.curricula.base import Deps, LevelView, ShowsLevels, TakesLevels
 from ued.curricula.plr_schedules import EDIT, NEW, REPLAY, Parallel, Sequential
+from ued.level_sets import stack_like
 from ued.options import ConfigError, option
 
 
@@ -125,7 +126,7 @@ class PLR(TakesLevels, ShowsLevels):
             buffer=buf_lib.init(example, capacity),
             params=self.buffer_params,
             level_stats={k: jnp.zeros((capacity,), jnp.float32) for k in metrics},
-            last_replayed=jax.tree.map(lambda x: jnp.broadcast_to(x, (r, *jnp.shape(x))), example),
+            last_replayed=stack_like(example, r),
             last_idx=jnp.full((r,), -1, jnp.int32),
             edit_next=jnp.zeros((), bool),
         )

@@ -89,5 +89,5 @@ def archive_view(cur, cstate) -> LevelView:
 
 def grounding_view(cstate) -> LevelView:
     """The grounding set: the level file's levels and those sent in."""
-    host = jax.device_get((cstate.grounding, cstate.grounding_filled))
-    return LevelView("grounding", *host)
+    grounding = jax.device_get(cstate.grounding)
+    return LevelView("grounding", grounding.levels, grounding.filled)
