@@ -184,7 +184,7 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str
 
 def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
     from ued import config as config_lib
-    from ued.curricula import CURRICULA, parse_options
+    from ued.curricula import CURRICULA, options_of, parse_options
 
     overrides, own = split_overrides(overrides)
     curricula = split_list(args.curricula) or sorted(CURRICULA)
@@ -208,7 +208,7 @@ def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
         # Absolute: workers run in the measured checkout's folder.
         path = str(Path(cur if cur.endswith(".yaml") else experiment).resolve())
         extra = []
-        name = config_lib.load(path, overrides).curriculum.name
+        name = config_lib.load(path, overrides, options_of).curriculum.name
         if not cur.endswith(".yaml") and name != cur:
             # Another curriculum than the file's: its own default options.
             extra = [f"curriculum.name={cur}", "curriculum.options={}"]
@@ -218,7 +218,7 @@ def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
         extra += [f"run.devices={dev}", "eval.levels=none", "run.progress=false"]
         if mode is not None and (s or 1) > 1:  # one seed has no mode: measured once
             extra.append(f"run.seed_mode={mode}")
-        cfg = config_lib.load(path, overrides + extra)
+        cfg = config_lib.load(path, overrides + extra, options_of)
         buffer = getattr(parse_options(cfg.curriculum.name, cfg.curriculum.options), "buffer", None)
         if buffer is None:
             cap = None
@@ -227,7 +227,7 @@ def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
         if not args.keep_min_fill and buffer is not None:
             fill = min(buffer.min_fill_ratio, 2 * cfg.ppo.num_envs / (cap or buffer.capacity))
             extra.append(f"curriculum.options.buffer.min_fill_ratio={fill:.6g}")
-        cfg = config_lib.load(path, overrides + extra)  # validates the final config
+        cfg = config_lib.load(path, overrides + extra, options_of)  # validates the final config
         buffer = getattr(parse_options(cfg.curriculum.name, cfg.curriculum.options), "buffer", None)
         key = json.dumps(config_lib.to_dict(cfg), sort_keys=True)
         if key in seen:

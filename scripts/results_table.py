@@ -20,7 +20,10 @@ import json
 import sys
 from pathlib import Path
 
+from ued.safe_io import read_capped, write_atomic
 from ued.suite.report import budget_text, machine_text, readme_table
+
+MAX_RESULTS = 64 * 2**20  # a results.json or README larger than this is not one
 
 
 def block(results: dict, path: Path, sets: list[str] | None = None) -> str:
@@ -62,7 +65,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--readme", type=Path, help="replace this README's block instead")
     args = parser.parse_args(argv)
     try:
-        results = json.loads(args.results.read_text())
+        results = json.loads(read_capped(args.results, MAX_RESULTS, "results").decode())
         sets = [s for s in args.sets.split(",") if s] or None
         unknown = sorted(set(sets or ()) - set(results["sets"]))
         if unknown:
@@ -71,7 +74,9 @@ def main(argv: list[str]) -> int:
         if args.readme is None:
             print(new)
             return 0
-        args.readme.write_text(replace_block(args.readme.read_text(), results["suite"], new))
+        readme = read_capped(args.readme, MAX_RESULTS, "--readme").decode()
+        text = replace_block(readme, results["suite"], new)
+        write_atomic(args.readme, text, "--readme")
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

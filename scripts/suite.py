@@ -36,6 +36,7 @@ from pathlib import Path
 
 from ued.config import ConfigError
 from ued.run_dir import check_writable_dir
+from ued.safe_io import FileRefused
 from ued.suite import (
     default_results_dir,
     format_plan,
@@ -117,6 +118,7 @@ def main(argv: list[str]) -> int:
         out = args.out or Path("runs") / "suites" / suite.name
         check_writable_dir(out, "--out")
         results_dir = args.results or default_results_dir(suite)
+        check_writable_dir(results_dir, "--results")  # before hours of training, not after
         cells = make_cells(suite, out)
     except (ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -148,7 +150,7 @@ def main(argv: list[str]) -> int:
             result = run_suite(
                 suite, out, plots=not args.no_plots, results_dir=results_dir, only=only
             )
-    except ConfigError as err:
+    except (ConfigError, FileRefused) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # between cells or while evaluating: nothing half-written

@@ -61,6 +61,7 @@ def main(argv: list[str]) -> int:
 def _main(argv: list[str]) -> int:
     from ued import config as config_lib
     from ued.chunk_records import NonFiniteError
+    from ued.curricula import options_of
     from ued.stop import Interrupted
     from ued.train import train
 
@@ -68,7 +69,7 @@ def _main(argv: list[str]) -> int:
     if overrides and "=" not in overrides[0]:
         path = Path(overrides.pop(0))
     try:
-        cfg = config_lib.load(path, overrides)
+        cfg = config_lib.load(path, overrides, options_of)
     except config_lib.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG

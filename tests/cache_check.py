@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
 
-from ued import config as config_lib  # noqa: E402
+from ued.api import load_config  # noqa: E402
 from ued.train import train  # noqa: E402
 
 COMMON = ["ppo.num_envs=8", "run.checkpoint_every=0", "eval.levels=none"]
@@ -33,7 +33,7 @@ def overrides(path: str, full: bool) -> list[str]:
     if full:
         return COMMON + FULL
     small = COMMON + SMALL
-    if config_lib.load(path).network.kind == "conv_lstm":
+    if load_config(path).network.kind == "conv_lstm":
         small.append("network.lstm_size=32")
     return small
 
@@ -42,7 +42,7 @@ def main(cache_dir: str, items: list[str]) -> None:
     for item in items:
         path, _, mode = item.partition(":")
         extra = overrides(path, mode == "full") + [f"run.compile_cache={cache_dir}"]
-        result = train(config_lib.load(path, extra), verbose=False)
+        result = train(load_config(path, extra), verbose=False)
         assert result["status"] == "finished", result["status"]
         print("ok", path, len(jax.devices()), flush=True)
 

@@ -90,6 +90,7 @@ SLOW_TESTS = {
     },
     "tests/ued/test_golden.py": {
         "test_golden",
+        "test_golden_per_rollout_levels",
     },
     "tests/ued/test_inbox.py": {
         "test_sent_levels_are_applied_exactly_once_across_sigint_crash_and_resume",

@@ -16,6 +16,7 @@ import numpy as np
 
 from ued import config as config_lib
 from ued import parallel
+from ued.curricula import options_of
 from ued.experiment import build
 from ued.train import enable_compile_cache
 
@@ -84,7 +85,7 @@ def memory_report(compiled) -> dict:
 
 
 def measure_train(spec: dict) -> dict:
-    cfg = config_lib.load(spec["experiment"], spec["overrides"])
+    cfg = config_lib.load(spec["experiment"], spec["overrides"], options_of)
     enable_compile_cache(spec["cache_dir"])
     exp = build(cfg)
     runner = parallel.make_runner(exp, cfg)
@@ -151,7 +152,7 @@ def measure_scaling(spec: dict) -> dict:
     enable_compile_cache(spec["cache_dir"])
     setups = []
     for overrides in spec["configs"]:
-        cfg = config_lib.load(spec["experiment"], overrides)
+        cfg = config_lib.load(spec["experiment"], overrides, options_of)
         exp = build(cfg)
         runner = parallel.make_runner(exp, cfg)
         t0 = time.perf_counter()
@@ -292,7 +293,7 @@ def _window(compiled, state, one, exp, cfg, updates: int, steps: int, flops: dic
 
 
 def measure_env(spec: dict) -> dict:
-    cfg = config_lib.load(spec["experiment"], spec["overrides"])
+    cfg = config_lib.load(spec["experiment"], spec["overrides"], options_of)
     exp = build(cfg)
     env, params, n, steps = exp.env, exp.env_params, spec["env_envs"], spec["env_steps"]
     num_actions = int(env.action_space(params).n)

@@ -52,9 +52,8 @@ import jax
 import numpy as np
 
 from ued import config as config_lib
-from ued import curricula
 from ued import options as options_lib
-from ued.config import Config, ConfigError
+from ued.config import Config, ConfigError, OptionsOf
 
 FORMAT = 1
 
@@ -136,28 +135,33 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
 OPTIONS = "curriculum.options"
 
 
-def resolved(data: dict[str, Any]) -> dict[str, Any]:
+def resolved(data: dict[str, Any], options_of: OptionsOf) -> dict[str, Any]:
     """A config dict with its curriculum options resolved (defaults filled in), as data.
-    Older config shapes are upgraded first; options that no longer parse stay as they are."""
+    Older config shapes are upgraded first; options that no longer parse stay as they are.
+    ``options_of``: the curricula's option types (``ued.curricula.options_of``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         data = config_lib.upgrade_legacy(data)
     cur = data.get("curriculum") or {}
+    name = cur.get("name", config_lib.CurriculumConfig.name)
+    cls = options_of(name) if isinstance(name, str) else None
+    if cls is None:
+        return data
     try:
-        parsed = curricula.parse_options(cur.get("name", "dr"), cur.get("options"))
+        parsed = options_lib.build(cls, cur.get("options"), OPTIONS)
     except ConfigError:
         return data
     return {**data, "curriculum": {**cur, "options": options_lib.to_dict(parsed)}}
 
 
-def resume_policy(cfg: Config, key: str) -> str:
-    """What changing dotted ``key`` does to a resume: "refuse", "warn" or "free"."""
+def resume_policy(cfg: Config, key: str, options_of: OptionsOf) -> str:
+    """What changing dotted ``key`` does to a resume: "refuse", "warn" or "free".
+    ``options_of`` gives the curriculum's options type (``ued.curricula.options_of``)."""
     if key == "run.total_env_steps" and cfg.ppo.anneal_lr:
         return "refuse"
     if key.startswith(OPTIONS + "."):
-        try:
-            cls = curricula.entry(cfg.curriculum.name).options
-        except ConfigError:
+        cls = options_of(cfg.curriculum.name)
+        if cls is None:
             return "refuse"
         return options_lib.resume_policy(cls, key[len(OPTIONS) + 1 :])
     return options_lib.resume_policy(Config, key)
@@ -175,15 +179,20 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
     return changes
 
 
-def check_compatible(snapshot: Snapshot, cfg: Config, like: Any) -> list[str]:
+def check_compatible(
+    snapshot: Snapshot, cfg: Config, like: Any, options_of: OptionsOf
+) -> list[str]:
     """Checks that ``cfg`` may resume ``snapshot``; returns warnings for changed hyper-params.
+    ``options_of``: the curricula's option types (``ued.curricula.options_of``).
 
     Raises:
         IncompatibleCheckpointError: naming the structural keys that differ, or the first
             leaf whose shape or dtype differs.
     """
-    changes = config_changes(resolved(snapshot.meta["config"]), resolved(config_lib.to_dict(cfg)))
-    refused = {k: v for k, v in changes.items() if resume_policy(cfg, k) == "refuse"}
+    old = resolved(snapshot.meta["config"], options_of)
+    changes = config_changes(old, resolved(config_lib.to_dict(cfg), options_of))
+    policy = {k: resume_policy(cfg, k, options_of) for k in changes}
+    refused = {k: v for k, v in changes.items() if policy[k] == "refuse"}
     where = snapshot.path
     if refused:
         listed = ", ".join(f"{k} ({a!r} -> {b!r})" for k, a, b in _rows(refused))
@@ -206,7 +215,7 @@ def check_compatible(snapshot: Snapshot, cfg: Config, like: Any) -> list[str]:
             f"checkpoint ({len(saved)} arrays saved, {len(now)} now; first difference at "
             f"state{path}). Changed keys: {sorted(changes) or 'none'}"
         )
-    soft = {k: v for k, v in changes.items() if resume_policy(cfg, k) == "warn"}
+    soft = {k: v for k, v in changes.items() if policy[k] == "warn"}
     return [
         f"resuming with changed settings (no longer an exact continuation): {k}: {a!r} -> {b!r}"
         for k, a, b in _rows(soft)

@@ -8,7 +8,6 @@ key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,14 +20,28 @@ from ued.eval_setup import check_levels_spec
 from ued.options import (
     ConfigError,
     build,
+    call_with_options,
     coerce,
     field_types,
     option,
     positive_ints,
     to_dict,
 )
+from ued.yaml_io import MAX_EXPERIMENT_BYTES, check_expansion, read_yaml
 
-__all__ = ["ConfigError", "coerce", "option"]
+# The options dataclass of a curriculum name, or None for a name not registered: the
+# registry's ``ued.curricula.options_of``, passed in, as the config sits below the curricula.
+OptionsOf = Callable[[str], "type | None"]
+
+__all__ = [
+    "MAX_EXPERIMENT_BYTES",
+    "ConfigError",
+    "OptionsOf",
+    "call_with_options",
+    "coerce",
+    "option",
+    "read_yaml",
+]
 
 LOGGERS = ("tensorboard", "wandb")
 # Layers of an MLP torso: compile time grows with each (20,000 took minutes and more).
@@ -253,9 +266,12 @@ def _deepcopy(data):
     return data
 
 
-def read_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_experiment(
+    path: str | Path, options_of: OptionsOf | None = None, _seen: tuple[Path, ...] = ()
+) -> dict[str, Any]:
     """Reads an experiment file. A top-level ``base: OTHER.yaml`` (relative to the file)
-    is read first and this file's keys are merged over it (see ``merge_files``)."""
+    is read first and this file's keys are merged over it (see ``merge_files``, which
+    says what ``options_of`` is for)."""
     path = Path(path)
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: 'base' files include each other in a cycle")
@@ -266,14 +282,16 @@ def read_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
     base = data.pop("base", None)
     data = upgrade_legacy(data)
     if base is None:
-        return merge_files({}, data)
+        return merge_files({}, data, options_of)
     if not isinstance(base, str):
         raise ConfigError(f"{path}: base must be a file name, got {base!r}")
-    parent = read_experiment(path.parent / base, (*_seen, path.resolve()))
-    return merge_files(parent, data)
+    parent = read_experiment(path.parent / base, options_of, (*_seen, path.resolve()))
+    return merge_files(parent, data, options_of)
 
 
-def merge_files(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+def merge_files(
+    parent: Mapping[str, Any], child: Mapping[str, Any], options_of: OptionsOf | None = None
+) -> dict[str, Any]:
     """``child`` (an experiment file) over ``parent`` (its ``base``), by the config's types.
 
     Sections and typed option groups (``curriculum.options.buffer``) merge key by key, and
@@ -284,11 +302,17 @@ def merge_files(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str
     that score alone (and a child's generator gets only its own options). Write the key with
     a trailing ``+`` (``score+: {novelty: 0.1}``) to merge into the parent's mapping instead.
     A child that names another curriculum keeps only the parent's options it declares.
+
+    A curriculum's option types come from ``options_of`` (``ued.curricula.options_of``);
+    without it, a parent that sets curriculum options is a ConfigError (its merge depends
+    on those types).
     """
-    return _merge_typed(dict(parent), child, Config)
+    return _merge_typed(dict(parent), child, Config, options_of)
 
 
-def _merge_typed(base: dict[str, Any], new: Mapping[str, Any], cls) -> dict[str, Any]:
+def _merge_typed(
+    base: dict[str, Any], new: Mapping[str, Any], cls, options_of: OptionsOf | None = None
+) -> dict[str, Any]:
     types_ = field_types(cls) if cls is not None else {}
     out = dict(base)
     for key, value in new.items():
@@ -298,7 +322,8 @@ def _merge_typed(base: dict[str, Any], new: Mapping[str, Any], cls) -> dict[str,
         if name != key:  # explicit merge
             out[name] = _merge(old, value) if isinstance(old, Mapping) else _strip_plus(value)
         elif cls is Config and name == "curriculum" and isinstance(value, Mapping):
-            out[name] = _merge_curriculum(old if isinstance(old, Mapping) else {}, value)
+            old = old if isinstance(old, Mapping) else {}
+            out[name] = _merge_curriculum(old, value, options_of)
         elif cls is EnvConfig and name in KEYWISE_ENV and isinstance(value, Mapping):
             base = dict(old) if isinstance(old, Mapping) else {}
             out[name] = {**base, **_strip_plus(value)}
@@ -323,94 +348,35 @@ def _strip_plus(value: Any) -> Any:
     return value
 
 
-def _merge_curriculum(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    from ued import curricula  # curricula import this module: import it late
-
+def _merge_curriculum(
+    base: Mapping[str, Any], new: Mapping[str, Any], options_of: OptionsOf | None
+) -> dict[str, Any]:
     name = new.get("name", base.get("name", CurriculumConfig.name))
-    entry = curricula.CURRICULA.get(name) if isinstance(name, str) else None
     options = dict(base.get("options") or {})
-    if entry is None:  # unknown name: reported when the run is built
-        cls = None
-    else:
-        cls = entry.options
+    if options and options_of is None:
+        raise ConfigError(
+            "curriculum.options of a base file merge by the curriculum's option types: "
+            "load with ued.load_config, or pass options_of=ued.curricula.options_of"
+        )
+    cls = options_of(name) if options and isinstance(name, str) else None
+    if cls is not None:
         declared = {f.name for f in dataclasses.fields(cls)}
         options = {k: v for k, v in options.items() if k in declared}
+    # An unknown name is reported when the run is built.
     out = {**base, **{k: v for k, v in new.items() if k != "options"}}
     out["options"] = _merge_typed(options, new.get("options") or {}, cls)
     return out
 
 
-USAGE = "[EXPERIMENT.yaml] [section.key=value ...] (each override one word: key=value)"
-
-
-MAX_EXPERIMENT_BYTES = 2**20  # an experiment file is what a person writes: far less than this
-MAX_YAML_VALUES = 100_000  # values of a document once its aliases (*name) are expanded
-
-
-def check_expansion(data: Any, where: str) -> Any:
-    """``data`` (loaded YAML) unless its aliases expand it past ``MAX_YAML_VALUES`` values
-    (a few lines of ``&a``/``*a`` can stand for billions, which any message or copy of the
-    config would write out); counted in time linear in the distinct nodes."""
-    sizes: dict[int, int] = {}
-
-    def size(node: Any) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        sizes[key] = 1  # a cycle (YAML allows one) counts once
-        children = node.values() if isinstance(node, Mapping) else node
-        if isinstance(node, (Mapping, list, tuple)):
-            total = 1 + sum(size(child) for child in children)
-        else:
-            total = 1
-        sizes[key] = min(total, MAX_YAML_VALUES + 1)
-        return sizes[key]
-
-    try:
-        too_big = size(data) > MAX_YAML_VALUES
-    except RecursionError:
-        raise ConfigError(f"{where}: the YAML is nested too deeply") from None
-    if too_big:
-        raise ConfigError(
-            f"{where}: the YAML stands for over {MAX_YAML_VALUES} values once its aliases "
-            "(*name) are expanded; write the values out"
-        )
-    return data
-
-
-def read_yaml(path: str | Path, what: str = "experiment file") -> Any:
-    """The YAML document in ``path`` (at most ``MAX_EXPERIMENT_BYTES``, a regular file); a
-    ConfigError naming the file (and line) otherwise."""
-    from ued.safe_io import FileRefused, read_capped
-
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        hint = f"; the command line is {USAGE}" if path.suffix not in (".yaml", ".yml") else ""
-        raise ConfigError(f"no {what} {str(path)!r}{hint}")
-    if path.is_dir():
-        article = "an" if what[0] in "aeiou" else "a"
-        raise ConfigError(f"{path} is a folder, not {article} {what} (.yaml)")
-    try:
-        raw = read_capped(path, MAX_EXPERIMENT_BYTES, what)
-        text = raw.decode("utf-8")
-    except FileRefused as err:
-        raise ConfigError(str(err)) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a text file (not UTF-8); expected YAML") from None
-    try:
-        return check_expansion(yaml.safe_load(text), str(path))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: the YAML is nested too deeply") from None
-
-
-def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Loads a YAML experiment (or the defaults when ``path`` is None) plus overrides."""
-    data = read_experiment(path) if path is not None else {}
+def load(
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    options_of: OptionsOf | None = None,
+) -> Config:
+    """Loads a YAML experiment (or the defaults when ``path`` is None) plus overrides.
+    ``options_of`` types the curriculum options of ``base:`` files (``merge_files``);
+    ``ued.load_config`` passes the registry's."""
+    data = read_experiment(path, options_of) if path is not None else {}
     return from_dict(apply_overrides(data, overrides))
 
 
@@ -442,21 +408,3 @@ def _merge(base: Any, new: Any) -> Any:
             out[k] = _merge(base.get(k), v) if k in base else v
         return out
     return new
-
-
-def call_with_options(fn: Callable, options: Mapping[str, Any], where: str, *args):
-    """Calls ``fn(*args, **options)``; an unknown option is a ConfigError naming it."""
-    params = inspect.signature(fn).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    allowed = [
-        name
-        for name, p in list(params.items())[len(args) :]
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
-    for key in options:
-        if not accepts_any and key not in allowed:
-            raise ConfigError(f"unknown option {where}.{key}; allowed: {sorted(allowed)}")
-    try:
-        return fn(*args, **options)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from err

@@ -25,7 +25,7 @@ from typing import Any
 
 import jax
 
-from ued.options import ConfigError
+from ued.options import ConfigError, call_with_options
 
 _MISSING = object()
 ANNOTATED = "annotated"  # max_steps: each level's ``; horizon:`` annotation (its first number)
@@ -114,8 +114,6 @@ def eval_env(
             differ in shape from the training env's (the trained network could not read them,
             e.g. a fully observed maze with another ``max_size``).
     """
-    from ued.config import call_with_options  # ued.config imports this module
-
     explicit = {"max_steps": max_steps, "max_size": max_size}
     overrides = {**(options or {}), **{k: v for k, v in explicit.items() if v is not None}}
     if all(exp.cfg.env.options.get(k, _MISSING) == v for k, v in overrides.items()):

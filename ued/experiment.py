@@ -22,10 +22,11 @@ from flax.training.train_state import TrainState as StudentState
 
 from envs.core import Environment, Family, get_family
 from ued import ppo, scoring
-from ued.config import Config, ConfigError, PPOConfig, call_with_options
+from ued.config import Config, ConfigError, PPOConfig
 from ued.curricula import Curriculum, Deps, make_curriculum
-from ued.curricula.base import CarriesEpisodes, ResetsEpisodes, group_fractions
+from ued.curricula.base import CarriesEpisodes, group_fractions, restarts
 from ued.networks import ActorCritic, make_network
+from ued.options import call_with_options
 from ued.schedule import Schedule, schedule_base
 
 # Bits of the ``nonfinite`` metric, in order: a quantity that became NaN or infinite.
@@ -78,7 +79,7 @@ def make_rollout(
         params,
         levels,
         num_steps: int | None = None,
-        next_level=None,
+        next_levels=None,
         start: EpisodeCarry | None = None,
     ):
         reset_key, roll_key = jax.random.split(key)
@@ -90,7 +91,7 @@ def make_rollout(
         steps = num_steps or ppo_cfg.num_steps
         if start is None:
             out, _ = ppo.collect(
-                roll_key, env, env_params, network, params, obs, env_state, steps, next_level
+                roll_key, env, env_params, network, params, obs, env_state, steps, next_levels
             )
             return ppo.with_gae(out, ppo_cfg.gamma, ppo_cfg.gae_lambda)
         # Episodes continue from the previous rollout (after the first, fresh one).
@@ -102,7 +103,7 @@ def make_rollout(
             ppo.Carried(network.initial_carry(n), jnp.ones((n,), bool)),
         )
         out, (obs, env_state, end) = ppo.collect(
-            roll_key, env, env_params, network, params, obs, env_state, steps, next_level,
+            roll_key, env, env_params, network, params, obs, env_state, steps, next_levels,
             start=carried,
         )  # fmt: skip
         end = EpisodeCarry(obs, env_state, end.carry, end.done, jnp.ones((), bool))
@@ -193,10 +194,10 @@ class Experiment:
         cstate, levels, plan = _scheduled(self.curriculum.propose, schedule)(
             k_propose, state.curriculum, state.student
         )
-        # A curriculum may reset finished episodes to fresh levels (DR) instead of replaying.
-        cur = self.curriculum
-        next_level = cur.next_level if isinstance(cur, ResetsEpisodes) else None
-        rollout, cstate = self._rollout(k_roll, state.student.params, cstate, levels, next_level)
+        # A curriculum may reset finished episodes to fresh levels (DR, programs) instead of
+        # replaying.
+        next_levels = restarts(self.curriculum, cstate, levels, plan)
+        rollout, cstate = self._rollout(k_roll, state.student.params, cstate, levels, next_levels)
         cstate, cmetrics = _scheduled(self.curriculum.update, schedule)(
             k_update, cstate, plan, levels, rollout, state.student
         )
@@ -232,14 +233,14 @@ class Experiment:
         )
         return new_state, metrics
 
-    def _rollout(self, key, params, cstate, levels, next_level):
+    def _rollout(self, key, params, cstate, levels, next_levels):
         """The student's rollout on ``levels``; a curriculum whose episodes continue across
         updates (``CarriesEpisodes``, DR's ``carry_episodes``) starts it where the last one
         ended and keeps where it ends."""
         if not isinstance(self.curriculum, CarriesEpisodes):
-            return self.rollout(key, params, levels, next_level=next_level), cstate
+            return self.rollout(key, params, levels, next_levels=next_levels), cstate
         start = self.curriculum.episodes(cstate)
-        rollout, end = self.rollout(key, params, levels, next_level=next_level, start=start)
+        rollout, end = self.rollout(key, params, levels, next_levels=next_levels, start=start)
         return rollout, self.curriculum.with_episodes(cstate, end)
 
     def _episode_metrics(self, rollout) -> dict[str, chex.Array]:

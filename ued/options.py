@@ -15,12 +15,15 @@ buffer's parameters) declares its fields with ``option``. One declaration carrie
 
 ``build(cls, data, where)`` turns a mapping into the dataclass, and every error is a
 ``ConfigError`` naming the dotted key (``where.key``) and what is allowed. ``resume_policy``
-reads the ``resume`` declarations back for ``ued.checkpoint``.
+reads the ``resume`` declarations back for ``ued.checkpoint``. ``call_with_options`` calls a
+factory (an env, generator or editor constructor) with options from a config, naming an
+unknown one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import reprlib
 import typing
@@ -262,3 +265,21 @@ def resume_policy(cls, key: str) -> str:
     if rest and dataclasses.is_dataclass(kind) and own == "warn":
         return resume_policy(kind, rest)
     return own
+
+
+def call_with_options(fn: Callable, options: Mapping[str, Any], where: str, *args):
+    """Calls ``fn(*args, **options)``; an unknown option is a ConfigError naming it."""
+    params = inspect.signature(fn).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    allowed = [
+        name
+        for name, p in list(params.items())[len(args) :]
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    for key in options:
+        if not accepts_any and key not in allowed:
+            raise ConfigError(f"unknown option {where}.{key}; allowed: {sorted(allowed)}")
+    try:
+        return fn(*args, **options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err

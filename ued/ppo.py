@@ -51,14 +51,15 @@ def collect(
     obs,
     env_state,
     num_steps: int,
-    next_level=None,
+    next_levels=None,
     start: Carried | None = None,
 ) -> tuple[Rollout, Any]:
     """Rolls the student out for ``num_steps`` from ``(obs, env_state)`` (leaves (N, ...)).
 
-    An env whose episode ends replays its level, or, with ``next_level`` (a generator,
-    ``key -> level``), is reset to a fresh level from it: domain randomisation as minimax
-    and JaxUED run it (a new level every episode).
+    An env whose episode ends replays its level, or, with ``next_levels`` (``key -> levels``,
+    leaves (N, ...)), is reset to its entry of a fresh draw: domain randomisation as minimax
+    and JaxUED run it (a new level every episode), or a new level of the env's program.
+    ``ued.curricula.base.restarts`` makes it from a curriculum.
 
     Returns the rollout (advantages and targets still zero; see ``with_gae``) and the final
     env state. The recurrent state starts at zero, as every rollout starts an episode; with
@@ -75,7 +76,7 @@ def collect(
     def resample(key, out):
         reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
         gen_key, reset_key = jax.random.split(key)
-        levels = jax.vmap(next_level)(jax.random.split(gen_key, num_envs))
+        levels = next_levels(gen_key)
         fresh_obs, fresh = reset(jax.random.split(reset_key, num_envs), levels, env_params)
 
         def pick(new, old):
@@ -86,7 +87,7 @@ def collect(
 
     def step(carry, step_key):
         obs, env_state, rnn, prev_done = carry
-        if next_level is None:
+        if next_levels is None:
             act_key, env_key = jax.random.split(step_key)
         else:
             act_key, env_key, level_key = jax.random.split(step_key, 3)
@@ -95,7 +96,7 @@ def collect(
         action, log_prob = sample_and_log_prob(act_key, policy[0], network.continuous)
         out = step_env(jax.random.split(env_key, num_envs), env_state, action, env_params)
         next_obs, next_state = out.obs, out.state
-        if next_level is not None:
+        if next_levels is not None:
             next_obs, next_state = resample(level_key, out)
         transition = (obs, action, log_prob, value[0], out.reward, out.done, out.info["success"])
         return (next_obs, next_state, rnn, out.done), transition

@@ -61,6 +61,7 @@ from ued.chunk_records import (
     summarize_chunk,
 )
 from ued.config import Config, ConfigError
+from ued.curricula import options_of
 from ued.evaluate import NamedEvaluator, before_after, format_table, seeds_result, sparkline
 from ued.experiment import TrainState, build
 from ued.grounding import Grounding
@@ -88,7 +89,7 @@ def _restore(runner: Runner, snapshot, verbose: bool):
     limits.check_fits(f"the train state ({runner.num_seeds} seed(s))", limits.tree_bytes(like))
     if snapshot is None:
         return runner.init(runner.seed_keys(cfg.run.seed)), 0
-    for message in check_compatible(snapshot, cfg, like):
+    for message in check_compatible(snapshot, cfg, like, options_of):
         warnings.warn(message, RuntimeWarning, stacklevel=3)
     if verbose:
         print(f"[ued] resuming from {snapshot.path} ({snapshot.step} updates)", flush=True)

@@ -20,6 +20,7 @@ import pytest
 
 from envs import core as envs_core
 from ued import config as config_lib
+from ued.api import load_config
 from ued.experiment import build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +68,7 @@ def load_guide_yaml(body: str, experiments: Path, overrides=()):
     path.write_text(body)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # legacy keys load with a FutureWarning: not in guides
-        return config_lib.load(path, list(overrides))
+        return load_config(path, list(overrides))
 
 
 def check_commands(guide: str, known_experiments: set[str]):
@@ -86,7 +87,7 @@ def check_commands(guide: str, known_experiments: set[str]):
             experiment, overrides = words[2], words[3:]
             assert experiment in known_experiments or (ROOT / experiment).exists(), line
             if (ROOT / experiment).exists():
-                config_lib.load(ROOT / experiment, overrides)
+                load_config(ROOT / experiment, overrides)
 
 
 # --- adding_an_editor.md -------------------------------------------------------------------
@@ -215,7 +216,7 @@ def test_curriculum_guide_experiment_and_variant(experiments_copy):
     namespace = exec_into(plr, variant)
     try:
         assert "accel_train_edits" in CURRICULA
-        accel = config_lib.load(ROOT / "experiments" / "maze_accel.yaml")
+        accel = load_config(ROOT / "experiments" / "maze_accel.yaml")
         data = config_lib.to_dict(accel)
         data["curriculum"]["name"] = "accel_train_edits"
         data["ppo"].update(num_envs=4, num_steps=8)

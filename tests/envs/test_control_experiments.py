@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from ued import config as config_lib
+from ued.api import load_config
 from ued.experiment import build
 
 EXPERIMENTS = Path(__file__).parents[2] / "experiments"
@@ -29,7 +29,7 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 @pytest.mark.parametrize("name", NAMES)
 def test_experiment_runs_a_few_steps(name):
     small = [] if name.endswith("_dr") else ["curriculum.options.buffer.capacity=8"]
-    cfg = config_lib.load(EXPERIMENTS / f"{name}.yaml", TINY + small)
+    cfg = load_config(EXPERIMENTS / f"{name}.yaml", TINY + small)
     assert cfg.network.kind == "mlp"
     exp = build(cfg)
     state = jax.jit(exp.init)(jax.random.PRNGKey(0))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ued.api import load_config
 from ued.benchmarking import student_flops
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,10 +73,9 @@ def test_keep_min_fill_keeps_the_config(bench):
 
 
 def test_student_flops_match_the_layer_sizes(bench):
-    from ued import config as config_lib
     from ued.experiment import build
 
-    exp = build(config_lib.load(ROOT / "experiments" / "maze_dr.yaml", TINY))
+    exp = build(load_config(ROOT / "experiments" / "maze_dr.yaml", TINY))
     params = exp.init(__import__("jax").random.PRNGKey(0)).student.params
     flops = student_flops(exp, params)
     # conv 3x3x3->4 on a 3x3 view (1 position), LSTM (4 conv + 5 direction + 1 bias) and

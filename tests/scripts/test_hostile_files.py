@@ -13,6 +13,7 @@ or read one would fail these tests the same way. Each FIFO is released when its 
 so a tool that blocked on one fails the test instead of hanging the run.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -294,3 +295,30 @@ def test_make_levels_bounds_its_seed(paths, capsys):
     assert exit_code(load_script("make_levels").main, argv) == 2
     refused(capsys, "--seed must be in [0, 2147483647]")
     assert not (paths["dir"] / "x.txt").exists()
+
+
+def test_suite_refuses_a_results_folder_that_is_a_file_before_training(paths, capsys):
+    suite = ROOT / "experiments" / "suites" / "cartpole_small.yaml"
+    argv = [str(suite), "--out", str(paths["dir"] / "runs"), "--results", str(paths["a_file"])]
+    assert load_script("suite").main(argv) == 2
+    refused(capsys, f"--results={paths['a_file']} is a file")
+    assert not (paths["dir"] / "runs").exists()
+    untouched(paths)
+
+
+def test_suite_reports_and_readme_tables_never_replace_a_fifo(paths, capsys):
+    from ued.safe_io import FileRefused
+    from ued.suite.report import write_report
+
+    results_dir = paths["dir"] / "results"
+    results_dir.mkdir()
+    os.mkfifo(results_dir / "table.md")
+    results = ROOT / "docs" / "results" / "maze_cpu_smoke" / "results.json"
+    with deadline(60, [results_dir / "table.md"]), pytest.raises(FileRefused, match="FIFO"):
+        write_report(json.loads(results.read_text()), results_dir)
+    assert (results_dir / "table.md").is_fifo()
+    argv = [str(results), "--readme", str(paths["fifo"])]
+    with deadline(60, [paths["fifo"]]):
+        assert exit_code(load_script("results_table").main, argv) == 2
+    refused(capsys, "FIFO")
+    untouched(paths)

@@ -14,6 +14,7 @@ from ued import config as config_lib
 from ued.checkpoint import Checkpointer, CheckpointError, check_compatible
 from ued.chunk_records import NonFiniteError, check_finite
 from ued.config import ConfigError
+from ued.curricula import options_of
 from ued.experiment import build, nonfinite_flags
 from ued.logging import make_logger
 from ued.train import train
@@ -137,13 +138,13 @@ def test_harmless_and_soft_changes(runs):
     cfg = config_lib.replace(base, eval={"interval": 3}, run={"progress": True})
     exp = build(cfg)
     like = jax.eval_shape(exp.init, jax.random.PRNGKey(0))
-    assert check_compatible(snapshot, cfg, like) == []
+    assert check_compatible(snapshot, cfg, like, options_of) == []
     soft = config_lib.replace(cfg, ppo={"lr": 1e-4})
-    (message,) = check_compatible(snapshot, soft, like)
+    (message,) = check_compatible(snapshot, soft, like, options_of)
     assert "ppo.lr" in message and "0.003" in message
     annealed = config_lib.replace(cfg, ppo={"anneal_lr": True})
     with pytest.raises(ConfigError, match="ppo.anneal_lr"):
-        check_compatible(snapshot, annealed, like)
+        check_compatible(snapshot, annealed, like, options_of)
 
 
 def _damage(step_dir, how):

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from ued import config as config_lib
+from ued.api import load_config
 from ued.config import ConfigError
+from ued.curricula import options_of
 from ued.experiment import build
 
 EXPERIMENTS = sorted((Path(__file__).parents[2] / "experiments").glob("*.yaml"))
@@ -34,7 +36,7 @@ EXPERIMENTS = sorted((Path(__file__).parents[2] / "experiments").glob("*.yaml"))
 )
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
-        config_lib.load(None, override)
+        load_config(None, override)
     assert message in str(err.value)
 
 
@@ -67,7 +69,7 @@ def test_bad_values_name_the_key(override, message):
     ],
 )
 def test_bad_names_fail_at_build_naming_the_key(override, message):
-    cfg = config_lib.load(None, override)
+    cfg = load_config(None, override)
     with pytest.raises(ConfigError) as err:
         build(cfg)
     assert message in str(err.value)
@@ -76,32 +78,32 @@ def test_bad_names_fail_at_build_naming_the_key(override, message):
 def test_overrides_and_base_files(tmp_path):
     (tmp_path / "parent.yaml").write_text("ppo: {num_envs: 8, lr: 0.5}\nrun: {seed: 3}\n")
     (tmp_path / "child.yaml").write_text("base: parent.yaml\nppo: {lr: 0.25}\n")
-    cfg = config_lib.load(tmp_path / "child.yaml", ["run.seed=4", "env.options.max_size=9"])
+    cfg = load_config(tmp_path / "child.yaml", ["run.seed=4", "env.options.max_size=9"])
     assert (cfg.ppo.num_envs, cfg.ppo.lr, cfg.run.seed) == (8, 0.25, 4)
     assert cfg.env.options == {"max_size": 9}
     (tmp_path / "a.yaml").write_text("base: b.yaml\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):
-        config_lib.load(tmp_path / "a.yaml")
+        load_config(tmp_path / "a.yaml")
 
 
 def test_exponent_numbers_without_a_dot_are_numbers():
     # YAML 1.1 reads 1e-3 as a string; the config accepts it as the number it spells.
-    cfg = config_lib.load(None, ["ppo.lr=3e-4", "run.total_env_steps=2e6"])
+    cfg = load_config(None, ["ppo.lr=3e-4", "run.total_env_steps=2e6"])
     assert cfg.ppo.lr == 3e-4 and cfg.run.total_env_steps == 2_000_000
     with pytest.raises(ConfigError, match="run.total_env_steps must be an integer"):
-        config_lib.load(None, ["run.total_env_steps=2.5"])
+        load_config(None, ["run.total_env_steps=2.5"])
 
 
 def test_dump_round_trips(tmp_path):
-    cfg = config_lib.load(None, ["ppo.num_envs=8", "network.mlp_sizes=[8, 4]"])
+    cfg = load_config(None, ["ppo.num_envs=8", "network.mlp_sizes=[8, 4]"])
     config_lib.dump(cfg, tmp_path / "config.yaml")
-    assert config_lib.load(tmp_path / "config.yaml") == cfg
+    assert load_config(tmp_path / "config.yaml") == cfg
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_every_experiment_file_loads_and_builds(path):
-    cfg = config_lib.load(path)
+    cfg = load_config(path)
     exp = build(cfg)
     assert exp.cfg.curriculum.name == cfg.curriculum.name
 
@@ -113,7 +115,7 @@ def test_legacy_curriculum_keys_load_as_options(tmp_path):
         "  score: {max_mc: 1.0}\n  buffer: {capacity: 64}\n"
     )
     with pytest.warns(FutureWarning, match="curriculum.options"):
-        cfg = config_lib.load(tmp_path / "old.yaml", ["curriculum.buffer.temperature=0.5"])
+        cfg = load_config(tmp_path / "old.yaml", ["curriculum.buffer.temperature=0.5"])
     assert cfg.curriculum.name == "accel_parallel"
     assert cfg.curriculum.options == {
         "num_edits": 2,
@@ -127,7 +129,7 @@ def test_legacy_curriculum_keys_load_as_options(tmp_path):
 
 def test_shipped_experiments_use_the_current_shape(recwarn):
     for path in EXPERIMENTS:
-        config_lib.load(path)
+        load_config(path)
     assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
 
 
@@ -142,7 +144,7 @@ def test_a_child_mapping_replaces_the_parents(tmp_path):
         "    score: {positive_value_loss: 1.0}\n    buffer: {capacity: 32}\n"
         "env:\n  generator_options: {num_walls: 5}\n"
     )
-    cfg = config_lib.load(tmp_path / "child.yaml")
+    cfg = load_config(tmp_path / "child.yaml")
     # Free-form mappings replace; typed option groups (the buffer) merge key by key.
     assert cfg.curriculum.options["score"] == {"positive_value_loss": 1.0}
     assert cfg.curriculum.options["buffer"] == {"capacity": 32, "temperature": 0.5}
@@ -150,11 +152,30 @@ def test_a_child_mapping_replaces_the_parents(tmp_path):
     (tmp_path / "merging.yaml").write_text(
         "base: parent.yaml\ncurriculum:\n  options:\n    score+: {novelty: 0.1}\n"
     )
-    cfg = config_lib.load(tmp_path / "merging.yaml")
+    cfg = load_config(tmp_path / "merging.yaml")
     assert cfg.curriculum.options["score"] == {"max_mc": 1.0, "novelty": 0.1}
     # Another curriculum keeps only the parent's options it declares.
     (tmp_path / "sfl.yaml").write_text("base: parent.yaml\ncurriculum: {name: sfl}\n")
-    assert config_lib.load(tmp_path / "sfl.yaml").curriculum.options == {}
+    assert load_config(tmp_path / "sfl.yaml").curriculum.options == {}
+
+
+def test_base_file_options_merge_by_the_lookup_passed_in(tmp_path):
+    # ued.config sits below the curricula: the option types come in as an argument.
+    (tmp_path / "parent.yaml").write_text(
+        "curriculum:\n  name: plr\n  options:\n    buffer: {capacity: 64, temperature: 0.5}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "base: parent.yaml\ncurriculum:\n  options:\n    buffer: {capacity: 32}\n"
+    )
+    with pytest.raises(ConfigError, match="options_of=ued.curricula.options_of"):
+        config_lib.load(tmp_path / "child.yaml")
+    cfg = config_lib.load(tmp_path / "child.yaml", options_of=options_of)
+    assert cfg.curriculum.options["buffer"] == {"capacity": 32, "temperature": 0.5}
+    assert cfg == load_config(tmp_path / "child.yaml")
+    # Without curriculum options in the base, nothing depends on their types.
+    (tmp_path / "plain.yaml").write_text("ppo: {num_envs: 8}\n")
+    (tmp_path / "over.yaml").write_text("base: plain.yaml\ncurriculum: {name: plr}\n")
+    assert config_lib.load(tmp_path / "over.yaml") == load_config(tmp_path / "over.yaml")
 
 
 # The score each shipped experiment resolves to: one score, never a sum inherited by accident.
@@ -178,5 +199,5 @@ SCORES = {
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_resolved_scores_of_shipped_experiments(path):
-    cfg = config_lib.load(path)
+    cfg = load_config(path)
     assert cfg.curriculum.options.get("score") == SCORES.get(path.stem), path.stem

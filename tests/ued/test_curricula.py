@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.toy_family import REPLAY_CURRICULUM, toy_config, with_curriculum
-from ued.curricula.base import ResetsEpisodes
+from ued.curricula.base import ResetsEpisodes, full_plan, restarts
 from ued.curricula.plr import REPLAY
 from ued.experiment import build
 
@@ -148,10 +148,10 @@ def test_dr_resamples_a_level_at_every_episode_end(resample, fresh_goals):
     levels = exp.deps.generator  # the toy corridor's uniform generator
     cur = exp.curriculum
     assert isinstance(cur, ResetsEpisodes) == (resample == "episode")
-    next_level = cur.next_level if isinstance(cur, ResetsEpisodes) else None
     start = jax.vmap(levels)(jax.random.split(jax.random.PRNGKey(1), 7))
-    rollout = jax.jit(exp.rollout, static_argnames="next_level")(
-        jax.random.PRNGKey(2), state.student.params, start, next_level=next_level
+    restart = restarts(exp.curriculum, state.curriculum, start, full_plan(7))
+    rollout = jax.jit(exp.rollout, static_argnames="next_levels")(
+        jax.random.PRNGKey(2), state.student.params, start, next_levels=restart
     )
     goals = np.asarray(rollout.obs)[..., 8:].argmax(-1)  # one-hot goal cell, (T, N)
     dones = np.asarray(rollout.dones)

@@ -13,7 +13,7 @@ from envs.maze import Maze
 from envs.maze.standard import catalogue
 from tests.scripts_loader import load_script
 from tests.toy_family import toy_config
-from ued import config as config_lib
+from ued.api import load_config
 from ued.evaluate import before_after, sparkline
 from ued.train import train
 
@@ -76,7 +76,7 @@ def test_random_9x9_set_is_held_out_solvable_9x9():
 
 
 def test_quickstart_resolves_to_the_small_maze_with_held_out_levels():
-    cfg = config_lib.load(ROOT / "experiments" / "quickstart.yaml")
+    cfg = load_config(ROOT / "experiments" / "quickstart.yaml")
     assert cfg.env.options["max_size"] == 9 and cfg.env.generator_options == {"num_walls": 12}
     assert cfg.eval.levels == "random_9x9" and cfg.eval.at_start
     assert cfg.curriculum.name == "accel"

@@ -8,7 +8,7 @@ import pytest
 
 from envs.control.generators import training_ranges
 from envs.control.spec import to_vector
-from ued import config as config_lib
+from ued.api import load_config
 from ued.config import ConfigError
 from ued.experiment import build
 
@@ -18,7 +18,7 @@ SMALL = ["ppo.num_envs=4", "ppo.num_minibatches=1", "curriculum.options.buffer.c
 
 def accel(editors: str):
     overrides = [*SMALL, "curriculum.options.num_edits=1", f"curriculum.options.editors={editors}"]
-    return build(config_lib.load(EXPERIMENT, overrides))
+    return build(load_config(EXPERIMENT, overrides))
 
 
 def largest_step(exp) -> float:

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from ued import config as config_lib
+from ued.api import load_config
 from ued.experiment import build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,6 +90,12 @@ RENAMED = {
     "sfl/refresh_env_steps": "env_steps/curriculum_eval",
 }
 SEQUENTIAL_GROUPS = ("curriculum/new", "curriculum/replay", "curriculum/edit")
+# The program experiments start a new level of an env's program at each episode end since
+# the step calls the curriculum's next_levels; with ``resample: rollout`` they must give what
+# they gave before (recorded with the code before, under "<name> resample=rollout").
+PER_ROLLOUT = ("cartpole_programs.yaml", "maze_latent_programs.yaml", "maze_programs.yaml")
+PER_ROLLOUT += ("maze_programs_model.yaml",)
+REPLAY_OVERRIDE = "curriculum.options.resample=rollout"
 
 
 def check_branch(name: str, branch: list, result: dict) -> None:
@@ -110,9 +116,9 @@ def overrides(cfg) -> list[str]:
     return SMALL + CURRICULUM_SMALL.get(cfg.curriculum.name, [])
 
 
-def run(name: str) -> dict:
+def run(name: str, extra: tuple[str, ...] = ()) -> dict:
     path = ROOT / "experiments" / name
-    cfg = config_lib.load(path, overrides(config_lib.load(path)))
+    cfg = load_config(path, overrides(load_config(path)) + list(extra))
     exp = build(cfg)
     state = exp.init(jax.random.PRNGKey(0))
     state, metrics = jax.jit(lambda s: exp.run_chunk(s, UPDATES))(state)
@@ -146,6 +152,25 @@ def test_golden(name):
     for key, want in expected.items():
         if key in gone or key in changed:
             continue
+        np.testing.assert_allclose(
+            np.asarray(result[key]), np.asarray(want), rtol=RTOL, atol=ATOL, err_msg=f"{name} {key}"
+        )
+
+
+@pytest.mark.parametrize("name", PER_ROLLOUT)
+def test_golden_per_rollout_levels(name):
+    if not ALL:
+        pytest.skip("set UED_GOLDEN_ALL=1 to check every shipped experiment")
+    result = run(name, (REPLAY_OVERRIDE,))
+    entry = f"{name} {REPLAY_OVERRIDE.rpartition('.')[2]}"
+    data = json.loads(GOLDEN.read_text())
+    if RECORD:
+        data[entry] = result
+        GOLDEN.write_text(json.dumps(data, indent=1, sort_keys=True))
+        return
+    expected = data[entry]
+    assert sorted(expected) == sorted(result), name
+    for key, want in expected.items():
         np.testing.assert_allclose(
             np.asarray(result[key]), np.asarray(want), rtol=RTOL, atol=ATOL, err_msg=f"{name} {key}"
         )

@@ -16,9 +16,10 @@ from envs import level_model as lm
 from envs.core import get_family
 from envs.maze.latent import codec, make_latent_programs
 from tests.scripts_loader import load_script
-from ued import config as config_lib
+from ued.api import load_config
 from ued.checkpoint import resume_policy
 from ued.config import ConfigError
+from ued.curricula import options_of
 from ued.experiment import build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,13 +76,13 @@ def test_the_latent_space_decodes_valid_levels_and_checks_the_models_hash(tiny_m
 
 
 def test_the_experiment_names_the_model_and_resume_refuses_another():
-    cfg = config_lib.load(ROOT / "experiments" / "maze_latent_programs.yaml")
+    cfg = load_config(ROOT / "experiments" / "maze_latent_programs.yaml")
     options = cfg.curriculum.options
     assert options["program_space"] == "latent"
     assert options["space_options"]["sha256"] == lm.model_hash(options["space_options"]["model"])
     for key in ("sha256", "model"):
-        assert resume_policy(cfg, f"curriculum.options.space_options.{key}") == "refuse"
-    bad = config_lib.load(
+        assert resume_policy(cfg, f"curriculum.options.space_options.{key}", options_of) == "refuse"
+    bad = load_config(
         ROOT / "experiments" / "maze_latent_programs.yaml",
         ["curriculum.options.space_options.sha256=" + "1" * 64],
     )

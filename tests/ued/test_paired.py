@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.ued.test_scoring import make_rollout
-from ued import config as config_lib
 from ued import scoring
+from ued.api import load_config
 from ued.config import ConfigError
 from ued.curricula.paired import BuilderEncoder, regret
 from ued.experiment import build
@@ -41,7 +41,7 @@ STEPS = 4
 
 
 def make(*overrides):
-    return build(config_lib.load(EXPERIMENT, [*TINY, *overrides]))
+    return build(load_config(EXPERIMENT, [*TINY, *overrides]))
 
 
 def _changed(a, b) -> bool:
@@ -248,5 +248,5 @@ def test_options_read_numbers_as_the_config_does():
     # YAML 1.1 reads "1e-3" (no dot) as a string; the config accepts it, and so must options.
     from ued.curricula import parse_options
 
-    cfg = config_lib.load(EXPERIMENT, ["curriculum.options.adversary_lr=1e-3"])
+    cfg = load_config(EXPERIMENT, ["curriculum.options.adversary_lr=1e-3"])
     assert parse_options("paired", cfg.curriculum.options).adversary_lr == 1e-3

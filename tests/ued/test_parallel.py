@@ -156,7 +156,7 @@ SEEDED_INIT = """
 import jax, numpy as np
 from ued import config as config_lib, parallel
 from ued.experiment import build
-cfg = config_lib.load("experiments/maze_dr.yaml", ["run.num_seeds=2", "run.devices=1"])
+cfg = load_config("experiments/maze_dr.yaml", ["run.num_seeds=2", "run.devices=1"])
 runner = parallel.make_runner(build(cfg), cfg)
 state = runner.init(runner.seed_keys(3))
 like = parallel.init_shapes(runner.exp, 3)

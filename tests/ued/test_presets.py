@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from ued import config as config_lib
+from ued.api import load_config
 from ued.experiment import build
 from ued.options import to_dict
 
@@ -200,7 +200,7 @@ def test_every_preset_file_is_in_the_table():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_preset_resolves_builds_and_holds_its_values(name):
-    cfg = config_lib.load(PAPER / f"{name}.yaml")
+    cfg = load_config(PAPER / f"{name}.yaml")
     got = {key: lookup(cfg, key) for key in EXPECTED[name]}
     assert got == EXPECTED[name]
 
@@ -291,16 +291,16 @@ def test_preset_trains_checkpoints_and_resumes(name, tmp_path_factory, request):
     from ued.train import train
 
     path = PAPER / f"{name}.yaml"
-    curriculum = config_lib.load(path).curriculum.name
+    curriculum = load_config(path).curriculum.name
     cache = tmp_path_factory.getbasetemp() / "preset_cache"
     run = tmp_path_factory.mktemp(name)
     overrides = [*SMALL, *SMALL_CURRICULUM.get(curriculum, []), f"run.compile_cache={cache}",
                  f"run.dir={run}", f"run.total_env_steps={4 * 8 * 16}"]  # fmt: skip
-    first = train(config_lib.load(path, overrides), verbose=False)
+    first = train(load_config(path, overrides), verbose=False)
     assert first["status"] == "finished"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["2", "4"]
     shutil.rmtree(run / "checkpoints" / "4")  # as if stopped after update 2
-    resumed = train(config_lib.load(path, [*overrides, "run.resume=true"]), verbose=False)
+    resumed = train(load_config(path, [*overrides, "run.resume=true"]), verbose=False)
     assert resumed["resumed_from"] == 2 and int(np.max(resumed["state"].updates)) == 4
     for a, b in zip(
         jax.tree.leaves(first["state"]), jax.tree.leaves(resumed["state"]), strict=True
@@ -313,6 +313,6 @@ def test_a_child_file_keeps_its_bases_env_options(tmp_path):
     (tmp_path / "child.yaml").write_text(
         f"base: {PAPER / 'jaxued_dr.yaml'}\nenv:\n  options: {{max_steps: 100}}\n"
     )
-    cfg = config_lib.load(tmp_path / "child.yaml")
+    cfg = load_config(tmp_path / "child.yaml")
     assert cfg.env.options == {"max_size": 13, "view_size": 5, "max_steps": 100,
                                "fully_observed": False, "num_actions": 7}  # fmt: skip

@@ -18,8 +18,8 @@ import pytest
 
 from tests.scripts_loader import load_script
 from tests.toy_family import CorridorLevel, toy_config
-from ued import config as config_lib
 from ued import program_archive as arc
+from ued.api import load_config
 from ued.chunk_records import chunk_events
 from ued.config import ConfigError
 from ued.curricula import parse_options
@@ -253,7 +253,7 @@ def test_next_levels_draw_new_levels_of_each_envs_program(tmp_path):
 
 def test_next_levels_differ_by_key_where_the_program_leaves_freedom():
     # The control box: a program is a box of physics, each level a draw from it.
-    cfg = config_lib.load(EXPERIMENTS / "cartpole_programs.yaml", ["eval.levels=none"])
+    cfg = load_config(EXPERIMENTS / "cartpole_programs.yaml", ["eval.levels=none"])
     exp = build(cfg)
     cur = exp.curriculum
     state = exp.init(jax.random.key(0))
@@ -349,7 +349,7 @@ COMMON = [
 
 @pytest.fixture(scope="module", params=sorted(TINY))
 def real_run(request):
-    cfg = config_lib.load(EXPERIMENTS / request.param, [*TINY[request.param], *COMMON])
+    cfg = load_config(EXPERIMENTS / request.param, [*TINY[request.param], *COMMON])
     exp = build(cfg)
     state = exp.init(jax.random.key(0))
     state, metrics = jax.jit(lambda s: exp.run_chunk(s, 4))(state)

@@ -12,6 +12,7 @@ from tests.progress import deadline
 from tests.toy_family import toy_config
 from ued import config as config_lib
 from ued import limits
+from ued.api import load_config
 from ued.config import ConfigError
 from ued.run_dir import RunFolderError, RunLock
 from ued.train import train
@@ -168,7 +169,7 @@ def test_a_hundred_thousand_seeds_are_refused_by_the_estimate_in_seconds(tmp_pat
     assert time.monotonic() - start < 30
     per_seed = limits.tree_bytes(init_shapes(build(config_lib.replace(TOY, run={"num_seeds": 2}))))
     assert limits.tree_bytes(like) == per_seed // 2 * 100_000
-    maze = config_lib.load(
+    maze = load_config(
         ROOT / "experiments" / "maze_dr.yaml",
         ["run.num_seeds=100000", f"run.dir={tmp_path / 'maze'}", "eval.levels=none",
          "run.compile_cache="],

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.ued.test_scoring import make_rollout
-from ued import config as config_lib
 from ued import scoring
+from ued.api import load_config
 from ued.config import ConfigError
 from ued.curricula.sfl import SFL, top_k
 from ued.experiment import build
@@ -41,7 +41,7 @@ STEPS = 5
 
 
 def make(*overrides):
-    return build(config_lib.load(EXPERIMENT, [*TINY, *overrides]))
+    return build(load_config(EXPERIMENT, [*TINY, *overrides]))
 
 
 # --- learnability and top-K ------------------------------------------------------------------
@@ -133,7 +133,7 @@ def test_vmapped_seeds_refresh_every_l_updates_and_count_what_ran(tmp_path, monk
         "run.seed_mode=vmap",
         f"run.dir={tmp_path}",
     ]
-    result = train(config_lib.load(EXPERIMENT, [*TINY, *overrides]), verbose=False)
+    result = train(load_config(EXPERIMENT, [*TINY, *overrides]), verbose=False)
     jax.effects_barrier()
     assert result["seed_mode"] == "vmap"
     assert len(calls) == 3

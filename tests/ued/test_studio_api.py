@@ -14,6 +14,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from tests.toy_family import REPLAY_CURRICULUM, toy_config  # noqa: E402
 from ued import config as config_lib  # noqa: E402
 from ued import inbox  # noqa: E402
+from ued.api import load_config
 from ued.studio.app import MAX_BODY, TOKEN_HEADER, create_app  # noqa: E402
 
 STEPS = 4 * 8
@@ -229,7 +230,7 @@ def test_control_levels_are_edited_with_sliders():
     from ued.studio import levels
 
     root = Path(__file__).resolve().parents[2]
-    exp = build(config_lib.load(root / "experiments" / "cartpole_dr.yaml", []))
+    exp = build(load_config(root / "experiments" / "cartpole_dr.yaml", []))
     info = levels.family_info(exp)
     assert info["kind"] == "params"
     gravity = next(p for p in info["params"] if p["name"] == "gravity")

@@ -42,3 +42,19 @@ def test_support_by_walls_and_size():
     big = levels([perfect_maze_text(13, 1)], size=13)
     out = producible(accel, big)
     assert out["levels"] == 0 and out["how"] == "larger than the 9x9 training grid"
+
+
+def test_training_levels_are_the_first_and_last_fifth_of_each_seeds_curve():
+    from ued.suite.report import training_levels, training_levels_table
+
+    xs = list(range(11))
+    cell = {"curves": {"0": {"levels/num_walls": [xs, xs]},
+                       "1": {"levels/num_walls": [xs, [2 * x for x in xs]]}}}  # fmt: skip
+    levels = training_levels([cell, {"curves": {}}])
+    # First fifth: x <= 2 (mean 1, and 2 for the doubled seed); last fifth: x >= 8.
+    assert levels == {"levels/num_walls": {"first": [1.0, 2.0], "last": [9.0, 18.0]}}
+    table = training_levels_table({"runs": {"dr": {"training_levels": levels},
+                                            "sfl": {"training_levels": {}}}})  # fmt: skip
+    assert "| dr | 2 | 1.50 -> 13.50 (9.00-18.00) |" in table
+    assert "| sfl | 0 | - |" in table
+    assert training_levels_table({"runs": {"dr": {}}}) == []

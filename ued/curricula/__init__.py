@@ -53,6 +53,13 @@ def entry(name: str) -> Entry:
     return CURRICULA[name]
 
 
+def options_of(name: str) -> type | None:
+    """The options dataclass of curriculum ``name``; None when no curriculum has that name.
+    What ``ued.config`` and ``ued.checkpoint`` take as ``options_of``."""
+    found = CURRICULA.get(name)
+    return found.options if found is not None else None
+
+
 def parse_options(name: str, options: Mapping[str, Any] | None):
     """``curriculum.options`` as the options dataclass of curriculum ``name``."""
     return build(entry(name).options, options, WHERE)
@@ -70,4 +77,12 @@ def _import_all() -> None:
 
 _import_all()
 
-__all__ = ["CURRICULA", "Curriculum", "Deps", "Plan", "make_curriculum", "register"]
+__all__ = [
+    "CURRICULA",
+    "Curriculum",
+    "Deps",
+    "Plan",
+    "make_curriculum",
+    "options_of",
+    "register",
+]

@@ -98,10 +98,12 @@ EVENT_PREFIX = "events/"  # a metric ``events/<name>`` > 0 marks an event of its
 
 class ResetsEpisodes:
     """An env whose episode ends inside the student's rollout is reset to a fresh level
-    (DR) instead of replaying its level."""
+    (DR, a program curriculum: a new level of the env's program) instead of replaying its
+    level."""
 
-    def next_level(self, key: chex.PRNGKey) -> Level:
-        """A new level (vmappable, jittable), like a generator."""
+    def next_levels(self, cstate: Any, levels: Level, plan: Plan) -> Callable | None:
+        """Given this step's proposal, ``key -> levels`` (leaves (N, ...); env i restarts
+        on entry i), or None: the envs replay their levels. Jittable."""
         raise NotImplementedError
 
 
@@ -216,3 +218,11 @@ def group_fractions(groups: tuple[str, ...], plan: Plan) -> dict[str, chex.Array
         f"curriculum/{name}": (plan.group == i).mean(dtype=jnp.float32)
         for i, name in enumerate(groups)
     }
+
+
+def restarts(curriculum, cstate: Any, levels: Level, plan: Plan) -> Callable | None:
+    """What the step's rollout resets a finished episode to (``ResetsEpisodes``), or None:
+    the env replays."""
+    if isinstance(curriculum, ResetsEpisodes):
+        return curriculum.next_levels(cstate, levels, plan)
+    return None

@@ -123,8 +123,9 @@ class DomainRandomization:
 class _NewLevelAtEpisodeEnd(ResetsEpisodes):
     """``resample: episode``: a finished episode restarts on a level from the generator."""
 
-    def next_level(self, key):
-        return self.deps.generator(key)
+    def next_levels(self, cstate, levels, plan):
+        n = plan.group.shape[0]
+        return lambda key: jax.vmap(self.deps.generator)(jax.random.split(key, n))
 
 
 class _CarriedEpisodes(CarriesEpisodes):

@@ -56,11 +56,10 @@ from flax.training.train_state import TrainState
 
 from envs.core import Level, StepOut
 from ued import ppo, scoring
-from ued.config import call_with_options
 from ued.curricula import register
 from ued.curricula.base import Deps, full_plan
 from ued.networks import ActorCritic, PatchConv
-from ued.options import ConfigError, option, positive_ints
+from ued.options import ConfigError, call_with_options, option, positive_ints
 from ued.types import Rollout
 
 

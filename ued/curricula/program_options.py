@@ -15,9 +15,8 @@ import numpy as np
 
 from envs import programs as programs_lib
 from ued import scoring
-from ued.config import call_with_options
 from ued.curricula.base import Deps
-from ued.options import ConfigError, option
+from ued.options import ConfigError, call_with_options, option
 from ued.program_spec import MODES, SIGNALS, Specification, dims_with_effect
 from ued.surrogate import Surrogate
 

@@ -51,7 +51,14 @@ from flax import struct
 from ued import level_sets, scoring
 from ued import program_archive as arc
 from ued.curricula import program_view, register
-from ued.curricula.base import Deps, LevelView, Plan, ShowsLevels, TakesLevels
+from ued.curricula.base import (
+    Deps,
+    LevelView,
+    Plan,
+    ResetsEpisodes,
+    ShowsLevels,
+    TakesLevels,
+)
 from ued.curricula.program_options import ProgramsOptions, check_options
 from ued.program_spec import Specification, SpecState
 
@@ -86,7 +93,7 @@ class ProgramsState:
 
 
 @dataclasses.dataclass(frozen=True)
-class ProgramCurriculum(TakesLevels, ShowsLevels):
+class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
     """Built by ``make_programs``; see the module docstring."""
 
     deps: Deps
@@ -257,8 +264,8 @@ class ProgramCurriculum(TakesLevels, ShowsLevels):
         env's program (a grounding env keeps its level); with ``rollout`` None (replay).
 
         The train step resets env i to entry i of ``next_levels(...)(key)`` when its episode
-        ends, as it resets DR's envs with ``next_level``; unlike DR's, the draw depends on
-        the curriculum's state (each env's program), hence this form."""
+        ends (``ResetsEpisodes``); unlike DR's, the draw depends on the curriculum's state
+        (each env's program)."""
         if self.options.resample == "rollout":
             return None
         n = self.deps.num_envs

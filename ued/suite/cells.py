@@ -33,10 +33,12 @@ import math
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ued import config as config_lib
+from ued import safe_io
 from ued.config import Config, ConfigError
 from ued.options import to_dict
 from ued.suite.spec import ExperimentSpec, Suite
@@ -82,6 +84,13 @@ def same_training(committed: dict[str, Any], current: dict[str, Any]) -> bool:
 _NO_DEFAULT = object()
 
 
+def _load(path: Path, overrides: Sequence[str]) -> Config:
+    # Here, not at the top: a suite that is only listed imports no curricula (nor JAX).
+    from ued.curricula import options_of
+
+    return config_lib.load(path, overrides, options_of)
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     label: str
@@ -111,7 +120,7 @@ class Cell:
         extra = (f"run.total_env_steps={steps}",)
         extra += (f"run.resume={str(resume).lower()}",) if resume else ()
         try:
-            return config_lib.load(self.config_path, (*self.overrides, *extra))
+            return _load(self.config_path, (*self.overrides, *extra))
         except ConfigError as err:
             raise ConfigError(f"experiment {self.label}: {err}") from None
 
@@ -121,7 +130,7 @@ class Cell:
         if self.budget_kind == "env_steps":
             return self.budget_value
         try:
-            cfg = config_lib.load(self.config_path, self.overrides)
+            cfg = _load(self.config_path, self.overrides)
         except ConfigError as err:
             raise ConfigError(f"experiment {self.label}: {err}") from None
         return self.budget_value * cfg.steps_per_update
@@ -352,11 +361,9 @@ def env_steps_per_seed(rows: list[dict], seeds: list[int]) -> list[dict[str, flo
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file, so a signal never leaves half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Writes ``text`` to ``path`` through a temporary file, so a signal never leaves half
+    (and a device, FIFO or folder at ``path`` is refused, never replaced)."""
+    safe_io.write_atomic(path, text, "suite result")
 
 
 def read_metrics(cell: Cell) -> list[dict]:

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from ued import stats
+from ued.safe_io import atomic_output
 
 THRESHOLDS = np.linspace(0.0, 1.0, 51)
 DPI = 100
@@ -116,10 +117,12 @@ def heatmaps(results: dict[str, Any], out: Path) -> list[Path]:
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    try:
+        with atomic_output(path, "suite plot") as tmp:
+            fig.savefig(tmp, dpi=DPI, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from ued import stats
 from ued.evaluate import INDEPENDENT, METRICS
+from ued.safe_io import write_atomic
 from ued.suite.evaluation import dumps, merged
 from ued.suite.spec import GROUPS, Suite
 
@@ -71,6 +72,7 @@ def run_stats(by_label: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
         student = sum(t.get("student", 0.0) for t in per_seed)
         out[label] = {
             "seeds": seeds,
+            "training_levels": training_levels(results),
             "wall_seconds": wall,
             "env_steps": mean_steps,
             "env_steps_per_seed": per_seed,
@@ -79,6 +81,30 @@ def run_stats(by_label: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
             "machines": machines,
             "dates": sorted(set(dates)),
         }
+    return out
+
+
+TRAINING_LEVEL_METRICS = ("levels/num_walls", "levels/shortest_path", "levels/solvable")
+PHASE = 0.2  # the first and last fifth of training
+
+
+def training_levels(results: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """Per ``levels/*`` metric of the levels trained on: each seed's mean over the first and
+    over the last fifth of its training curve (the points of the committed curves): whether
+    a curriculum's levels grew harder is a measured diagnosis, not a guess."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for metric in TRAINING_LEVEL_METRICS:
+        first, last = [], []
+        for r in results:
+            for curve in (r.get("curves") or {}).values():
+                if metric not in curve or not curve[metric][1]:
+                    continue
+                xs, ys = np.asarray(curve[metric][0], float), np.asarray(curve[metric][1], float)
+                span = xs[-1] - xs[0]
+                first.append(float(ys[xs <= xs[0] + PHASE * span].mean()))
+                last.append(float(ys[xs >= xs[-1] - PHASE * span].mean()))
+        if first:
+            out[metric] = {"first": first, "last": last}
     return out
 
 
@@ -306,7 +332,40 @@ def format_table(results: dict[str, Any]) -> str:
             f"| {label} | {len(run['seeds'])} | {run['wall_seconds'] / 60:.1f} min | {kinds} "
             f"| {grad_text} | {run['steps_per_second']:.0f} |"
         )
+    lines += training_levels_table(results)
     return "\n".join(lines) + "\n"
+
+
+def training_levels_table(results: dict[str, Any]) -> list[str]:
+    """``## Levels trained on``: per experiment, the first and last fifth of training's
+    level walls, shortest path and solvable fraction, means over seeds (min-max)."""
+    rows = {label: run.get("training_levels") or {} for label, run in results["runs"].items()}
+    metrics = [m for m in TRAINING_LEVEL_METRICS if any(m in r for r in rows.values())]
+    if not metrics:
+        return []
+    names = [m.split("/", 1)[1] for m in metrics]
+    lines = [
+        "",
+        "## Levels trained on",
+        "",
+        "Means of the training batch's levels over the first and the last fifth of training "
+        "(mean over seeds, min-max).",
+        "",
+        "| experiment | n | " + " | ".join(f"{n}: first -> last" for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for label, levels in rows.items():
+        cells = []
+        for metric in metrics:
+            if metric not in levels:
+                cells.append("-")
+                continue
+            first, last = levels[metric]["first"], levels[metric]["last"]
+            cells.append(f"{np.mean(first):.2f} -> {np.mean(last):.2f} "
+                         f"({min(last):.2f}-{max(last):.2f})")  # fmt: skip
+        n = len(next(iter(levels.values()))["first"]) if levels else 0
+        lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def readme_table(results: dict[str, Any], sets: list[str] | None = None) -> str:
@@ -333,6 +392,6 @@ def write_report(results: dict[str, Any], out: Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "results.json", out / "table.md"]
-    paths[0].write_text(dumps(results))
-    paths[1].write_text(format_table(results))
+    write_atomic(paths[0], dumps(results), "suite report")
+    write_atomic(paths[1], format_table(results), "suite report")
     return paths
