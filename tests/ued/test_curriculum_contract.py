@@ -16,11 +16,10 @@ from ued.curricula.base import (
     ResetsEpisodes,
     ShowsLevels,
     TakesLevels,
-    full_plan,
 )
 from ued.experiment import build
 from ued.grounding import Grounding
-from ued.level_sets import find_slot, stack_like
+from ued.level_sets import find_slot
 from ued.parallel import make_runner
 from ued.studio import levels as studio_levels
 
@@ -96,9 +95,9 @@ def test_declared_capabilities_work(built, tmp_path):
     name, exp, state = built
     cur, cstate = exp.curriculum, state.curriculum
     if isinstance(cur, ResetsEpisodes):
-        n = exp.cfg.ppo.num_envs
-        start = stack_like(exp.family.example_level(exp.env), n)
-        restart = cur.next_levels(cstate, start, full_plan(n))
+        # Restarts follow this step's proposal (a program curriculum: each env's program).
+        proposed, start, plan = cur.propose(jax.random.PRNGKey(3), cstate, state.student)
+        restart = cur.next_levels(proposed, start, plan)
         if restart is not None:  # None: this configuration replays
             levels = jax.jit(restart)(jax.random.PRNGKey(1))
             assert _shapes(levels) == _shapes(start)
