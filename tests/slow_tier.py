@@ -168,6 +168,7 @@ SLOW_FIXTURES = {
     "tests/ued/test_studio_api.py": {"client"},
     "tests/ued/test_studio_archive.py": {"program_run"},
     "tests/ued/test_studio_browser.py": {"live"},
+    "tests/ued/test_uniform_replay.py": {"trained"},
 }
 
 ROOT = Path(__file__).resolve().parent.parent

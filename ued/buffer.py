@@ -31,6 +31,7 @@ from ued.buffer_params import (  # noqa: F401  (part of this module's API)
     BufferParams,
     make_buffer_params,
 )
+from ued.level_sets import pairwise_equal, stack_like
 
 Level = Any  # a flax.struct dataclass with fixed shapes
 
@@ -74,11 +75,8 @@ def init(example_level: Level, capacity: int) -> LevelBuffer:
     """An empty buffer whose slots all hold copies of ``example_level``."""
     if capacity < 1:
         raise ValueError(f"capacity={capacity}; must be >= 1")
-    levels = jax.tree.map(
-        lambda x: jnp.broadcast_to(jnp.asarray(x), (capacity, *jnp.shape(x))), example_level
-    )
     return LevelBuffer(
-        levels=levels,
+        levels=stack_like(example_level, capacity),
         scores=jnp.zeros((capacity,), jnp.float32),
         last_sampled=jnp.zeros((capacity,), jnp.int32),
         filled=jnp.zeros((capacity,), bool),
@@ -88,24 +86,7 @@ def init(example_level: Level, capacity: int) -> LevelBuffer:
     )
 
 
-# --- level comparison and encoding -----------------------------------------------------------
-
-
-def level_equal(a: Level, b: Level) -> chex.Array:
-    """Scalar bool: every leaf of ``a`` equals the matching leaf of ``b``."""
-    eqs = jax.tree.leaves(jax.tree.map(lambda x, y: jnp.all(x == y), a, b))
-    return jnp.all(jnp.stack(eqs)) if eqs else jnp.array(True)
-
-
-def pairwise_equal(a: Level, b: Level) -> chex.Array:
-    """(A, B) bool: ``out[i, j]`` is True when level ``a[i]`` equals level ``b[j]``."""
-
-    def leaf_eq(x, y):
-        eq = x[:, None] == y[None, :]
-        return jnp.all(eq.reshape(eq.shape[:2] + (-1,)), axis=-1)
-
-    eqs = jax.tree.leaves(jax.tree.map(leaf_eq, a, b))
-    return jnp.all(jnp.stack(eqs), axis=0)
+# --- level encoding (equality is in ued.level_sets) -----------------------------------------
 
 
 def level_encoding(levels: Level) -> chex.Array:

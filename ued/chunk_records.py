@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ued.curricula.base import EVENT_PREFIX
 from ued.experiment import NONFINITE
 
 
@@ -34,9 +35,12 @@ def chunk_events(metrics: dict[str, Any], first_update: int, active: int) -> lis
     event (e.g. ``events/widen``, the program space widening)."""
     out = []
     for key, value in metrics.items():
-        if key.startswith("events/"):
+        if key.startswith(EVENT_PREFIX):
             hits = np.flatnonzero(np.asarray(value, np.float64)[:active] > 0)
-            out += [{"updates": first_update + int(i) + 1, "event": key[7:]} for i in hits]
+            out += [
+                {"updates": first_update + int(i) + 1, "event": key[len(EVENT_PREFIX) :]}
+                for i in hits
+            ]
     return sorted(out, key=lambda e: e["updates"])
 
 

@@ -24,7 +24,7 @@ from envs.core import Environment, Family, get_family
 from ued import ppo, scoring
 from ued.config import Config, ConfigError, PPOConfig
 from ued.curricula import Curriculum, Deps, make_curriculum
-from ued.curricula.base import group_fractions, restarts
+from ued.curricula.base import CarriesEpisodes, group_fractions, restarts
 from ued.networks import ActorCritic, make_network
 from ued.options import call_with_options
 from ued.schedule import Schedule, schedule_base
@@ -235,12 +235,11 @@ class Experiment:
 
     def _rollout(self, key, params, cstate, levels, next_levels):
         """The student's rollout on ``levels``; a curriculum whose episodes continue across
-        updates (``episodes_of(cstate)`` / ``with_episodes(cstate, carry)``, DR's
-        ``carry_episodes``) starts it where the last one ended and keeps where it ends."""
-        episodes_of = getattr(self.curriculum, "episodes_of", None)
-        if episodes_of is None:
+        updates (``CarriesEpisodes``, DR's ``carry_episodes``) starts it where the last one
+        ended and keeps where it ends."""
+        if not isinstance(self.curriculum, CarriesEpisodes):
             return self.rollout(key, params, levels, next_levels=next_levels), cstate
-        start = episodes_of(cstate)
+        start = self.curriculum.episodes(cstate)
         rollout, end = self.rollout(key, params, levels, next_levels=next_levels, start=start)
         return rollout, self.curriculum.with_episodes(cstate, end)
 

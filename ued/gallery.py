@@ -3,13 +3,16 @@
 Everything here runs on the host after the jitted work is done; levels are drawn with the
 family's own ``render``. A gallery is a grid of level pictures with a caption under each:
 
-- ``buffer_<updates>.png``: the highest-scoring levels in the curriculum's buffer (any
-  curriculum state with a ``buffer`` holding ``levels``, ``scores`` and ``filled``);
+- ``buffer_<updates>.png``: the levels a curriculum that shows a buffer
+  (``ShowsLevels``, a ``LevelView`` of kind ``buffer``) features, by default its
+  highest-scoring levels captioned with rank and score;
+- ``programs_<updates>.png``: the same for an archive of generator programs (kind
+  ``archive``): a sample level of the fittest program in each descriptor-grid cell,
+  captioned with the cell and its fitness;
 - ``failures_<updates>.png``: the evaluation levels the student does not always solve,
-  worst first, captioned with their solve rates;
-- ``programs_<updates>.png``: for a curriculum over generator programs (one with
-  ``gallery_entries``), a sample level of the fittest program in each descriptor-grid cell,
-  captioned with the cell and its fitness.
+  worst first, captioned with their solve rates.
+
+A grounding set (levels people sent) has no gallery: its levels are theirs.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs.images import save_png, tile
+from ued.curricula.base import LevelView, level_view
 from ued.networks import distribution
 
 GALLERY_SIZE = 16  # levels per gallery
 GALLERY_COLUMNS = 8
+# View kind -> (file name prefix, levels shown).
+GALLERIES = {"buffer": ("buffer", GALLERY_SIZE), "archive": ("programs", 2 * GALLERY_SIZE)}
 
 
 def index(levels: Any, i: int) -> Any:
@@ -42,33 +48,23 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}" if np.isfinite(x) else str(x)
 
 
-def buffer_gallery(exp, cstate: Any, k: int = GALLERY_SIZE) -> np.ndarray | None:
-    """The ``k`` highest-scoring buffer levels, captioned ``#rank score``; None without a
-    buffer or when it is empty."""
-    buffer = getattr(cstate, "buffer", None)
-    if buffer is None or not all(hasattr(buffer, f) for f in ("levels", "scores", "filled")):
+def view_gallery(exp, view: LevelView | None, k: int = GALLERY_SIZE) -> np.ndarray | None:
+    """The view's featured levels (by default its ``k`` highest-scoring filled slots,
+    captioned ``#rank score``, or without scores its first filled slots, captioned with the
+    slot); None for no view or no filled slot."""
+    if view is None:
         return None
-    scores = np.asarray(buffer.scores, np.float64)
-    filled = np.asarray(buffer.filled, bool)
-    if not filled.any():
-        return None
-    ranked = np.where(filled, np.nan_to_num(scores, nan=-np.inf), -np.inf)
-    order = np.lexsort((np.arange(len(scores)), -ranked, ~filled))[: min(k, filled.sum())]
-    images = render_levels(exp, buffer.levels, order)
-    captions = [f"#{r + 1} {_fmt(scores[i])}" for r, i in enumerate(order)]
-    return tile(images, GALLERY_COLUMNS, captions)
-
-
-def program_gallery(exp, cstate: Any, k: int = 2 * GALLERY_SIZE) -> np.ndarray | None:
-    """A sample level of the fittest archive program per grid cell (at most ``k``, fittest
-    first); None for curricula without programs or with an empty archive."""
-    entries = getattr(exp.curriculum, "gallery_entries", None)
-    if entries is None:
-        return None
-    chosen = entries(cstate)[:k]
+    chosen = view.featured
+    if chosen is None:
+        if view.scores is None:
+            chosen = [(i, f"slot {i}") for i in view.order()]
+        else:
+            scores = np.asarray(view.scores, np.float64)
+            chosen = [(i, f"#{r + 1} {_fmt(scores[i])}") for r, i in enumerate(view.order())]
+    chosen = list(chosen)[:k]
     if not chosen:
         return None
-    images = render_levels(exp, cstate.archive.levels, [slot for slot, _ in chosen])
+    images = render_levels(exp, view.levels, [slot for slot, _ in chosen])
     return tile(images, GALLERY_COLUMNS, [caption for _, caption in chosen])
 
 
@@ -99,12 +95,12 @@ def write_galleries(
     directory = Path(directory)
     written = []
     host = jax.device_get(curriculum)
-    image = buffer_gallery(exp, host)
-    if image is not None:
-        written.append(save_png(directory / f"buffer_{updates:08d}.png", image))
-    image = program_gallery(exp, host)
-    if image is not None:
-        written.append(save_png(directory / f"programs_{updates:08d}.png", image))
+    view = level_view(exp.curriculum, host)
+    if view is not None and view.kind in GALLERIES:
+        prefix, size = GALLERIES[view.kind]
+        image = view_gallery(exp, view, size)
+        if image is not None:
+            written.append(save_png(directory / f"{prefix}_{updates:08d}.png", image))
     if eval_names and solve_rates is not None:
         image = failure_gallery(exp, eval_names, eval_levels, solve_rates)
         if image is not None:

@@ -2,9 +2,9 @@
 
 Host code between jitted chunks: the train step keeps its shape. ``Grounding.apply`` takes
 the inbox's new messages (``ued.inbox``), inserts the accepted levels into the curriculum
-state with its optional ``add_levels`` (one level per call, so one compiled program serves
-every message; with ``run.num_seeds > 1`` it is mapped over the seed axis, so every seed
-gets the level) and returns the ``grounding/accepted`` and ``grounding/rejected`` counts
+state with its ``add_levels`` (``TakesLevels``; one level per call, so one compiled program
+serves every message; with ``run.num_seeds > 1`` it is mapped over the seed axis, so every
+seed gets the level) and returns the ``grounding/accepted`` and ``grounding/rejected`` counts
 the chunk's rows log.
 """
 
@@ -14,32 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
+from ued.curricula.base import TakesLevels, taken_levels
 from ued.inbox import Inbox
-
-
-def level_store(cstate) -> tuple[str, Any] | None:
-    """Where a curriculum state keeps levels: ``("buffer", LevelBuffer)`` for the PLR family,
-    ``("grounding", state)`` for a state with ``levels`` and ``filled`` (DR's grounding
-    set), or None."""
-    buffer = getattr(cstate, "buffer", None)
-    if buffer is not None and hasattr(buffer, "levels") and hasattr(buffer, "filled"):
-        return "buffer", buffer
-    if hasattr(cstate, "levels") and hasattr(cstate, "filled"):
-        return "grounding", cstate
-    return None
-
-
-def find_slot(store, level) -> int | None:
-    """The filled slot of ``store`` (leaves (C, ...)) holding ``level``, or None."""
-    store, level = jax.device_get((store, level))
-    match = np.asarray(store.filled, bool).copy()
-    for held, leaf in zip(jax.tree.leaves(store.levels), jax.tree.leaves(level), strict=True):
-        held = np.asarray(held)
-        match &= (held == np.asarray(leaf)[None]).reshape(held.shape[0], -1).all(axis=1)
-    slots = np.flatnonzero(match)
-    return int(slots[0]) if slots.size else None
+from ued.level_sets import find_slot
 
 
 class Grounding:
@@ -55,16 +33,14 @@ class Grounding:
         self.runner = runner
         self.exp = runner.exp
         self.inbox = Inbox(run_dir, done)
-        add = getattr(self.exp.curriculum, "add_levels", None)
         self._add = None
-        if add is not None:
-            fn = jax.vmap(add, in_axes=(0, None, 0)) if runner.seeded else add
-            self._add = jax.jit(fn)
+        if isinstance(self.exp.curriculum, TakesLevels):
+            add = self.exp.curriculum.add_levels
+            self._add = jax.jit(jax.vmap(add, in_axes=(0, None, 0)) if runner.seeded else add)
 
     def refusal(self) -> str:
         name = self.exp.cfg.curriculum.name
-        hint = " (curriculum.options.grounding_capacity is 0)" if name == "dr" else ""
-        return f"curriculum {name!r} takes no sent levels: it has no add_levels{hint}"
+        return f"curriculum {name!r} takes no sent levels with these options (no TakesLevels)"
 
     def apply(self, state, updates: int) -> tuple[Any, dict[str, float]]:
         """Applies the inbox's new messages to ``state`` after update ``updates``."""
@@ -100,14 +76,13 @@ class Grounding:
         slot, so the studio can show it was taken in even if it is evicted soon after."""
         if self.runner.seeded:
             cur = jax.tree.map(lambda x: x[0], cur)
-        found = level_store(cur)
-        if found is None:
+        view = taken_levels(self.exp.curriculum, jax.device_get(cur))
+        if view is None:
             return
-        kind, store = found
         for event, level in zip(events, levels, strict=True):
-            slot = find_slot(store, level)
+            slot = find_slot(view.levels, view.filled, level)
             if slot is not None:
-                event["store"], event["slot"] = kind, slot
+                event["store"], event["slot"] = view.kind, slot
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"inbox_ids": self.inbox.ids_to_save()}

@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from ued.level_sets import stack_like
+
 NOVELTY_K = 4  # nearest archive neighbours averaged by the novelty term
 
 
@@ -88,9 +90,7 @@ def init(example_level: Any, capacity: int, num_dims: int, num_descriptors: int)
         solvable=zeros,
         last_seen=jnp.zeros((capacity,), jnp.int32),
         born=jnp.zeros((capacity,), jnp.int32),
-        levels=jax.tree.map(
-            lambda x: jnp.broadcast_to(x, (capacity, *jnp.shape(x))), example_level
-        ),
+        levels=stack_like(example_level, capacity),
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 from flax import struct
 
 from ued import buffer as B
+from ued import level_sets
 
 INF = np.inf
 
@@ -98,10 +99,10 @@ def test_level_encoding_and_equality():
     assert enc.shape == (3, 11) and enc.dtype == jnp.float32
     np.testing.assert_array_equal(enc[0], enc[2])
     first = jax.tree.map(lambda x: x[0], levels)
-    assert bool(B.level_equal(first, jax.tree.map(lambda x: x[2], levels)))
-    assert not bool(B.level_equal(first, jax.tree.map(lambda x: x[1], levels)))
+    assert bool(level_sets.levels_equal(first, jax.tree.map(lambda x: x[2], levels)))
+    assert not bool(level_sets.levels_equal(first, jax.tree.map(lambda x: x[1], levels)))
     np.testing.assert_array_equal(
-        B.pairwise_equal(levels, levels), [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
+        level_sets.pairwise_equal(levels, levels), [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
     )
 
 
@@ -187,11 +188,11 @@ def _random_episode(key, params, capacity=8, steps=12, batch=5):
         levels = levels_from_ids(ids)
         buf, slots = B.insert(buf, params, levels, scores)
         stored = jax.tree.map(lambda x: x[jnp.maximum(slots, 0)], buf.levels)
-        same = jax.vmap(B.level_equal)(stored, levels) | (slots < 0)
+        same = jax.vmap(level_sets.levels_equal)(stored, levels) | (slots < 0)
         w = B.replay_weights(buf, params)
         buf, idx, _ = B.sample(buf, params, k_sample, 3)
         buf = B.update(buf, idx, jax.random.normal(k_new, (3,)))
-        dup = B.pairwise_equal(buf.levels, buf.levels) & buf.filled & buf.filled[:, None]
+        dup = level_sets.pairwise_equal(buf.levels, buf.levels) & buf.filled & buf.filled[:, None]
         dup = dup & ~jnp.eye(capacity, dtype=bool)
         out = dict(size=buf.size, filled=buf.filled, w=w, idx=idx, same=same, dup=dup.any())
         return buf, out

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.toy_family import REPLAY_CURRICULUM, toy_config, with_curriculum
-from ued.curricula.base import full_plan, restarts
+from ued.curricula.base import ResetsEpisodes, full_plan, restarts
 from ued.curricula.plr import REPLAY
 from ued.experiment import build
 
@@ -146,6 +146,8 @@ def test_dr_resamples_a_level_at_every_episode_end(resample, fresh_goals):
     exp = make("dr", resample=resample)
     state = exp.init(jax.random.PRNGKey(0))
     levels = exp.deps.generator  # the toy corridor's uniform generator
+    cur = exp.curriculum
+    assert isinstance(cur, ResetsEpisodes) == (resample == "episode")
     start = jax.vmap(levels)(jax.random.split(jax.random.PRNGKey(1), 7))
     restart = restarts(exp.curriculum, state.curriculum, start, full_plan(7))
     rollout = jax.jit(exp.rollout, static_argnames="next_levels")(

@@ -3,11 +3,11 @@
 import jax
 import numpy as np
 import pytest
-from flax import struct
 
 from envs import images as images_lib
 from tests.toy_family import toy_config
 from ued import gallery
+from ued.curricula.base import LevelView
 from ued.evaluate import (
     LevelEvaluator,
     cvar,
@@ -104,30 +104,20 @@ def test_tile_sizes_and_png(tmp_path):
         images_lib.save_png(tmp_path / "bad.png", captioned.astype(np.float32))
 
 
-@struct.dataclass
-class FakeBuffer:
-    levels: object
-    scores: object
-    filled: object
-
-
-@struct.dataclass
-class FakeCurriculum:
-    buffer: FakeBuffer
-
-
 def test_galleries_pick_top_scores_and_failures(exp):
     texts = ["AG....", "A....G", "....GA", "A.G..."]
     levels = exp.family.stack([exp.family.level_from_text(exp.env, t) for t in texts])
-    buffer = FakeBuffer(levels, np.array([0.1, 0.9, 5.0, -np.inf]), np.array([1, 1, 0, 1], bool))
-    image = gallery.buffer_gallery(exp, FakeCurriculum(buffer), k=16)
+    scores, filled = np.array([0.1, 0.9, 5.0, -np.inf]), np.array([1, 1, 0, 1], bool)
+    image = gallery.view_gallery(exp, LevelView("buffer", levels, filled, scores), k=16)
     assert image.shape == (8 + 8 + 14, 3 * (48 + 8), 3)  # 3 filled slots, one row
     # The best filled level (score 0.9, goal at 5) comes first: its goal column is green.
     first = image[4:12, 4:52]
     assert first[:, 5 * 8 : 6 * 8, 1].min() == 255 and first[:, :8, 1].max() == 0
-    assert gallery.buffer_gallery(exp, ()) is None
-    empty = FakeBuffer(levels, np.zeros(4), np.zeros(4, bool))
-    assert gallery.buffer_gallery(exp, FakeCurriculum(empty)) is None
+    assert gallery.view_gallery(exp, None) is None
+    empty = LevelView("buffer", levels, np.zeros(4, bool), np.zeros(4))
+    assert gallery.view_gallery(exp, empty) is None
+    unscored = LevelView("buffer", levels, filled)  # no scores: filled slots in slot order
+    assert gallery.view_gallery(exp, unscored).shape == image.shape
     names = ["a", "b", "c", "d"]
     rates = np.array([1.0, 0.25, 1.0, 0.5])
     assert gallery.failure_gallery(exp, names, levels, rates).shape == (30, 2 * 56, 3)

@@ -287,13 +287,14 @@ def test_add_levels_appends_valid_levels_to_a_ring():
     add = jax.jit(cur.add_levels)
     state = cur.init(jax.random.key(0))
     state = add(state, stacked(corridor(0, 1), corridor(2, 2), corridor(1, 3)), jax.random.key(1))
-    assert int(state.grounding_filled.sum()) == 2  # the start == goal level is refused
-    assert state.grounding.start[:2].tolist() == [0, 1] and int(state.grounding_next) == 2
+    ring = state.grounding
+    assert int(ring.filled.sum()) == 2  # the start == goal level is refused
+    assert ring.levels.start[:2].tolist() == [0, 1] and int(ring.count) == 2
     six = stacked(*(corridor(s, (s + 1) % 6) for s in range(6)))
     state = add(state, six, jax.random.key(2))
-    assert bool(state.grounding_filled.all())
-    assert sorted(np.asarray(state.grounding.start).tolist()) == [2, 3, 4, 5]  # the last four
-    assert int(state.grounding_next) == 2
+    assert bool(state.grounding.filled.all())
+    assert sorted(np.asarray(state.grounding.levels.start).tolist()) == [2, 3, 4, 5]  # last four
+    assert int(state.grounding.count) % 4 == 2  # the next slot
 
 
 def test_grounding_file_levels_fill_their_share_of_the_batch(tmp_path):

@@ -82,7 +82,6 @@ def test_the_archive_view_reads_bounds_past_the_ladder(program_run):
     import jax.numpy as jnp
 
     from ued.parallel import per_seed
-    from ued.studio.levels import ArchiveView
 
     model = runs_lib.RunModel(program_run / "prog")
     _, state, _ = model.latest()
@@ -91,7 +90,7 @@ def test_the_archive_view_reads_bounds_past_the_ladder(program_run):
     spec = cstate.spec.replace(low=cstate.spec.low - 1.0, high=cstate.spec.high + 2.0,
                                stage=jnp.asarray(exp.curriculum.space.num_stages + 3))  # fmt: skip
     cstate = cstate.replace(spec=spec)
-    view = ArchiveView(exp)(cstate, limit=4)
+    view = exp.curriculum.level_view(cstate).summary
     low, high = np.asarray(spec.low), np.asarray(spec.high)
     names = exp.curriculum.space.names
     assert view["stage"] == exp.curriculum.space.num_stages + 3

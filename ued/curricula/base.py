@@ -8,12 +8,13 @@ everything it may use from the run, and nothing in it points back up.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from envs.core import Environment, Family, Generator, Level
@@ -50,12 +51,6 @@ class Curriculum(Protocol):
 
     ``groups`` names the kinds of env a plan may contain (e.g. ``("new", "replay",
     "edit")``); the step logs the fraction of envs in each as ``curriculum/<name>``.
-    Optionally, ``next_level`` (a generator, ``key -> level``) resets an env whose episode
-    ends inside the student's rollout to a fresh level instead of replaying its level (DR);
-    or ``next_levels(cstate, levels, plan)``, given this step's proposal, returns ``key ->
-    levels`` (leaves (N, ...), env i restarts on entry i) or None (replay), for a curriculum
-    whose new level depends on the env (a program curriculum: the env's program). See
-    ``restarts``.
     ``update`` must return the same metric keys on every step (NaN where a metric does not
     apply to this step) so the step can be scanned.
 
@@ -69,14 +64,11 @@ class Curriculum(Protocol):
     branches stay branches under ``vmap`` (a ``lax.cond`` on a per-seed predicate runs both
     branches there). A curriculum without the keyword gets none and works as before.
 
-    Optionally, ``add_levels(self, cstate, levels: Level, key) -> cstate`` takes levels
-    from outside the curriculum (drawn by a person and sent to the run's inbox, see
-    ``ued.inbox``): ``levels`` is a stacked batch of valid levels (leading axis B), and the
-    curriculum puts them where it will train on them (PLR's buffer, DR's grounding set, a
-    program curriculum's grounding set). It must be pure and jittable, keep every shape of
-    ``cstate``, and work on one seed's state (the driver maps it over the seed axis). The
-    host calls it between chunks, never inside the train step. A curriculum without it
-    refuses sent levels, and the run logs why.
+    What else the framework may ask of a curriculum is an optional capability below,
+    declared by inheriting it (``class MyCurriculum(TakesLevels, ShowsLevels)``); the
+    framework asks ``isinstance(curriculum, Capability)`` and reads nothing else of the
+    curriculum or of its state. A metric named ``events/<name>`` (``EVENT_PREFIX``) that is
+    positive on an update marks an event of that update in the run's records.
     """
 
     groups: tuple[str, ...]
@@ -97,6 +89,113 @@ class Curriculum(Protocol):
         student: Any,
         schedule: Any = None,
     ) -> tuple[Any, dict[str, chex.Array]]: ...
+
+
+EVENT_PREFIX = "events/"  # a metric ``events/<name>`` > 0 marks an event of its update
+
+# --- optional capabilities: declared by inheriting them -------------------------------------
+
+
+class ResetsEpisodes:
+    """An env whose episode ends inside the student's rollout is reset to a fresh level
+    (DR, a program curriculum: a new level of the env's program) instead of replaying its
+    level."""
+
+    def next_levels(self, cstate: Any, levels: Level, plan: Plan) -> Callable | None:
+        """Given this step's proposal, ``key -> levels`` (leaves (N, ...); env i restarts
+        on entry i), or None: the envs replay their levels. Jittable."""
+        raise NotImplementedError
+
+
+class CarriesEpisodes:
+    """Episodes and the student's recurrent state continue from one update's rollout into
+    the next (``ued.experiment.EpisodeCarry``, kept in the curriculum's state)."""
+
+    def episodes(self, cstate: Any) -> Any:
+        """Where the episodes stand, to start this rollout from."""
+        raise NotImplementedError
+
+    def with_episodes(self, cstate: Any, episodes: Any) -> Any:
+        """``cstate`` keeping where the episodes stand after the rollout."""
+        raise NotImplementedError
+
+
+class TakesLevels:
+    """Takes levels from outside the curriculum (drawn by a person and sent to the run's
+    inbox, see ``ued.inbox``). Without it a run refuses sent levels and logs why."""
+
+    def add_levels(self, cstate: Any, levels: Level, key: chex.PRNGKey) -> Any:
+        """Puts ``levels`` (a stacked batch of valid levels, leading axis B) where the
+        curriculum will train on them (PLR's buffer, a grounding set). Pure and jittable,
+        keeps every shape of ``cstate`` and works on one seed's state (the driver maps it
+        over the seed axis); the host calls it between chunks, never inside the step."""
+        raise NotImplementedError
+
+    def taken_levels(self, cstate: Any) -> LevelView:
+        """Where sent levels are kept now (one seed's state), to find them again."""
+        raise NotImplementedError
+
+
+class ShowsLevels:
+    """Has levels worth showing: the gallery, the inbox and the studio read them through
+    ``level_view`` and nothing else."""
+
+    def level_view(self, cstate: Any) -> LevelView:
+        """The levels of one seed's state, on the host."""
+        raise NotImplementedError
+
+
+VIEW_KINDS = ("buffer", "grounding", "archive")
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelView:
+    """A curriculum's set of levels as the gallery, the inbox and the studio show it.
+
+    ``columns`` are shown beside each level (the studio's JSON: numbers, NaN as null, lists
+    and dicts); ``summary`` describes the whole set. Levels are shown best first by
+    ``scores`` (NaN last), or in slot order without scores. ``featured`` are the
+    ``(slot, caption)`` pairs a picture gallery shows, best first; None: the best-scored
+    filled slots captioned ``#rank score`` (no gallery without scores).
+    """
+
+    kind: str  # one of VIEW_KINDS: a scored buffer, a set sent in by people, an archive
+    levels: Level  # leaves (C, ...) host arrays
+    filled: np.ndarray  # (C,) bool
+    scores: np.ndarray | None = None  # (C,) float64
+    columns: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
+    summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    featured: Sequence[tuple[int, str]] | None = None
+
+    def __post_init__(self):
+        if self.kind not in VIEW_KINDS:
+            raise ValueError(f"LevelView.kind={self.kind!r}; must be one of {VIEW_KINDS}")
+
+    @property
+    def capacity(self) -> int:
+        return int(np.shape(self.filled)[0])
+
+    def order(self) -> list[int]:
+        """The filled slots, best first (by score, ties to the lower slot) or slot order."""
+        filled = np.asarray(self.filled, bool)
+        if self.scores is None:
+            return [int(i) for i in np.flatnonzero(filled)]
+        scores = np.asarray(self.scores, np.float64)
+        ranked = np.where(np.isnan(scores), -np.inf, scores)
+        return [int(i) for i in np.argsort(-ranked, kind="stable") if filled[i]]
+
+    def level(self, slot: int) -> Level:
+        return jax.tree.map(lambda x: np.asarray(x[slot]), self.levels)
+
+
+def level_view(curriculum: Any, cstate: Any) -> LevelView | None:
+    """What ``curriculum`` shows of ``cstate``: None unless it declares ``ShowsLevels``."""
+    return curriculum.level_view(cstate) if isinstance(curriculum, ShowsLevels) else None
+
+
+def taken_levels(curriculum: Any, cstate: Any) -> LevelView | None:
+    """Where ``curriculum`` keeps sent levels: None unless it declares ``TakesLevels``."""
+    return curriculum.taken_levels(cstate) if isinstance(curriculum, TakesLevels) else None
 
 
 def generate(generator: Generator, key: chex.PRNGKey, n: int) -> Level:
@@ -122,14 +221,8 @@ def group_fractions(groups: tuple[str, ...], plan: Plan) -> dict[str, chex.Array
 
 
 def restarts(curriculum, cstate: Any, levels: Level, plan: Plan) -> Callable | None:
-    """What the step's rollout resets a finished episode to: ``key -> levels`` (leaves
-    (N, ...); env i restarts on entry i), from the curriculum's ``next_levels`` or its
-    ``next_level`` (N draws of the generator, one key each), or None: the env replays."""
-    per_env = getattr(curriculum, "next_levels", None)
-    if per_env is not None:
-        return per_env(cstate, levels, plan)
-    generator = getattr(curriculum, "next_level", None)
-    if generator is None:
-        return None
-    n = plan.group.shape[0]
-    return lambda key: jax.vmap(generator)(jax.random.split(key, n))
+    """What the step's rollout resets a finished episode to (``ResetsEpisodes``), or None:
+    the env replays."""
+    if isinstance(curriculum, ResetsEpisodes):
+        return curriculum.next_levels(cstate, levels, plan)
+    return None

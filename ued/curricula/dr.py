@@ -25,14 +25,25 @@ The episodes are part of the curriculum's state, so checkpoints resume them exac
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from ued import level_sets
 from ued.curricula import register
-from ued.curricula.base import Deps, full_plan, generate
+from ued.curricula.base import (
+    CarriesEpisodes,
+    Deps,
+    LevelView,
+    ResetsEpisodes,
+    ShowsLevels,
+    TakesLevels,
+    full_plan,
+    generate,
+)
 from ued.options import ConfigError, option
 
 
@@ -60,15 +71,6 @@ class CarriedDRState:
     episodes: Any
 
 
-@struct.dataclass
-class DRState:
-    """DR's grounding set: levels sent to the run."""
-
-    levels: Any  # leaves (K, ...) the sent levels; unfilled slots hold the example level
-    filled: jax.Array  # (K,) bool
-    count: jax.Array  # () int32 levels ever added (the next slot is count % K)
-
-
 @dataclasses.dataclass(frozen=True)
 class DomainRandomization:
     deps: Deps
@@ -77,20 +79,6 @@ class DomainRandomization:
     @property
     def groups(self) -> tuple[str, ...]:
         return ("new", "grounding") if self.options.grounding_capacity else ("new",)
-
-    @property
-    def next_level(self):
-        """The generator finished episodes are reset with, or None (replay)."""
-        return self.deps.generator if self.options.resample == "episode" else None
-
-    @property
-    def episodes_of(self):
-        """``cstate -> EpisodeCarry`` with ``carry_episodes`` (see ``Experiment._rollout``),
-        else None."""
-        return (lambda cstate: cstate.episodes) if self.options.carry_episodes else None
-
-    def with_episodes(self, cstate, episodes):
-        return cstate.replace(episodes=episodes)
 
     def init(self, key):
         if not self.options.carry_episodes:
@@ -112,47 +100,66 @@ class DomainRandomization:
         k = self.options.grounding_capacity
         if not k:
             return ()
-        example = self.deps.family.example_level(self.deps.env)
-        return DRState(
-            levels=jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), example),
-            filled=jnp.zeros((k,), bool),
-            count=jnp.zeros((), jnp.int32),
-        )
+        return level_sets.ring(self.deps.family.example_level(self.deps.env), k)
 
     def propose(self, key, cstate, student):
         n = self.deps.num_envs
         levels, plan = generate(self.deps.generator, key, n), full_plan(n)
         if not self.options.grounding_capacity:
             return cstate, levels, plan
-        whole, cstate = cstate, self._grounding(cstate)
+        grounding = self._grounding(cstate)
         # A separate stream: the generator's keys are those of DR without a grounding set.
         mix_key, pick_key = jax.random.split(jax.random.fold_in(key, 1))
-        size = cstate.filled.sum()
-        use = jax.random.bernoulli(mix_key, self.options.grounding_prob, (n,)) & (size > 0)
-        pick = jax.random.randint(pick_key, (n,), 0, jnp.maximum(size, 1))
-        sent = jax.tree.map(lambda x: x[pick], cstate.levels)
-        levels = jax.tree.map(
-            lambda a, b: jnp.where(use.reshape((n,) + (1,) * (a.ndim - 1)), a, b), sent, levels
-        )
-        return whole, levels, plan.replace(group=use.astype(jnp.int32))
+        use = jax.random.bernoulli(mix_key, self.options.grounding_prob, (n,))
+        use &= grounding.filled.any()
+        sent = level_sets.sample(grounding, pick_key, n)
+        levels = level_sets.mix(levels, sent, use)
+        return cstate, levels, plan.replace(group=use.astype(jnp.int32))
+
+    def update(self, key, cstate, plan, levels, rollout, student):
+        return cstate, {}
+
+
+class _NewLevelAtEpisodeEnd(ResetsEpisodes):
+    """``resample: episode``: a finished episode restarts on a level from the generator."""
+
+    def next_levels(self, cstate, levels, plan):
+        n = plan.group.shape[0]
+        return lambda key: jax.vmap(self.deps.generator)(jax.random.split(key, n))
+
+
+class _CarriedEpisodes(CarriesEpisodes):
+    """``carry_episodes``: where the episodes stand is kept in ``CarriedDRState``."""
+
+    def episodes(self, cstate):
+        return cstate.episodes
+
+    def with_episodes(self, cstate, episodes):
+        return cstate.replace(episodes=episodes)
+
+
+class _GroundingSet(TakesLevels, ShowsLevels):
+    """``grounding_capacity > 0``: sent levels are kept, shown and replayed."""
 
     def add_levels(self, cstate, levels, key):
         """Adds sent levels (a stacked batch) to the grounding set, overwriting the oldest
         when it is full. ``key`` is unused."""
         del key
-        whole, cstate = cstate, self._grounding(cstate)
-        k = self.options.grounding_capacity
-        n = jax.tree.leaves(levels)[0].shape[0]
-        slots = (cstate.count + jnp.arange(n)) % k
-        put = lambda x, v: x.at[slots].set(v.astype(x.dtype))
-        stored = jax.tree.map(put, cstate.levels, levels)
-        grounding = DRState(
-            levels=stored, filled=cstate.filled.at[slots].set(True), count=cstate.count + n
-        )
-        return self._with_grounding(whole, grounding)
+        grounding = level_sets.add(self._grounding(cstate), levels)
+        return self._with_grounding(cstate, grounding)
 
-    def update(self, key, cstate, plan, levels, rollout, student):
-        return cstate, {}
+    def level_view(self, cstate):
+        grounding = jax.device_get(self._grounding(cstate))
+        return LevelView("grounding", grounding.levels, grounding.filled)
+
+    def taken_levels(self, cstate):
+        return self.level_view(cstate)
+
+
+@functools.cache
+def _variant(parts: tuple[type, ...]) -> type:
+    """DR with the capabilities its options give it (each part is one)."""
+    return type("DomainRandomization", (*parts, DomainRandomization), {})
 
 
 @register("dr", DROptions)
@@ -162,13 +169,9 @@ def make_dr(options: DROptions, deps: Deps) -> DomainRandomization:
             "curriculum.options.carry_episodes needs resample: episode (carried episodes get "
             "new levels only at their ends)"
         )
-    if not options.grounding_capacity:
-        return _DRWithoutGrounding(deps, options)
-    return DomainRandomization(deps, options)
-
-
-@dataclasses.dataclass(frozen=True)
-class _DRWithoutGrounding(DomainRandomization):
-    """DR with ``grounding_capacity: 0``: no ``add_levels``, so sent levels are refused."""
-
-    add_levels = None
+    parts = (
+        (_NewLevelAtEpisodeEnd,) * (options.resample == "episode")
+        + (_CarriedEpisodes,) * options.carry_episodes
+        + (_GroundingSet,) * (options.grounding_capacity > 0)
+    )
+    return _variant(parts)(deps, options)

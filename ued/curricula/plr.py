@@ -26,14 +26,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from envs.editing import menu, repeat
 from ued import buffer as buf_lib
 from ued import scoring
 from ued.curricula import register
-from ued.curricula.base import Deps
+from ued.curricula.base import Deps, LevelView, ShowsLevels, TakesLevels
 from ued.curricula.plr_schedules import EDIT, NEW, REPLAY, Parallel, Sequential
+from ued.level_sets import stack_like
 from ued.options import ConfigError, call_with_options, option
 
 
@@ -91,7 +93,7 @@ class PLRState:
 
 
 @dataclasses.dataclass(frozen=True)
-class PLR:
+class PLR(TakesLevels, ShowsLevels):
     """A PLR-type curriculum; see the module docstring for its parts."""
 
     deps: Deps
@@ -123,7 +125,7 @@ class PLR:
             buffer=buf_lib.init(example, capacity),
             params=self.buffer_params,
             level_stats={k: jnp.zeros((capacity,), jnp.float32) for k in metrics},
-            last_replayed=jax.tree.map(lambda x: jnp.broadcast_to(x, (r, *jnp.shape(x))), example),
+            last_replayed=stack_like(example, r),
             last_idx=jnp.full((r,), -1, jnp.int32),
             edit_next=jnp.zeros((), bool),
         )
@@ -154,6 +156,20 @@ class PLR:
         scores = jnp.full((n,), jnp.nextafter(top, jnp.inf), jnp.float32)
         extras = buf_lib.default_extras(n)
         return self.insert(cstate, levels, scores, extras)
+
+    def level_view(self, cstate: PLRState) -> LevelView:
+        """The buffer: levels by score, with staleness, edits and best return."""
+        buffer = jax.device_get(cstate.buffer)
+        columns = {
+            "score": buffer.scores,
+            "staleness": np.asarray(buffer.clock - buffer.last_sampled),
+            "num_edits": buffer.extras.num_edits,
+            "best_return": buffer.extras.best_return,
+        }
+        return LevelView("buffer", buffer.levels, buffer.filled, buffer.scores, columns)
+
+    def taken_levels(self, cstate: PLRState) -> LevelView:
+        return self.level_view(cstate)
 
     # --- parts shared by the schedules ----------------------------------------------------
     def train_mask(self, group):

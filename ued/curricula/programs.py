@@ -39,6 +39,7 @@ it to ``events.jsonl``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import chex
@@ -47,10 +48,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ued import level_sets, scoring
 from ued import program_archive as arc
-from ued import scoring
-from ued.curricula import register
-from ued.curricula.base import Deps, Plan
+from ued.curricula import program_view, register
+from ued.curricula.base import (
+    Deps,
+    LevelView,
+    Plan,
+    ResetsEpisodes,
+    ShowsLevels,
+    TakesLevels,
+)
 from ued.curricula.program_options import ProgramsOptions, check_options
 from ued.program_spec import Specification, SpecState
 
@@ -62,9 +70,7 @@ SIDES = ("low", "high")
 @struct.dataclass
 class ProgramsState:
     archive: arc.Archive
-    grounding: Any  # leaves (G, ...) levels of the grounding set
-    grounding_filled: chex.Array  # (G,) bool
-    grounding_next: chex.Array  # () int32 ring position of the next added level
+    grounding: level_sets.LevelRing  # capacity G: the grounding file's and sent levels
     batch_programs: chex.Array  # (P, D) float32 this step's programs
     batch_slots: chex.Array  # (P,) int32 their archive slots, -1 for new ones
     batch_kind: chex.Array  # (P,) int32 ARCHIVE, FRESH or MUTATED
@@ -87,7 +93,7 @@ class ProgramsState:
 
 
 @dataclasses.dataclass(frozen=True)
-class ProgramCurriculum:
+class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
     """Built by ``make_programs``; see the module docstring."""
 
     deps: Deps
@@ -130,25 +136,12 @@ class ProgramCurriculum:
     def init(self, key) -> ProgramsState:
         deps, o, space = self.deps, self.options, self.space
         example = deps.family.example_level(deps.env)
-        g = o.grounding_capacity
-        grounding = jax.tree.map(lambda x: jnp.broadcast_to(x, (g, *jnp.shape(x))), example)
-        filled = jnp.zeros((g,), bool)
-        given = 0  # levels from the grounding file (static)
-        if self.grounding_levels is not None:
-            given = jax.tree.leaves(self.grounding_levels)[0].shape[0]
-            grounding = jax.tree.map(
-                lambda x, v: x.at[:given].set(jnp.asarray(v, x.dtype)),
-                grounding,
-                self.grounding_levels,
-            )
-            filled = filled.at[:given].set(True)
+        grounding = level_sets.ring(example, o.grounding_capacity, self.grounding_levels)
         p = self.num_programs
         spec = self.spec.init()
         return ProgramsState(
             archive=arc.init(example, o.capacity, space.num_dims, len(space.descriptor_names)),
             grounding=grounding,
-            grounding_filled=filled,
-            grounding_next=jnp.asarray(given % max(g, 1), jnp.int32),
             batch_programs=jnp.zeros((p, space.num_dims), jnp.float32),
             batch_slots=jnp.full((p,), -1, jnp.int32),
             batch_kind=jnp.full((p,), FRESH, jnp.int32),
@@ -172,23 +165,11 @@ class ProgramCurriculum:
         of fixed capacity (the oldest are overwritten). Jittable; ``key`` is unused (the
         ring's order is deterministic) and kept for the shared signature."""
         del key
-        g = self.options.grounding_capacity
-        if g == 0:
+        if self.options.grounding_capacity == 0:
             return cstate
         env, family = self.deps.env, self.deps.family
         valid = jax.vmap(lambda lv: family.is_valid(env, lv))(levels)
-        before = jnp.cumsum(valid) - valid  # valid levels ahead of each one
-        total = valid.sum()
-        keep = valid & (total - before <= g)  # only the last g valid levels
-        skipped = jnp.maximum(total - g, 0)
-        pos = (cstate.grounding_next + before - skipped) % g
-        target = jnp.where(keep, pos, g)
-        put = lambda x, v: x.at[target].set(v.astype(x.dtype), mode="drop")  # noqa: E731
-        return cstate.replace(
-            grounding=jax.tree.map(put, cstate.grounding, levels),
-            grounding_filled=put(cstate.grounding_filled, keep),
-            grounding_next=((cstate.grounding_next + keep.sum()) % g).astype(jnp.int32),
-        )
+        return cstate.replace(grounding=level_sets.add(cstate.grounding, levels, valid))
 
     # --- estimates ------------------------------------------------------------------------
     def violation(self, descriptor: chex.Array, solvable: chex.Array) -> chex.Array:
@@ -273,18 +254,9 @@ class ProgramCurriculum:
     def _ground(self, key, cstate: ProgramsState, levels):
         """The last ``grounding_envs`` envs play grounding levels (while there are any)."""
         n, g = self.deps.num_envs, self.grounding_envs
-        filled = cstate.grounding_filled
-        logits = jnp.where(filled, 0.0, -jnp.inf)
-        idx = jax.random.categorical(key, jnp.where(filled.any(), logits, 0.0), shape=(g,))
-        chosen = jax.tree.map(lambda x: x[idx], cstate.grounding)
-        is_ground = (jnp.arange(n) >= n - g) & filled.any()
-
-        def mix(x, v):
-            full = jnp.concatenate([x[: n - g], v.astype(x.dtype)])
-            mask = is_ground.reshape((n,) + (1,) * (x.ndim - 1))
-            return jnp.where(mask, full, x)
-
-        return jax.tree.map(mix, levels, chosen), is_ground
+        chosen = level_sets.sample(cstate.grounding, key, g)
+        is_ground = (jnp.arange(n) >= n - g) & cstate.grounding.filled.any()
+        return level_sets.mix(levels, chosen, is_ground), is_ground
 
     def next_levels(self, cstate: ProgramsState, levels, plan: Plan):
         """What a finished episode restarts on, given this step's proposal: with ``resample:
@@ -292,8 +264,8 @@ class ProgramCurriculum:
         env's program (a grounding env keeps its level); with ``rollout`` None (replay).
 
         The train step resets env i to entry i of ``next_levels(...)(key)`` when its episode
-        ends, as it resets DR's envs with ``next_level``; unlike DR's, the draw depends on
-        the curriculum's state (each env's program), hence this form."""
+        ends (``ResetsEpisodes``); unlike DR's, the draw depends on the curriculum's state
+        (each env's program)."""
         if self.options.resample == "rollout":
             return None
         n = self.deps.num_envs
@@ -487,7 +459,7 @@ class ProgramCurriculum:
             "programs/widen_events": sp.widen_events.astype(jnp.float32),
             "events/widen": widened.astype(jnp.float32),
             "programs/since_improve": sp.since.astype(jnp.float32),
-            "programs/grounding_size": cstate.grounding_filled.sum().astype(jnp.float32),
+            "programs/grounding_size": cstate.grounding.filled.sum().astype(jnp.float32),
             **{f"programs/lp_{name}": group_mean(i) for i, name in enumerate(GROUPS)},
         }
         if self.probing:
@@ -542,22 +514,16 @@ class ProgramCurriculum:
         low, high = np.asarray(cstate.spec.low), np.asarray(cstate.spec.high)
         return {n: [float(low[i]), float(high[i])] for i, n in enumerate(self.space.names)}
 
-    def gallery_entries(self, cstate: ProgramsState) -> list[tuple[int, str]]:
-        """``(slot, caption)`` of the fittest program of every occupied grid cell, best
-        first (host side; ``cstate`` as host arrays)."""
-        fit, cell, _ = jax.device_get(jax.jit(self.archive_view)(cstate))
-        filled = np.asarray(cstate.archive.filled)
-        best: dict[int, int] = {}
-        for slot in np.flatnonzero(filled):
-            c = int(cell[slot])
-            if c not in best or fit[slot] > fit[best[c]]:
-                best[c] = int(slot)
-        r = self.options.grid_resolution
-        entries = []
-        for c, slot in sorted(best.items(), key=lambda kv: -fit[kv[1]]):
-            coords = ",".join(str((c // r**i) % r) for i in reversed(range(len(self.grid))))
-            entries.append((slot, f"({coords}) {fit[slot]:.3f}"))
-        return entries
+    def level_view(self, cstate: ProgramsState) -> LevelView:
+        return program_view.archive_view(self, cstate)
+
+    def taken_levels(self, cstate: ProgramsState) -> LevelView:
+        return program_view.grounding_view(cstate)
+
+    @functools.cached_property
+    def compiled_view(self):
+        """Compiled once per curriculum (a frozen dataclass keeps it in its ``__dict__``)."""
+        return program_view.compile_view(self)
 
 
 @register("programs", ProgramsOptions)

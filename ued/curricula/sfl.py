@@ -33,6 +33,7 @@ from envs.core import Level
 from ued import scoring
 from ued.curricula import register
 from ued.curricula.base import Deps, Plan, generate
+from ued.level_sets import stack_like
 from ued.options import ConfigError, option
 
 
@@ -100,7 +101,7 @@ class SFL:
         metrics = jax.eval_shape(lambda lv: deps.family.level_metrics(deps.env, lv), example)
         zeros = jnp.zeros((k,), jnp.float32)
         return SFLState(
-            levels=jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), example),
+            levels=stack_like(example, k),
             learnability=zeros,
             success_rate=zeros,
             level_stats={name: jnp.zeros((), jnp.float32) for name in metrics},

@@ -329,13 +329,7 @@ def create_app(
             if latest is not None:
                 step, state, _ = latest
                 out["checkpoint"] = step
-                archive = None
-                if levels_lib.has_archive(exp):
-                    with model.lock:
-                        if model.archive_view is None or model.archive_view.exp is not exp:
-                            model.archive_view = levels_lib.ArchiveView(exp)
-                        archive = model.archive_view
-                out["curriculum"] = levels_lib.curriculum_levels(exp, state, seed, limit, archive)
+                out["curriculum"] = levels_lib.curriculum_levels(exp, state, seed, limit)
             return out
 
         return JSONResponse(await run_in_threadpool(work))

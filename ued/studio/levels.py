@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ued import inbox as inbox_lib
-from ued.grounding import level_store
+from ued.curricula.base import LevelView, level_view, taken_levels
 from ued.parallel import per_seed
 
 MAX_EPISODES = 64  # episodes one try may run
@@ -113,141 +113,70 @@ def named_levels(exp, last_eval: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def curriculum_levels(
-    exp, state, seed: int = 0, limit: int = 16, archive: ArchiveView | None = None
-) -> dict[str, Any]:
-    """The curriculum's levels in a checkpoint's state: a program archive's fittest slots
-    (through ``archive``, the run's ``ArchiveView``), a buffer's top levels by score with
-    staleness and edit depth, or a grounding set's levels."""
+def _json(value):
+    """A column value as JSON: numbers (NaN and infinities as None), lists and dicts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    value = np.asarray(value)
+    if value.dtype.kind == "U":
+        return str(value) if value.ndim == 0 else value.tolist()
+    if value.ndim:
+        return [_json(v) for v in value]
+    if value.dtype == bool:
+        return bool(value)
+    if np.issubdtype(value.dtype, np.integer):
+        return int(value)
+    return _scalar(value)
+
+
+def _view(exp, state, seed: int) -> LevelView | None:
     seeds = per_seed(state.curriculum, exp.cfg.run.num_seeds)
-    cstate = seeds[min(max(seed, 0), len(seeds) - 1)]
-    limit = max(1, min(int(limit), MAX_BUFFER_LEVELS))
-    if archive is not None and hasattr(cstate, "archive"):
-        return archive(cstate, limit)
-    found = level_store(cstate)
-    if found is None:
+    return level_view(exp.curriculum, seeds[min(max(seed, 0), len(seeds) - 1)])
+
+
+def _row(exp, view: LevelView, slot: int) -> dict[str, Any]:
+    row = {"slot": slot, **{name: _json(column[slot]) for name, column in view.columns.items()}}
+    return {**row, "text": exp.family.level_to_text(exp.env, view.level(slot))}
+
+
+def curriculum_levels(exp, state, seed: int = 0, limit: int = 16) -> dict[str, Any]:
+    """The levels the curriculum shows (``ShowsLevels``) in a checkpoint's state, best first
+    with the view's columns (a buffer's score and staleness, an archive's programs and
+    estimates), and the view's summary; ``kind: none`` for a curriculum that shows none."""
+    view = _view(exp, state, seed)
+    if view is None:
         return {"kind": "none", "levels": [], "size": 0, "capacity": 0}
-    kind, store = found
-    store = jax.device_get(store)
-    filled = np.asarray(store.filled, bool)
-    capacity = int(filled.shape[0])
-    rows = []
-    if kind == "buffer":
-        scores = np.where(np.isfinite(store.scores), store.scores, -np.inf)
-        order = [int(i) for i in np.argsort(-scores, kind="stable") if filled[i]][:limit]
-        for slot in order:
-            level = jax.tree.map(lambda x, s=slot: x[s], store.levels)
-            rows.append(
-                {
-                    "slot": slot,
-                    "score": _scalar(store.scores[slot]),
-                    "staleness": int(store.clock - store.last_sampled[slot]),
-                    "num_edits": int(store.extras.num_edits[slot]),
-                    "best_return": _scalar(store.extras.best_return[slot]),
-                    "text": exp.family.level_to_text(exp.env, level),
-                }
-            )
-    else:
-        for slot in np.flatnonzero(filled)[:limit]:
-            level = jax.tree.map(lambda x, s=int(slot): x[s], store.levels)
-            rows.append({"slot": int(slot), "text": exp.family.level_to_text(exp.env, level)})
-    return {"kind": kind, "levels": rows, "size": int(filled.sum()), "capacity": capacity}
+    limit = max(1, min(int(limit), MAX_BUFFER_LEVELS))
+    order = view.order()
+    return {
+        "kind": view.kind,
+        "levels": [_row(exp, view, slot) for slot in order[:limit]],
+        "size": len(order),
+        "capacity": view.capacity,
+        **{k: _json(v) for k, v in view.summary.items()},
+    }
 
 
-class ArchiveView:
-    """A program curriculum's archive, read from a curriculum state (one seed's): its
-    occupied slots fittest first, each with its program, estimates, grid cell and a sample
-    level generated from the program with a fixed key. Compiled once per run."""
-
-    def __init__(self, exp):
-        cur = exp.curriculum
-        self.exp, self.cur, self.space = exp, cur, cur.space
-        generate = jax.vmap(cur.space.generate, in_axes=(None, 0))
-        self.sample = jax.jit(lambda programs: generate(jax.random.PRNGKey(0), programs))
-        self.view = jax.jit(cur.archive_view)
-
-    def __call__(self, cstate, limit: int) -> dict[str, Any]:
-        from ued import program_archive as arc
-
-        exp, cur, space = self.exp, self.cur, self.space
-        fit, cell, _ = jax.device_get(self.view(cstate))
-        a = jax.device_get(cstate.archive)
-        filled = np.asarray(a.filled, bool)
-        fit = np.asarray(fit, np.float64)
-        ranked = np.where(filled & ~np.isnan(fit), fit, -np.inf)
-        order = [int(i) for i in np.argsort(-ranked, kind="stable") if filled[i]][:limit]
-        levels = jax.device_get(self.sample(jnp.asarray(a.programs)))
-        spread = np.asarray(arc.spread(a.lp, a.lp_sq))
-        count = int(cstate.count)
-        r, grid = cur.options.grid_resolution, cur.grid
-        names = space.descriptor_names
-        rows = []
-        for slot in order:
-            c = int(cell[slot])
-            level = jax.tree.map(lambda x, s=slot: x[s], levels)
-            rows.append(
-                {
-                    "slot": slot,
-                    "program": space.to_dict(a.programs[slot]),
-                    "fitness": _scalar(fit[slot]),
-                    "lp": _scalar(a.lp[slot]),
-                    "lp_spread": _scalar(spread[slot]),
-                    "solvable": _scalar(a.solvable[slot]),
-                    "descriptors": {n: _scalar(a.descriptor[slot, i]) for i, n in enumerate(names)},
-                    "cell": [(c // r**i) % r for i in reversed(range(len(grid)))],
-                    "age": max(count - int(a.last_seen[slot]), 0),
-                    "born": int(a.born[slot]),
-                    "text": exp.family.level_to_text(exp.env, level),
-                }
-            )
-        occupied = len({int(cell[i]) for i in np.flatnonzero(filled)})
-        stage = int(cstate.stage)
-        return {
-            "kind": "archive",
-            "levels": rows,
-            "size": int(filled.sum()),
-            "capacity": int(filled.shape[0]),
-            "stage": stage,
-            "num_stages": space.num_stages,
-            # The specification's bounds: with ``spec: model`` they leave the ladder and the
-            # stage counts widenings past its end.
-            "stage_bounds": cur.current_bounds(cstate),
-            "widen_events": int(cstate.widen_events),
-            "grid": [names[i] for i in grid],
-            "grid_resolution": r,
-            "occupied_cells": occupied,
-            "num_cells": cur.num_cells,
-            "coverage": occupied / cur.num_cells,
-            "updates": count,
-        }
-
-
-def has_archive(exp) -> bool:
-    """Whether the run's curriculum keeps a program archive (``ued.curricula.programs``)."""
-    cur = exp.curriculum
-    return hasattr(cur, "archive_view") and hasattr(cur, "space")
+LOCATED_COLUMNS = ("score", "staleness")  # what the inbox page says of a found level
 
 
 def locate(exp, state, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Every level the curriculum holds, by its text: slot, and for a buffer its score and
-    staleness (to find where sent levels are now)."""
+    """Every level the curriculum keeps sent levels in (``TakesLevels.taken_levels``), by
+    its text: the set's kind, the slot, and a score and staleness where it has them."""
     seeds = per_seed(state.curriculum, exp.cfg.run.num_seeds)
-    found = level_store(seeds[min(max(seed, 0), len(seeds) - 1)])
-    if found is None:
+    view = taken_levels(exp.curriculum, seeds[min(max(seed, 0), len(seeds) - 1)])
+    if view is None:
         return {}
-    kind, store = found
-    store = jax.device_get(store)
     out = {}
-    for slot in np.flatnonzero(np.asarray(store.filled, bool)):
+    for slot in np.flatnonzero(np.asarray(view.filled, bool)):
         slot = int(slot)
-        level = jax.tree.map(lambda x, s=slot: x[s], store.levels)
-        row: dict[str, Any] = {"kind": kind, "slot": slot}
-        if kind == "buffer":
-            row.update(
-                score=_scalar(store.scores[slot]),
-                staleness=int(store.clock - store.last_sampled[slot]),
-            )
-        out[exp.family.level_to_text(exp.env, level)] = row
+        row: dict[str, Any] = {"kind": view.kind, "slot": slot}
+        row.update({k: _json(view.columns[k][slot]) for k in LOCATED_COLUMNS if k in view.columns})
+        out[exp.family.level_to_text(exp.env, view.level(slot))] = row
     return out
 
 

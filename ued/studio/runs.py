@@ -256,7 +256,6 @@ class RunModel:
         self.evaluators: dict[int, Any] = {}
         self.episode_fn = None
         self.located: tuple[int, dict[str, Any]] | None = None  # (step, levels by text)
-        self.archive_view = None  # levels.ArchiveView of a program curriculum, compiled once
         self.unreadable: str | None = None  # why the last latest() found no readable step
 
     def experiment(self):
@@ -270,7 +269,6 @@ class RunModel:
                 self.exp = build(config_lib.from_dict(cfg))
                 self._config = cfg
                 self.evaluators, self.episode_fn, self.located = {}, None, None
-                self.archive_view = None
             return self.exp
 
     def latest(self):
