@@ -154,7 +154,7 @@ def test_single_device_runner_is_the_plain_step():
 
 SEEDED_INIT = """
 import jax, numpy as np
-from ued import config as config_lib, parallel
+from ued import load_config, parallel
 from ued.experiment import build
 cfg = load_config("experiments/maze_dr.yaml", ["run.num_seeds=2", "run.devices=1"])
 runner = parallel.make_runner(build(cfg), cfg)
