@@ -176,6 +176,16 @@ class EditSpec(NamedTuple):
     feasible: Callable[[Level], chex.Array]
 
 
+def text_form(env: Environment) -> dict[str, Any]:
+    """The default ``Family.edit_form``: levels are edited in the family's text format."""
+    return {"kind": "text"}
+
+
+def no_path(env: Environment, level: Level) -> None:
+    """The default ``Family.solution_path``: the family draws no solution path."""
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
     """Everything the framework needs from one environment family, looked up by name: the
@@ -210,6 +220,14 @@ class Family:
             as ``level_from_text`` of each block's rows joined by newlines would give; or
             None when any block is not plainly well formed, and the blocks are then parsed
             one by one with ``level_from_text`` (whose message names the problem).
+        edit_form: optional ``env -> dict``, how a person edits a level (the studio's
+            editor): ``{"kind": "grid", "max_size": n}`` (walls, agent and goal on a grid),
+            ``{"kind": "params", "params": [{name, default, train, bounds, unit, doc}]}``
+            (one slider per parameter) or, the default, ``{"kind": "text"}`` (the text
+            format).
+        solution_path: optional ``(env, level) -> list of [x, y] cells or None``, a shortest
+            solution the studio draws over the level (``[]`` when none exists); the default
+            None means the family has no such path.
 
     Provided for every family: ``stack``, ``unstack``, ``levels_from_text``,
     ``levels_to_text`` and ``levels_from_file`` (several levels separated by blank lines;
@@ -233,6 +251,8 @@ class Family:
     )
     programs: Callable[[Environment], Any] | None = None
     levels_from_rows: Callable[[Environment, Sequence[Sequence[str]]], Level | None] | None = None
+    edit_form: Callable[[Environment], dict[str, Any]] = text_form
+    solution_path: Callable[[Environment, Level], list[list[int]] | None] = no_path
 
     @staticmethod
     def stack(levels: Sequence[Level]) -> Level:

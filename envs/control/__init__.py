@@ -62,6 +62,10 @@ def _levels_from_rows(env: ControlEnv, blocks):
     return spec.levels_from_rows(env.task, blocks)
 
 
+def _edit_form(env: ControlEnv) -> dict:
+    return spec.edit_form(env.task)
+
+
 def _env_factory(task: Task):
     def make_env(
         max_steps: int | None = None, ranges: Mapping[str, Sequence[float]] | None = None
@@ -90,6 +94,7 @@ def register_task(task: Task) -> Family:
             levels_from_rows=_levels_from_rows,
             render=render,
             programs=make_programs,
+            edit_form=_edit_form,
         )
     )
 

@@ -186,6 +186,22 @@ def format_value(value: float) -> str:
     return np.format_float_positional(np.float32(value), unique=True, trim="0")
 
 
+def edit_form(task: Task) -> dict:
+    """How a person edits a level of ``task``: one slider per physical parameter."""
+    params = [
+        {
+            "name": p.name,
+            "default": p.default,
+            "train": list(p.train),
+            "bounds": list(p.bounds),
+            "unit": p.unit,
+            "doc": p.doc,
+        }
+        for p in task.params
+    ]
+    return {"kind": "params", "params": params}
+
+
 def level_to_text(task: Task, level: Level) -> str:
     """One line ``name=value ...`` in the task's parameter order (exact float32 round trip)."""
     if np.ndim(getattr(level, task.names[0])) != 0:

@@ -33,6 +33,8 @@ family = register(
         make_builder=MazeBuilder,
         level_sets=level_sets,
         programs=make_programs,
+        edit_form=_level.edit_form,
+        solution_path=_level.solution_path,
     )
 )
 

@@ -16,6 +16,7 @@ JaxUED's maze ``Level.from_str``; surrounding blank lines and whitespace are ign
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import chex
@@ -146,6 +147,65 @@ def distance_map(
     dist0 = jnp.where(start, 0, -1).astype(jnp.int32)
     dist, _, _ = jax.lax.while_loop(cond, body, (dist0, start, jnp.int32(0)))
     return dist
+
+
+# Host-side BFS (numpy, Python loop): the one search behind the studio's drawn path and the
+# named mazes' goal placement; it agrees with ``distance_map`` on every distance.
+_MOVES = ((1, 0), (-1, 0), (0, 1), (0, -1))  # right, left, down, up: fixes ties between paths
+
+
+def host_bfs(free: np.ndarray, start: tuple[int, int]) -> dict[tuple[int, int], tuple | None]:
+    """BFS over 4-connected True cells of ``free`` (H, W) from ``start = (x, y)``.
+
+    Returns:
+        Every reached cell ``(x, y)`` (``start`` first, then in BFS order, so in order of
+        distance) mapped to the cell it was reached from (None for ``start``); empty when
+        ``start`` is off the grid or not free.
+    """
+    free = np.asarray(free, bool)
+    h, w = free.shape
+    x, y = start
+    if not (0 <= x < w and 0 <= y < h and free[y, x]):
+        return {}
+    parent: dict[tuple[int, int], tuple | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        cell = queue.popleft()
+        for dx, dy in _MOVES:
+            nx, ny = cell[0] + dx, cell[1] + dy
+            if 0 <= nx < w and 0 <= ny < h and free[ny, nx] and (nx, ny) not in parent:
+                parent[(nx, ny)] = cell
+                queue.append((nx, ny))
+    return parent
+
+
+def host_distances(parent: dict[tuple[int, int], tuple | None]) -> dict[tuple[int, int], int]:
+    """Step distances of the cells of a ``host_bfs`` result."""
+    dist: dict[tuple[int, int], int] = {}
+    for cell, prev in parent.items():  # BFS order: a parent comes before its children
+        dist[cell] = 0 if prev is None else dist[prev] + 1
+    return dist
+
+
+def solution_path(env: Any, level: Level) -> list[list[int]]:
+    """Cells ``[x, y]`` of a shortest agent-to-goal path of one level (agent first, goal
+    last; ``shortest_path_length + 1`` cells), ``[]`` when the goal is unreachable."""
+    free = ~np.asarray(jax.device_get(blocked_map(level)), bool)
+    start = tuple(int(v) for v in np.asarray(level.agent_pos))
+    goal = tuple(int(v) for v in np.asarray(level.goal_pos))
+    parent = host_bfs(free, start)
+    if goal not in parent:
+        return []
+    path, cell = [], goal
+    while cell is not None:
+        path.append(list(cell))
+        cell = parent[cell]
+    return path[::-1]
+
+
+def edit_form(env: Any) -> dict[str, Any]:
+    """How a person edits a maze level: on a grid of up to ``max_size`` cells a side."""
+    return {"kind": "grid", "max_size": int(env.max_size)}
 
 
 def shortest_path_length(level: Level) -> chex.Array:

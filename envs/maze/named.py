@@ -9,10 +9,11 @@ length; the tests check it.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
-from envs.maze.level import Level, level_from_text
+import numpy as np
+
+from envs.maze.level import Level, host_bfs, host_distances, level_from_text
 
 HAND_MADE: dict[str, str] = {
     # 3x3 rooms joined by single doors.
@@ -225,16 +226,7 @@ class _Lcg:
 
 def _bfs_far(free: list[list[bool]], start: tuple[int, int]) -> tuple[int, int]:
     """The free cell farthest from ``start`` (first in row-major order on ties)."""
-    h, w = len(free), len(free[0])
-    dist = {start: 0}
-    queue = deque([start])
-    while queue:
-        x, y = queue.popleft()
-        for dx, dy in ((1, 0), (0, 1), (-1, 0), (0, -1)):
-            nx, ny = x + dx, y + dy
-            if 0 <= nx < w and 0 <= ny < h and free[ny][nx] and (nx, ny) not in dist:
-                dist[(nx, ny)] = dist[(x, y)] + 1
-                queue.append((nx, ny))
+    dist = host_distances(host_bfs(np.array(free, bool), start))
     return min(dist, key=lambda c: (-dist[c], c[1], c[0]))
 
 

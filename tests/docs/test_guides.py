@@ -185,6 +185,10 @@ def test_environment_guide(corridor, experiments_copy):
     namespace["test_walking_right_reaches_the_goal_and_replays"](family_env)
     namespace["test_text_errors_name_the_problem"](family_env)
 
+    # What the studio asks: the maze's answers and the defaults, as the guide shows them.
+    (studio_block,) = [b for b in py if "solution_path(env, level)" in b]
+    exec(compile(studio_block, "guide_studio", "exec"), {})
+
     # The experiment loads without legacy keys, builds and trains a chunk.
     (body,) = blocks(guide, "yaml")
     cfg = load_guide_yaml(body, experiments_copy)

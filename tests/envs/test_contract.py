@@ -130,6 +130,21 @@ def test_family_bundle(family_name):
 
 
 @pytest.mark.parametrize("family_name", FAMILIES)
+def test_studio_answers(family_name):
+    """What the studio asks of a family: an edit form of a known kind, and a solution path
+    that is None or a list of [x, y] cells."""
+    family, env, _ = _env(family_name)
+    form = family.edit_form(env)
+    assert form["kind"] in ("grid", "params", "text")
+    if form["kind"] == "grid":
+        assert isinstance(form["max_size"], int) and form["max_size"] >= 1
+    if form["kind"] == "params":
+        assert form["params"] and {"name", "default", "train", "bounds"} <= set(form["params"][0])
+    path = family.solution_path(env, jax.device_get(family.example_level(env)))
+    assert path is None or all(len(cell) == 2 for cell in path)
+
+
+@pytest.mark.parametrize("family_name", FAMILIES)
 def test_observation_and_info_contract(family_name):
     """A student is built from the observation space alone and reads the observations."""
     family, env, params = _env(family_name)

@@ -197,3 +197,38 @@ def test_named_levels_fit_the_env_and_match_recorded_paths():
         size = int(level.width)
         assert size == int(name.rsplit("_", 1)[1]) == int(level.height)
         _assert_spanning_tree(~np.asarray(level.wall_map)[:size, :size])
+
+
+# --- solution paths -------------------------------------------------------------------
+
+
+def test_solution_path_known_answer(env):
+    level = family.level_from_text(env, ">.#\n..G")
+    # Ties between shortest paths go to the first move in order right, left, down, up.
+    assert family.solution_path(env, level) == [[0, 0], [1, 0], [1, 1], [2, 1]]
+    walled = family.level_from_text(env, ">#G")
+    assert family.solution_path(env, walled) == []
+
+
+def test_solution_path_is_a_shortest_walk_from_agent_to_goal():
+    """On named mazes and random-wall levels (some unsolvable), the path has
+    ``shortest_path_length`` moves, starts at the agent, ends at the goal and steps to a
+    4-neighbouring free cell each move; ``[]`` exactly when the goal is unreachable."""
+    env = Maze(max_size=25)
+    named = list(family.named_levels(env).values())
+    make = family.generators["random_walls"](env, num_walls=250)
+    drawn = family.unstack(jax.jit(jax.vmap(make))(_keys(12)))
+    levels = [jax.device_get(level) for level in named + drawn]
+    lengths = jax.jit(jax.vmap(shortest_path_length))(family.stack(levels)).tolist()
+    assert -1 in lengths and max(lengths) > 50  # both cases are exercised
+    for level, length in zip(levels, lengths, strict=True):
+        path = family.solution_path(env, level)
+        if length < 0:
+            assert path == []
+            continue
+        assert len(path) == length + 1
+        assert path[0] == level.agent_pos.tolist() and path[-1] == level.goal_pos.tolist()
+        walls, w, h = np.asarray(level.wall_map), int(level.width), int(level.height)
+        for (x0, y0), (x1, y1) in zip(path[:-1], path[1:], strict=True):
+            assert abs(x1 - x0) + abs(y1 - y0) == 1
+            assert 0 <= x1 < w and 0 <= y1 < h and not walls[y1, x1]

@@ -107,6 +107,7 @@ def test_levels_show_the_buffer_and_the_named_levels(client):
 def test_check_names_the_problem(client):
     ok = client.post("/api/runs/toy/check", json={"level": "A..G"}).json()
     assert ok["valid"] and ok["metrics"]["distance"] == 3.0
+    assert "path" not in ok  # the toy family draws no path (the default solution_path)
     bad = client.post("/api/runs/toy/check", json={"level": "A...."}).json()
     assert not bad["valid"] and "exactly one A and one G" in bad["error"]
     two = client.post("/api/runs/toy/check", json={"level": "A.G\n\nG.A"}).json()

@@ -1,15 +1,15 @@
 """Levels for the studio: what the editor needs of a family, checks, the curriculum's current
 levels and trying the student on a level. Levels travel as the family's text format.
 
-The editor knows two kinds of family: ``grid`` (a level with a ``wall_map``, the maze:
-walls, goal, agent and direction on a grid up to ``max_size``) and ``params`` (a control
-task: one slider per physical parameter); any other family is edited as text.
+The family says how its levels are edited (``Family.edit_form``): ``grid`` (the maze: walls,
+goal, agent and direction on a grid up to ``max_size``), ``params`` (a control task: one
+slider per physical parameter) or, by default, ``text``; and which path to draw over a
+level (``Family.solution_path``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from typing import Any
 
 import jax
@@ -25,33 +25,16 @@ MAX_BUFFER_LEVELS = 64  # levels one buffer request returns
 
 
 def family_info(exp) -> dict[str, Any]:
-    """What the editor needs to draw and check levels of the run's family."""
+    """What the editor needs to draw and check levels of the run's family: its example
+    level, the horizon and the family's ``edit_form`` (the editor's kind and parameters)."""
     env, family = exp.env, exp.family
     example = family.example_level(env)
-    out: dict[str, Any] = {
+    return {
         "family": family.name,
         "example": family.level_to_text(env, example),
         "max_steps": int(env.max_episode_steps(exp.env_params)),
+        **family.edit_form(env),
     }
-    task = getattr(env, "task", None)
-    if hasattr(example, "wall_map"):
-        out.update(kind="grid", max_size=int(np.shape(example.wall_map)[0]))
-    elif task is not None and hasattr(task, "params"):
-        params = [
-            {
-                "name": p.name,
-                "default": p.default,
-                "train": list(p.train),
-                "bounds": list(p.bounds),
-                "unit": p.unit,
-                "doc": p.doc,
-            }
-            for p in task.params
-        ]
-        out.update(kind="params", params=params)
-    else:
-        out.update(kind="text")
-    return out
 
 
 def _scalar(x) -> float | None:
@@ -60,33 +43,10 @@ def _scalar(x) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def shortest_path(level) -> list[list[int]]:
-    """Cells (x, y) of a shortest agent-to-goal path of a grid level, [] if none."""
-    walls = np.asarray(level.wall_map, bool)
-    h, w = int(level.height), int(level.width)
-    start = tuple(int(v) for v in np.asarray(level.agent_pos))
-    goal = tuple(int(v) for v in np.asarray(level.goal_pos))
-    parent = {start: None}
-    queue = deque([start])
-    while queue:
-        cell = queue.popleft()
-        if cell == goal:
-            path = []
-            while cell is not None:
-                path.append(list(cell))
-                cell = parent[cell]
-            return path[::-1]
-        x, y = cell
-        for nx, ny in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
-            if 0 <= nx < w and 0 <= ny < h and not walls[ny, nx] and (nx, ny) not in parent:
-                parent[(nx, ny)] = cell
-                queue.append((nx, ny))
-    return []
-
-
 def check(exp, text: str) -> dict[str, Any]:
-    """Parses and checks a level: ``valid`` with ``metrics`` (and ``path`` for a grid), or
-    ``valid: false`` with ``error`` naming the problem."""
+    """Parses and checks a level: ``valid`` with ``metrics`` (and ``path``, the family's
+    ``solution_path``, where it has one), or ``valid: false`` with ``error`` naming the
+    problem."""
     try:
         level = inbox_lib.parse_level(exp.family, exp.env, text)
     except ValueError as err:
@@ -97,8 +57,9 @@ def check(exp, text: str) -> dict[str, Any]:
         "text": exp.family.level_to_text(exp.env, level),
         "metrics": {k: _scalar(v) for k, v in metrics.items()},
     }
-    if hasattr(level, "wall_map"):
-        out["path"] = shortest_path(jax.device_get(level))
+    path = exp.family.solution_path(exp.env, jax.device_get(level))
+    if path is not None:
+        out["path"] = path
     return out
 
 
