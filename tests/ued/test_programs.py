@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.counting import count_runs
 from tests.scripts_loader import load_script
 from tests.toy_family import CorridorLevel, toy_config
 from ued import program_archive as arc
@@ -452,14 +453,7 @@ def test_vmapped_seeds_probe_only_on_probe_updates_and_count_what_ran(tmp_path, 
     # The probe reads the schedule's unbatched update count: with 2 vmapped seeds it rolls
     # out on updates 0, 2 and 4 only (once for both seeds), and every row's running totals
     # count the probe's env steps that ran.
-    calls = []
-    original = ProgramCurriculum.probe_success
-
-    def counted(self, key, levels, params):
-        jax.debug.callback(lambda: calls.append(1))
-        return original(self, key, levels, params)
-
-    monkeypatch.setattr(ProgramCurriculum, "probe_success", counted)
+    calls = count_runs(monkeypatch, ProgramCurriculum, "probe_success")
     cfg = toy_config(
         curriculum={"name": "programs", "options": {"archive_programs": 2, "new_programs": 2,
                                                     "probe_every": 2, "probe_levels": 4}},

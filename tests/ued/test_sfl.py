@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.counting import count_runs
 from tests.ued.test_scoring import make_rollout
 from ued import scoring
 from ued.api import load_config
@@ -117,14 +118,7 @@ def test_vmapped_seeds_refresh_every_l_updates_and_count_what_ran(tmp_path, monk
     # The refresh reads the schedule's unbatched update count: with 2 vmapped seeds it still
     # runs on updates 0, 2, 4 only (once for both seeds), not on every update, and each
     # row's running totals count exactly the env steps that ran.
-    calls = []
-    original = SFL.refresh
-
-    def counted(self, key, cstate, params):
-        jax.debug.callback(lambda: calls.append(1))
-        return original(self, key, cstate, params)
-
-    monkeypatch.setattr(SFL, "refresh", counted)
+    calls = count_runs(monkeypatch, SFL, "refresh")
     per_update = 8 * 16  # ppo.num_envs x ppo.num_steps
     overrides = [
         f"run.total_env_steps={5 * per_update}",
