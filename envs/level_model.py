@@ -136,13 +136,19 @@ def resolve(path: str | Path) -> Path:
     return ROOT / path
 
 
+ORBAX_MARKER = "commit_success.txt"
+
+
 def model_hash(path: str | Path) -> str:
-    """SHA-256 (hex) of every file under the model folder, with their relative paths."""
+    """SHA-256 (hex) of every file under the model folder, with their relative paths (not
+    orbax's ``commit_success.txt`` marker, whose text names the folder it was written in:
+    the same model saved elsewhere must keep its hash)."""
     root = resolve(path)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such model folder")
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    files = (p for p in root.rglob("*") if p.is_file() and p.name != ORBAX_MARKER)
+    for file in sorted(files):
         digest.update(str(file.relative_to(root)).encode() + b"\0")
         digest.update(file.read_bytes())
     return digest.hexdigest()

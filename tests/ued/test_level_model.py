@@ -107,3 +107,17 @@ def test_repair_makes_every_decoded_level_valid():
     again = c.raw_level(jnp.where(grid > 0.5, 10.0, -10.0))
     np.testing.assert_array_equal(np.asarray(again.wall_map), np.asarray(repaired.wall_map[40]))
     np.testing.assert_array_equal(np.asarray(again.goal_pos), np.asarray(repaired.goal_pos[40]))
+
+
+def test_the_models_hash_ignores_where_orbax_says_it_was_written(tmp_path):
+    import shutil
+
+    from envs.level_model import ORBAX_MARKER, model_hash
+
+    model = tmp_path / "model"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "envs/maze/models/latent_9x9", model)
+    before = model_hash(model)
+    (model / "params" / ORBAX_MARKER).write_text("Checkpoint commit was successful to elsewhere")
+    assert model_hash(model) == before
+    (model / "model.json").write_text((model / "model.json").read_text() + " ")
+    assert model_hash(model) != before  # any other file is content
