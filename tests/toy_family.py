@@ -143,6 +143,12 @@ def render(env, level_or_state):
     return image
 
 
+def describe_corridor(level) -> jnp.ndarray:
+    """Descriptors ``(distance, start)`` of a corridor level (the goal's distance wraps)."""
+    distance = (level.goal - level.start) % level.length
+    return jnp.stack([distance, level.start]).astype(jnp.float32)
+
+
 def make_programs(env: Corridor) -> ProgramSpace:
     """Programs ``(start, distance)``: the goal lies ``distance`` cells right of the start,
     wrapping around; the widening stages open distances 1..2, then 1..3, then all."""
@@ -153,14 +159,10 @@ def make_programs(env: Corridor) -> ProgramSpace:
         goal = (start + program[1].astype(jnp.int32)) % n
         return CorridorLevel(start, goal.astype(jnp.int32), jnp.int32(n))
 
-    def describe(level):
-        distance = (level.goal - level.start) % level.length
-        return jnp.stack([distance, level.start]).astype(jnp.float32)
-
     return ProgramSpace(
         dims=(Dim("start", "discrete", 0, n - 1), Dim("distance", "discrete", 1, n - 1)),
         generate=generate,
-        describe=describe,
+        describe=describe_corridor,
         descriptor_names=("distance", "start"),
         descriptor_low=(1.0, 0.0),
         descriptor_high=(float(n), float(n)),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from envs.programs import Dim, ProgramSpace
-from tests.toy_family import CorridorLevel, toy_config
+from tests.toy_family import CorridorLevel, describe_corridor, toy_config
 from ued import parallel
 from ued.curricula.base import restarts
 from ued.curricula.programs import GROUNDING, make_programs
@@ -34,14 +34,10 @@ def free_start(env) -> ProgramSpace:
         goal = (start + program[0].astype(jnp.int32)) % n
         return CorridorLevel(start, goal.astype(jnp.int32), jnp.int32(n))
 
-    def describe(level):
-        distance = (level.goal - level.start) % level.length
-        return jnp.stack([distance, level.start]).astype(jnp.float32)
-
     return ProgramSpace(
         dims=(Dim("distance", "discrete", 1, n - 1),),
         generate=generate,
-        describe=describe,
+        describe=describe_corridor,
         descriptor_names=("distance", "start"),
         descriptor_low=(1.0, 0.0),
         descriptor_high=(float(n), float(n)),
