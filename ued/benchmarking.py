@@ -16,9 +16,18 @@ import numpy as np
 
 from ued import config as config_lib
 from ued import parallel
-from ued.curricula import options_of
 from ued.experiment import build
 from ued.train import enable_compile_cache
+
+
+def _load_config(experiment, overrides):
+    """The config, through whichever loading API this checkout's ``ued`` has: since the
+    config layer sits below the curricula it takes their option types as an argument."""
+    try:
+        from ued.curricula import options_of
+    except ImportError:  # an older checkout measured with --compare-ref
+        return config_lib.load(experiment, overrides)
+    return config_lib.load(experiment, overrides, options_of)
 
 
 def _timed(fn, *args):
@@ -85,7 +94,7 @@ def memory_report(compiled) -> dict:
 
 
 def measure_train(spec: dict) -> dict:
-    cfg = config_lib.load(spec["experiment"], spec["overrides"], options_of)
+    cfg = _load_config(spec["experiment"], spec["overrides"])
     enable_compile_cache(spec["cache_dir"])
     exp = build(cfg)
     runner = parallel.make_runner(exp, cfg)
@@ -152,7 +161,7 @@ def measure_scaling(spec: dict) -> dict:
     enable_compile_cache(spec["cache_dir"])
     setups = []
     for overrides in spec["configs"]:
-        cfg = config_lib.load(spec["experiment"], overrides, options_of)
+        cfg = _load_config(spec["experiment"], overrides)
         exp = build(cfg)
         runner = parallel.make_runner(exp, cfg)
         t0 = time.perf_counter()
@@ -293,7 +302,7 @@ def _window(compiled, state, one, exp, cfg, updates: int, steps: int, flops: dic
 
 
 def measure_env(spec: dict) -> dict:
-    cfg = config_lib.load(spec["experiment"], spec["overrides"], options_of)
+    cfg = _load_config(spec["experiment"], spec["overrides"])
     exp = build(cfg)
     env, params, n, steps = exp.env, exp.env_params, spec["env_envs"], spec["env_steps"]
     num_actions = int(env.action_space(params).n)
