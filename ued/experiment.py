@@ -80,7 +80,7 @@ def make_rollout(
         levels,
         num_steps: int | None = None,
         next_levels=None,
-        start: EpisodeCarry | None = None,
+        start: ppo.EpisodeCarry | None = None,
     ):
         reset_key, roll_key = jax.random.split(key)
         n = jax.tree.leaves(levels)[0].shape[0]
@@ -106,35 +106,10 @@ def make_rollout(
             roll_key, env, env_params, network, params, obs, env_state, steps, next_levels,
             start=carried,
         )  # fmt: skip
-        end = EpisodeCarry(obs, env_state, end.carry, end.done, jnp.ones((), bool))
+        end = ppo.EpisodeCarry(obs, env_state, end.carry, end.done, jnp.ones((), bool))
         return ppo.with_gae(out, ppo_cfg.gamma, ppo_cfg.gae_lambda), end
 
     return rollout
-
-
-@struct.dataclass
-class EpisodeCarry:
-    """Where a curriculum's episodes stand between updates, when they continue across
-    rollouts (DR's ``carry_episodes``, as JaxUED's DR): each env's last observation and
-    state, the student's recurrent state and done flags (leaves (N, ...)), and whether a
-    rollout has run yet (the first one starts fresh episodes on the proposed levels)."""
-
-    obs: Any
-    env_state: Any
-    rnn: Any
-    done: chex.Array  # (N,) bool
-    started: chex.Array  # () bool
-
-
-def carry_start(env, env_params, network, level, num_envs: int) -> EpisodeCarry:
-    """An ``EpisodeCarry`` of the right shapes that has not started (``started`` False)."""
-    levels = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs, *jnp.shape(x))), level)
-    reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
-    obs, state = reset(jax.random.split(jax.random.PRNGKey(0), num_envs), levels, env_params)
-    return EpisodeCarry(
-        obs, state, network.initial_carry(num_envs), jnp.ones((num_envs,), bool),
-        jnp.zeros((), bool),
-    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

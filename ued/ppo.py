@@ -42,6 +42,31 @@ class Carried:
     done: chex.Array  # (N,) bool
 
 
+@struct.dataclass
+class EpisodeCarry:
+    """Where a curriculum's episodes stand between updates, when they continue across
+    rollouts (DR's ``carry_episodes``, as JaxUED's DR): each env's last observation and
+    state, the student's recurrent state and done flags (leaves (N, ...)), and whether a
+    rollout has run yet (the first one starts fresh episodes on the proposed levels)."""
+
+    obs: Any
+    env_state: Any
+    rnn: Any
+    done: chex.Array  # (N,) bool
+    started: chex.Array  # () bool
+
+
+def carry_start(env, env_params, network, level, num_envs: int) -> EpisodeCarry:
+    """An ``EpisodeCarry`` of the right shapes that has not started (``started`` False)."""
+    levels = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs, *jnp.shape(x))), level)
+    reset = jax.vmap(env.reset_to_level, in_axes=(0, 0, None))
+    obs, state = reset(jax.random.split(jax.random.PRNGKey(0), num_envs), levels, env_params)
+    return EpisodeCarry(
+        obs, state, network.initial_carry(num_envs), jnp.ones((num_envs,), bool),
+        jnp.zeros((), bool),
+    )  # fmt: skip
+
+
 def collect(
     key: chex.PRNGKey,
     env,

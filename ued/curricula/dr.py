@@ -45,6 +45,7 @@ from ued.curricula.base import (
     generate,
 )
 from ued.options import ConfigError, option
+from ued.ppo import carry_start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,7 @@ class DROptions:
 @struct.dataclass
 class CarriedDRState:
     """DR's state with ``carry_episodes``: the grounding set's (or ``()``) and where the
-    episodes stand (``ued.experiment.EpisodeCarry``)."""
+    episodes stand (``ued.ppo.EpisodeCarry``)."""
 
     grounding: Any
     episodes: Any
@@ -83,8 +84,6 @@ class DomainRandomization:
     def init(self, key):
         if not self.options.carry_episodes:
             return self._init_grounding()
-        from ued.experiment import carry_start  # ued.experiment imports the curricula
-
         deps = self.deps
         level = deps.family.example_level(deps.env)
         start = carry_start(deps.env, deps.env_params, deps.network, level, deps.num_envs)
