@@ -15,8 +15,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ued"
 # Modules below the curricula and the experiment: not even a late import of either.
-BELOW_CURRICULA = ("ued.options", "ued.config", "ued.yaml_io", "ued.buffer_params")
-ABOVE = ("ued.curricula", "ued.experiment")
+BELOW_CURRICULA = (
+    "ued.config.options",
+    "ued.config.config",
+    "ued.config.yaml_io",
+    "ued.core.buffer_params",
+)
+ABOVE = ("ued.curricula", "ued.step.experiment")
 
 
 def module_name(path: Path) -> str:
@@ -41,8 +46,8 @@ def imported(name: str) -> set[str]:
                 source = f"{base}.{node.module}" if node.module else base
             else:
                 source = node.module or ""
-            # ``from ued import config`` imports the module ued.config; ``from ued.x import f``
-            # imports ued.x.
+            # ``from ued.config import config`` imports the module ued.config.config;
+            # ``from ued.x import f`` imports ued.x.
             targets = [
                 f"{source}.{alias.name}" if f"{source}.{alias.name}" in MODULES else source
                 for alias in node.names
@@ -95,9 +100,9 @@ def test_every_module_imports(name):
 
 def test_the_graph_is_read_from_the_statements():
     # Known edges of each kind: a plain import, ``from ued import module``, a late import.
-    assert "ued.options" in GRAPH["ued.config"]
-    assert "ued.curricula" in GRAPH["ued.experiment"]
-    assert "ued.experiment" in GRAPH["ued.checkpoint"]  # load_trained's late import
+    assert "ued.config.options" in GRAPH["ued.config.config"]
+    assert "ued.curricula" in GRAPH["ued.step.experiment"]
+    assert "ued.step.experiment" in GRAPH["ued.host.checkpoint"]  # load_trained's late import
     assert "ued.api" in GRAPH["ued"]  # the package's lazy attributes
 
 
@@ -106,14 +111,14 @@ def test_no_import_cycle():
 
 
 def test_find_cycle_finds_one():
-    GRAPH["ued.options"].add("ued.config")
+    GRAPH["ued.config.options"].add("ued.config.config")
     try:
         cycle = find_cycle()
         steps = list(zip(cycle, cycle[1:], strict=False))
-        assert cycle[0] == cycle[-1] and ("ued.options", "ued.config") in steps
+        assert cycle[0] == cycle[-1] and ("ued.config.options", "ued.config.config") in steps
         assert all(b in GRAPH[a] for a, b in steps)
     finally:
-        GRAPH["ued.options"].discard("ued.config")
+        GRAPH["ued.config.options"].discard("ued.config.config")
 
 
 @pytest.mark.parametrize("name", BELOW_CURRICULA)
@@ -123,4 +128,4 @@ def test_config_layer_imports_nothing_above_it(name):
 
 
 def test_checkpoint_takes_the_curricula_as_an_argument():
-    assert not {m for m in GRAPH["ued.checkpoint"] if m.startswith("ued.curricula")}
+    assert not {m for m in GRAPH["ued.host.checkpoint"] if m.startswith("ued.curricula")}
