@@ -86,7 +86,7 @@ def observation_parts(space: Any) -> tuple[ObsPart, ...]:
         ValueError: naming the entry whose space is none of these.
     """
     # Imported here: importing gymnax starts JAX's backends, which must wait until
-    # ued.parallel.configure_host_devices has set the CPU device count.
+    # ued.step.parallel.configure_host_devices has set the CPU device count.
     from gymnax.environments import spaces
 
     entries = space.spaces.items() if isinstance(space, spaces.Dict) else [(None, space)]
@@ -298,7 +298,7 @@ class Family:
         """
         from tqdm import tqdm  # only file reading needs it
 
-        from ued.safe_io import FileRefused, iter_lines, open_capped
+        from ued.files.safe_io import FileRefused, iter_lines, open_capped
 
         path = Path(path)
         stream, size = open_capped(path, MAX_FILE_BYTES, "level file", hint="; split it")

@@ -15,7 +15,7 @@ latent program space needs to decode a program (a latent vector) into a level.
   folder, and a run refuses a model whose hash differs (so a resumed run decodes with the
   same model it started with).
 
-Training lives in ``ued.level_model`` and ``scripts/train_level_model.py``.
+Training lives in ``ued.host.level_model`` and ``scripts/train_level_model.py``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ A space has a *widening schedule*: stages of nested bounds, narrowest first. The
 stage is a traced int (so a curriculum widens the space inside its jitted step);
 ``sample_program`` and ``mutate`` keep programs inside the stage's bounds. Their ``*_in``
 forms take the bounds themselves as (D,) arrays, for a curriculum that moves each bound on
-its own (``ued.program_spec``). ``generate`` accepts any program inside the widest bounds
+its own (``ued.core.program_spec``). ``generate`` accepts any program inside the widest bounds
 (the *hard limits*).
 
 Generators read a program by name, never by position: ``unpack(names, program)["size"]``

@@ -6,7 +6,7 @@ Every measurement runs in a fresh subprocess (so compile times are honest and pe
 per configuration) and prints one JSON line to ``--output``:
 
 - ``train``: one configuration of the train step. ``compile``: trace + lower and XLA compile
-  seconds of the run's chunk program (``run.chunk_updates`` steps, as ``ued.train`` builds
+  seconds of the run's chunk program (``run.chunk_updates`` steps, as ``ued.host.train`` builds
   it), cold (empty persistent cache) and, in a second process sharing that cache, warm;
   ``init_seconds`` (jit + run of ``init``). ``sps``: student env steps per wall second of
   single train steps after compilation, results forced ready (``block_until_ready``), overall
@@ -46,7 +46,8 @@ throughput (1 = seeds cost nothing extra; 1/S = S seeds cost S single runs), bes
 **Before and after in one run.** ``--compare-ref REV`` checks out git revision ``REV`` of this
 repository in a temporary worktree and measures every configuration with that checkout's
 ``ued`` too, right before this checkout's measurement of it, so both see about the same
-machine load; the measuring harness (``ued/benchmarking.py``) is this checkout's for both.
+machine load; the measuring harness (``ued/host/benchmarking.py``) is this checkout's for
+both.
 Options this checkout adds (``run.seed_mode``, ``run.schedule_seed``) are not passed to the
 older code, which always vmaps its seeds. The parent prints the 1-minute load average
 before and after. On a shared machine, ``--repeats R`` times the window of ``--updates``
@@ -85,16 +86,16 @@ ROOT = Path(__file__).resolve().parent.parent
 MARK = "BENCH_RESULT "
 
 
-# --- the worker process (measurements in ued.benchmarking) -----------------------------------
+# --- the worker process (measurements in ued.host.benchmarking) ------------------------------
 
 
 def load_harness():
-    """This checkout's ``ued/benchmarking.py``, loaded by path: with ``--compare-ref`` the
+    """This checkout's ``ued/host/benchmarking.py``, loaded by path: with ``--compare-ref`` the
     ``ued`` package it measures is the older checkout's, the harness is the same."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "ued_bench_harness", ROOT / "ued" / "benchmarking.py"
+        "ued_bench_harness", ROOT / "ued" / "host" / "benchmarking.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -183,7 +184,7 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str
 
 
 def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
-    from ued import config as config_lib
+    from ued.config import config as config_lib
     from ued.curricula import CURRICULA, options_of, parse_options
 
     overrides, own = split_overrides(overrides)
@@ -475,7 +476,7 @@ def main(argv: list[str]) -> int:
         parser.error("--updates, --repeats and --env-steps must be >= 1 and --warmup >= 0")
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         parser.error(f"--timeout must be a number of seconds > 0, got {args.timeout}")
-    from ued import config as config_lib
+    from ued.config import config as config_lib
 
     try:
         specs = train_specs(args, experiment, positional)

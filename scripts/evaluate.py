@@ -13,7 +13,7 @@ ones only unless ``--include-unsolvable`` (the run's generator options apply whe
 is the run's generator).
 
 A shipped set is played in its own env unless ``--max-size`` / ``--max-steps`` say
-otherwise (``ued.eval_setup.SET_ENV``): ``standard`` in a 13x13 grid at 250 steps (JaxUED's
+otherwise (``ued.config.eval_setup.SET_ENV``): ``standard`` in a 13x13 grid at 250 steps (JaxUED's
 and SFL's horizon; minimax and dcd use ``--max-steps 450``), whatever size and horizon the
 run trained at; ``standard_large`` in a 99x99 grid, each level at the horizon its file
 annotates (dcd's). The other sets use the run's env with ``--max-size`` / ``--max-steps``.
@@ -94,8 +94,8 @@ def level_sets(exp, args) -> dict[str, tuple]:
     or None for all)]): each set with the env(s) it is played in (the module docstring)."""
     import jax
 
-    from ued.config import ConfigError, call_with_options
-    from ued.eval_setup import (
+    from ued.config.config import ConfigError, call_with_options
+    from ued.config.eval_setup import (
         ANNOTATED,
         eval_env,
         expand,
@@ -106,7 +106,7 @@ def level_sets(exp, args) -> dict[str, tuple]:
         set_file,
         split_by_horizon,
     )
-    from ued.evaluate import random_levels, solvable_check
+    from ued.evaluation.evaluate import random_levels, solvable_check
 
     cache: dict[str, tuple] = {}
 
@@ -169,7 +169,7 @@ def evaluate_set(evaluators, key, params, levels, envs, independent: bool):
     """Per-level results of one seed on one set, each part played in its env."""
     import jax
 
-    from ued.evaluate import INDEPENDENT
+    from ued.evaluation.evaluate import INDEPENDENT
 
     n = len(jax.tree.leaves(levels)[0])
     out: dict[str, np.ndarray] = {}
@@ -189,7 +189,7 @@ def evaluate_set(evaluators, key, params, levels, envs, independent: bool):
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    from ued.safe_io import FileRefused, check_output, write_atomic
+    from ued.files.safe_io import FileRefused, check_output, write_atomic
 
     try:
         if args.output:  # refused before anything is loaded or evaluated
@@ -200,10 +200,10 @@ def main(argv: list[str]) -> int:
 
     import jax
 
-    from ued.checkpoint import CheckpointError, load_trained
-    from ued.config import ConfigError
-    from ued.evaluate import LevelEvaluator, format_table, seeds_result
-    from ued.parallel import per_seed
+    from ued.config.config import ConfigError
+    from ued.evaluation.evaluate import LevelEvaluator, format_table, seeds_result
+    from ued.host.checkpoint import CheckpointError, load_trained
+    from ued.step.parallel import per_seed
 
     try:
         exp, state, snapshot = load_trained(args.checkpoint or args.run)

@@ -35,8 +35,8 @@ import sys
 
 import yaml
 
-from ued.options import ConfigError  # (ued.config would import JAX before --help)
-from ued.safe_io import FileRefused, check_output, write_atomic
+from ued.config.options import ConfigError  # (ued.config.config would import JAX before --help)
+from ued.files.safe_io import FileRefused, check_output, write_atomic
 
 MAX_FILE_LEVELS = 100_000  # envs.core.MAX_FILE_LEVELS (not imported: parsing needs no JAX)
 MAX_SEED = 2**31 - 1  # PRNGKey(seed) repeats itself past 2**32
@@ -95,8 +95,8 @@ def write(args: argparse.Namespace) -> str:
     import numpy as np
 
     from envs.core import families
-    from ued.config import call_with_options
-    from ued.evaluate import random_levels, solvable_check
+    from ued.config.config import call_with_options
+    from ued.evaluation.evaluate import random_levels, solvable_check
 
     if not 1 <= args.count <= MAX_FILE_LEVELS:
         raise ConfigError(f"N={args.count}; must be in [1, {MAX_FILE_LEVELS}]")

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ued.safe_io import FileRefused, atomic_output, check_output, open_capped, read_capped
+from ued.files.safe_io import FileRefused, atomic_output, check_output, open_capped, read_capped
 
-MAX_CONFIG_BYTES = 2**20  # config.yaml (ued.config.MAX_EXPERIMENT_BYTES)
+MAX_CONFIG_BYTES = 2**20  # config.yaml (ued.config.config.MAX_EXPERIMENT_BYTES)
 NO_CAP = 2**40  # metrics.jsonl and events.jsonl: any size, but regular files only
 
 METRICS = ("mean_return", "solve_rate", "eval/solve_rate")
@@ -44,14 +44,14 @@ SEEDS = ("run.seed", "run.num_seeds")
 
 def ignored(key: str) -> bool:
     """Seeds and bookkeeping keys, which do not tell experiments apart."""
-    from ued.config import Config  # imports JAX: not before the arguments are parsed
-    from ued.options import resume_policy
+    from ued.config.config import Config  # imports JAX: not before the arguments are parsed
+    from ued.config.options import resume_policy
 
     return key in SEEDS or resume_policy(Config, key) == "free"
 
 
 def config_changes(old: dict, new: dict) -> dict:
-    from ued.checkpoint import config_changes as changes
+    from ued.host.checkpoint import config_changes as changes
 
     return changes(old, new)
 

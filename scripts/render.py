@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from ued.options import ConfigError  # (ued.config would import JAX before --help)
-from ued.safe_io import FileRefused, atomic_output, check_output
+from ued.config.options import ConfigError  # (ued.config.config would import JAX before --help)
+from ued.files.safe_io import FileRefused, atomic_output, check_output
 
 MAX_STEPS = 100_000  # --max-steps at most (an episode of a GIF: a frame per step)
 MAX_SEED = 2**31 - 1
@@ -66,7 +66,7 @@ def render_file(args) -> Path:
     """Draws every level of a file into one PNG grid captioned with their indices."""
     from envs import images as images_lib
     from envs.core import get_family
-    from ued.config import call_with_options
+    from ued.config.config import call_with_options
 
     options = {}
     for text in args.option:
@@ -92,9 +92,9 @@ def render_rollout(args) -> tuple[Path, dict]:
     import jax
 
     from envs import images as images_lib
-    from ued import gallery
-    from ued.checkpoint import load_trained
-    from ued.parallel import per_seed
+    from ued.evaluation import gallery
+    from ued.host.checkpoint import load_trained
+    from ued.step.parallel import per_seed
 
     exp, state, _ = load_trained(args.checkpoint or args.source)
     named = dict(exp.family.named_levels(exp.env))
@@ -131,7 +131,7 @@ def main(argv: list[str]) -> int:
     except FileRefused as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from ued.checkpoint import CheckpointError
+    from ued.host.checkpoint import CheckpointError
 
     try:
         if args.rollout:

@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from ued.safe_io import read_capped, write_atomic
+from ued.files.safe_io import read_capped, write_atomic
 from ued.suite.report import budget_text, machine_text, readme_table
 
 MAX_RESULTS = 64 * 2**20  # a results.json or README larger than this is not one

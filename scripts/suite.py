@@ -5,7 +5,7 @@
         [--bench-updates 2] [--no-plots]
 
 Each (experiment, seed group) of the suite file is one run folder ``OUT/<label>/seeds<a>-<b>``
-trained by ``ued.train``; rerunning skips finished cells and resumes interrupted ones from
+trained by ``ued.host.train``; rerunning skips finished cells and resumes interrupted ones from
 their checkpoints. As soon as a cell is trained, its final checkpoint is evaluated on every
 level set and the cell's result is written to ``RESULTS/cells/<label>/seeds<a>-<b>.json``:
 commit it. A cell with a committed result is done, on any machine: it is neither trained nor
@@ -34,9 +34,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ued.config import ConfigError
-from ued.run_dir import check_writable_dir
-from ued.safe_io import FileRefused
+from ued.config.config import ConfigError
+from ued.files.safe_io import FileRefused
+from ued.host.run_dir import check_writable_dir
 from ued.suite import (
     default_results_dir,
     format_plan,
@@ -53,10 +53,10 @@ BENCHMARK = Path(__file__).resolve().parent / "benchmark.py"
 
 def devices(cfg) -> int:
     """The device count training will use: ``run.devices``, else on a CPU one host device
-    per core (as ``ued.parallel.configure_host_devices`` sets), else 0 (all devices)."""
+    per core (as ``ued.step.parallel.configure_host_devices`` sets), else 0 (all devices)."""
     import jax
 
-    from ued.parallel import host_device_count
+    from ued.step.parallel import host_device_count
 
     if cfg.run.devices or jax.default_backend() != "cpu":
         return cfg.run.devices

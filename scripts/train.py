@@ -42,28 +42,28 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     # A SIGINT inside a C extension's import (jaxlib) can crash the interpreter, so during
-    # the imports it is only noted; then ued.train installs its own handler.
+    # the imports it is only noted; then ued.host.train installs its own handler.
     noted: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
     try:
-        import ued.train  # noqa: F401
+        import ued.host.train  # noqa: F401
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
         if noted:
             raise KeyboardInterrupt
         return _main(argv)
-    except KeyboardInterrupt:  # before ued.train's own handler is in place (config loading)
+    except KeyboardInterrupt:  # before ued.host.train's own handler is in place (config loading)
         print("[ued] interrupted before training began; nothing written", file=sys.stderr)
         return EXIT_EARLY_INTERRUPT
 
 
 def _main(argv: list[str]) -> int:
-    from ued import config as config_lib
-    from ued.chunk_records import NonFiniteError
+    from ued.config import config as config_lib
     from ued.curricula import options_of
-    from ued.stop import Interrupted
-    from ued.train import train
+    from ued.host.chunk_records import NonFiniteError
+    from ued.host.stop import Interrupted
+    from ued.host.train import train
 
     path, overrides = QUICKSTART, list(argv)
     if overrides and "=" not in overrides[0]:

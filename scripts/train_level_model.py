@@ -38,8 +38,8 @@ import yaml
 from envs import level_model as lm
 from envs.core import families
 from envs.programs import space_codec
-from ued import level_model as train_lib
-from ued.config import ConfigError, call_with_options
+from ued.config.config import ConfigError, call_with_options
+from ued.host import level_model as train_lib
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -1,11 +1,11 @@
 """Trains experiments one after another in this process against one persistent compilation
-cache, on the CPU's default device count (``ued.parallel.configure_host_devices``).
+cache, on the CPU's default device count (``ued.step.parallel.configure_host_devices``).
 
     python tests/cache_check.py CACHE_DIR experiments/maze_dr.yaml experiments/maze_accel.yaml:full
 
 Run twice with the same CACHE_DIR (``tests/scripts/test_compile_cache.py``): the second
 process loads every chunk program from the cache, which is how a second run of
-``maze_accel.yaml`` used to abort in a deadlock of its CPU collectives (``ued/xla_flags.py``).
+``maze_accel.yaml`` used to abort in a deadlock of its CPU collectives (``ued/host/xla_flags.py``).
 Prints one ``ok <file> <devices>`` line per experiment; an abort ends the process early.
 """
 
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import jax  # noqa: E402
 
 from ued.api import load_config  # noqa: E402
-from ued.train import train  # noqa: E402
+from ued.host.train import train  # noqa: E402
 
 COMMON = ["ppo.num_envs=8", "run.checkpoint_every=0", "eval.levels=none"]
 # ":full": the setting in which a second maze_accel run aborted every time before the fix

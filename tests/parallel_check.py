@@ -1,4 +1,4 @@
-"""Checks of ``ued.parallel`` on fake CPU devices; prints one JSON object.
+"""Checks of ``ued.step.parallel`` on fake CPU devices; prints one JSON object.
 
 The device count is fixed when JAX starts, so ``tests/ued/test_parallel.py`` runs this file
 in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` and asserts on
@@ -25,9 +25,9 @@ from tests.toy_family import (  # noqa: E402  (registers the family)
     toy_config,
     with_curriculum,
 )
-from ued import config as config_lib  # noqa: E402
-from ued import parallel  # noqa: E402
-from ued.experiment import build  # noqa: E402
+from ued.config import config as config_lib  # noqa: E402
+from ued.step import parallel  # noqa: E402
+from ued.step.experiment import build  # noqa: E402
 
 TOY = toy_config(
     env={"options": {"max_length": 8}},

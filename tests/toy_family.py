@@ -16,7 +16,7 @@ from gymnax.environments import spaces
 
 from envs.core import EditSpec, Environment, Family, StepOut, register
 from envs.programs import Dim, ProgramSpace
-from ued import config as config_lib
+from ued.config import config as config_lib
 
 NAME = "toy_corridor"
 

@@ -10,8 +10,8 @@ whole train step as a pure function of the state, so seeds and traced hyper-para
     for t in range(10):
         state, metrics = step(state, t)
 
-The step is the one every run takes (``ued.experiment.Experiment.step``, which the host
-driver ``ued.train`` scans in chunks); ``make_train`` adds no second one.
+The step is the one every run takes (``ued.step.experiment.Experiment.step``, which the host
+driver ``ued.host.train`` scans in chunks); ``make_train`` adds no second one.
 """
 
 from __future__ import annotations
@@ -25,17 +25,17 @@ import jax
 import jax.numpy as jnp
 from jax.custom_batching import sequential_vmap
 
-from ued import config as config_lib
-from ued.config import Config
+from ued.config import config as config_lib
+from ued.config.config import Config
+from ued.core.schedule import Schedule
 from ued.curricula import options_of
-from ued.experiment import Experiment, TrainState, build
-from ued.schedule import Schedule
+from ued.step.experiment import Experiment, TrainState, build
 
 Metrics = dict[str, chex.Array]
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """``ued.config.load`` with the registered curricula's option types: an experiment file
+    """``ued.config.config.load`` with the registered curricula's option types: an experiment file
     (or the defaults when ``path`` is None) plus ``key=value`` overrides."""
     return config_lib.load(path, overrides, options_of)
 
@@ -54,9 +54,9 @@ def make_train(cfg: Config) -> Train:
     - ``init(key) -> TrainState``: a fresh student, curriculum state and update count 0
       (``Experiment.init``; under ``vmap`` the runs are initialised one after another).
     - ``step(state, update=None, axis_name=None) -> (state, metrics)``: one update, the same
-      function ``ued.train`` runs (propose levels, roll out, score, update the student).
+      function ``ued.host.train`` runs (propose levels, roll out, score, update the student).
 
-    **The schedule** (``ued.schedule``): a step also reads what the seeds of a run share,
+    **The schedule** (``ued.core.schedule``): a step also reads what the seeds of a run share,
     the update count and the schedule key ``fold_in(schedule_base(s), update)`` from which
     curricula draw shared decisions (PLR's replay-or-new coin). ``s`` is ``cfg``'s
     ``run.schedule_seed`` (or ``run.seed`` when it is -1), fixed when ``make_train`` is
@@ -73,14 +73,14 @@ def make_train(cfg: Config) -> Train:
 
     Hyper-parameters that are pytree leaves of the state can be swept by ``vmap``: PLR-type
     curricula keep the level buffer's (``replay_prob``, ``temperature``, ...) in
-    ``state.curriculum.params`` (``ued.buffer_params.BufferParams``). Values fixed in
+    ``state.curriculum.params`` (``ued.core.buffer_params.BufferParams``). Values fixed in
     ``cfg`` (learning rate, sizes) are constants of the program.
     """
     exp = build(cfg)
 
     def init(key: chex.PRNGKey) -> TrainState:
         # Under vmap, one run after another (a lax.map): XLA:CPU (jax 0.10) deadlocks running
-        # the orthogonal initialisers' QR decompositions batched (as ued.parallel.Runner.init
+        # the orthogonal initialisers' QR decompositions batched (as ued.step.parallel.Runner.init
         # says). Unbatched, this is exp.init.
         shapes = jax.eval_shape(exp.init, key)
         leaves = sequential_vmap(lambda k: tuple(jax.tree.leaves(exp.init(k))))(key)

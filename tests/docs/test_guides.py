@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from envs import core as envs_core
-from ued import config as config_lib
 from ued.api import load_config
-from ued.experiment import build
+from ued.config import config as config_lib
+from ued.step.experiment import build
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

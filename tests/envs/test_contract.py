@@ -18,8 +18,8 @@ import pytest
 from gymnax.environments import spaces
 
 from envs.core import SUCCESS, ReplayState, families, get_family, observation_parts
-from ued.config import NetworkConfig
-from ued.networks import make_network
+from ued.config.config import NetworkConfig
+from ued.core.networks import make_network
 
 NUM_KEYS = 16
 NUM_STEPS = 20

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ued.api import load_config
-from ued.experiment import build
+from ued.step.experiment import build
 
 EXPERIMENTS = Path(__file__).parents[2] / "experiments"
 NAMES = [f"{task}_{cur}" for task in ("cartpole", "pendulum") for cur in ("dr", "plr", "accel")]

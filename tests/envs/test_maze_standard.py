@@ -9,8 +9,8 @@ import pytest
 from envs.maze import Maze, family
 from envs.maze.standard import catalogue, load_set, parse_catalogue
 from tests.toy_family import toy_config
-from ued.config import ConfigError, from_dict
-from ued.eval_setup import load_level_sets
+from ued.config.config import ConfigError, from_dict
+from ued.config.eval_setup import load_level_sets
 
 STANDARD = [
     "SixteenRooms", "SixteenRooms2", "Labyrinth", "LabyrinthFlipped", "Labyrinth2",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ued.api import load_config
-from ued.benchmarking import student_flops
+from ued.host.benchmarking import student_flops
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -73,7 +73,7 @@ def test_keep_min_fill_keeps_the_config(bench):
 
 
 def test_student_flops_match_the_layer_sizes(bench):
-    from ued.experiment import build
+    from ued.step.experiment import build
 
     exp = build(load_config(ROOT / "experiments" / "maze_dr.yaml", TINY))
     params = exp.init(__import__("jax").random.PRNGKey(0)).student.params

@@ -1,6 +1,6 @@
 """Shipped experiments train twice against one persistent compilation cache on the
 CPU's default device count (one XLA device per core): the second run loads its programs from
-the cache. Before ``ued/xla_flags.py``, the second run of ``maze_accel.yaml`` aborted in a
+the cache. Before ``ued/host/xla_flags.py``, the second run of ``maze_accel.yaml`` aborted in a
 deadlock of its CPU collectives (exit 134, ``rendezvous.cc: Termination timeout``)."""
 
 import os

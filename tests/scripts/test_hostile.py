@@ -22,8 +22,8 @@ from tests.progress import deadline
 from tests.scripts.test_cli import ROOT, STEPS, metric_rows, train_command
 from tests.scripts_loader import load_script
 from tests.toy_family import TOY_BASE, toy_config
-from ued.checkpoint import Checkpointer
-from ued.train import train
+from ued.host.checkpoint import Checkpointer
+from ued.host.train import train
 
 # Two walled maze levels: to the control family, where "#" starts a comment, only comments.
 MAZE = "#####\n#>.G#\n#####\n\n#####\n#G.<#\n#####\n"

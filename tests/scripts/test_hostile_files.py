@@ -24,7 +24,7 @@ import pytest
 from tests.progress import deadline
 from tests.scripts_loader import load_script
 from tests.toy_family import toy_config
-from ued.train import train
+from ued.host.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 PROC = Path("/proc/self").exists()
@@ -307,7 +307,7 @@ def test_suite_refuses_a_results_folder_that_is_a_file_before_training(paths, ca
 
 
 def test_suite_reports_and_readme_tables_never_replace_a_fifo(paths, capsys):
-    from ued.safe_io import FileRefused
+    from ued.files.safe_io import FileRefused
     from ued.suite.report import write_report
 
     results_dir = paths["dir"] / "results"

@@ -21,10 +21,10 @@ import pytest
 import yaml
 from PIL import Image
 
-import ued.train
+import ued.host.train
 from tests.scripts_loader import load_script
 from tests.toy_family import REPLAY_CURRICULUM, TOY_BASE
-from ued.config import ConfigError
+from ued.config.config import ConfigError
 from ued.suite import make_cells, plan, run_suite
 from ued.suite import spec as suite_spec
 from ued.suite.cells import env_steps_by_kind
@@ -80,7 +80,7 @@ def write_suite(folder: Path, **changes) -> Path:
 
 
 class InterruptFast:
-    """Wraps ``ued.train.make_logger``: the first metrics row of the fast cell raises SIGINT."""
+    """Wraps ``ued.host.train.make_logger``: the fast cell's first metrics row raises SIGINT."""
 
     def __init__(self, make_logger):
         self.make_logger, self.fired = make_logger, False
@@ -111,7 +111,7 @@ def suite_run(tmp_path_factory):
     path, out, results = write_suite(folder), folder / "out", folder / "results"
     suite = suite_spec.load(path)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ued.train, "make_logger", InterruptFast(ued.train.make_logger))
+        patch.setattr(ued.host.train, "make_logger", InterruptFast(ued.host.train.make_logger))
         first = run_suite(suite, out, verbose=False, results_dir=results)
     dr_before = snapshot(out / "dr")
     dr_result_before = (results / "cells" / "dr" / "seeds0-1.json").read_bytes()

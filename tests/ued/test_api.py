@@ -1,5 +1,5 @@
 """``ued.make_train``: the README's sweep over replay probabilities, run as written (on the
-toy family), equals each of its runs alone; ``ued.load_config`` is ``ued.config.load`` with
+toy family), equals each of its runs alone; ``ued.load_config`` is ``ued.config.config.load`` with
 the registered curricula."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 import ued
 from tests.toy_family import REPLAY_CURRICULUM, toy_config, with_curriculum
-from ued import config as config_lib
+from ued.config import config as config_lib
 from ued.curricula import options_of
 
 ROOT = Path(__file__).resolve().parents[2]

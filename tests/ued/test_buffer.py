@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import struct
 
-from ued import buffer as B
-from ued import level_sets
+from ued.core import buffer as B
+from ued.core import level_sets
 
 INF = np.inf
 

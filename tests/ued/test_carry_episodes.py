@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from tests.toy_family import toy_config
-from ued import ppo
-from ued.config import ConfigError
-from ued.experiment import build
-from ued.train import train
+from ued.config.config import ConfigError
+from ued.core import ppo
+from ued.host.train import train
+from ued.step.experiment import build
 
 STEPS = 4 * 8
 

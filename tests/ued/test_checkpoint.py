@@ -10,14 +10,14 @@ import yaml
 from PIL import Image
 
 from tests.toy_family import toy_config
-from ued import config as config_lib
-from ued.checkpoint import Checkpointer, CheckpointError, check_compatible
-from ued.chunk_records import NonFiniteError, check_finite
-from ued.config import ConfigError
+from ued.config import config as config_lib
+from ued.config.config import ConfigError
 from ued.curricula import options_of
-from ued.experiment import build, nonfinite_flags
-from ued.logging import make_logger
-from ued.train import train
+from ued.host.checkpoint import Checkpointer, CheckpointError, check_compatible
+from ued.host.chunk_records import NonFiniteError, check_finite
+from ued.host.logging import make_logger
+from ued.host.train import train
+from ued.step.experiment import build, nonfinite_flags
 
 STEPS = 4 * 8  # env steps per update
 TOY = toy_config(

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from ued import config as config_lib
 from ued.api import load_config
-from ued.config import ConfigError
+from ued.config import config as config_lib
+from ued.config.config import ConfigError
 from ued.curricula import options_of
-from ued.experiment import build
+from ued.step.experiment import build
 
 EXPERIMENTS = sorted((Path(__file__).parents[2] / "experiments").glob("*.yaml"))
 
@@ -160,7 +160,7 @@ def test_a_child_mapping_replaces_the_parents(tmp_path):
 
 
 def test_base_file_options_merge_by_the_lookup_passed_in(tmp_path):
-    # ued.config sits below the curricula: the option types come in as an argument.
+    # ued.config.config sits below the curricula: the option types come in as an argument.
     (tmp_path / "parent.yaml").write_text(
         "curriculum:\n  name: plr\n  options:\n    buffer: {capacity: 64, temperature: 0.5}\n"
     )

@@ -7,7 +7,7 @@ import pytest
 from tests.toy_family import REPLAY_CURRICULUM, toy_config, with_curriculum
 from ued.curricula.base import ResetsEpisodes, full_plan, restarts
 from ued.curricula.plr import REPLAY
-from ued.experiment import build
+from ued.step.experiment import build
 
 BASE = toy_config(
     env={"options": {"max_length": 8}},

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.toy_family import REPLAY_CURRICULUM, toy_config
-from ued import gallery, inbox
+from ued.core.level_sets import find_slot
 from ued.curricula import CURRICULA
 from ued.curricula.base import (
     VIEW_KINDS,
@@ -17,10 +17,11 @@ from ued.curricula.base import (
     ShowsLevels,
     TakesLevels,
 )
-from ued.experiment import build
-from ued.grounding import Grounding
-from ued.level_sets import find_slot
-from ued.parallel import make_runner
+from ued.evaluation import gallery
+from ued.human import inbox
+from ued.human.grounding import Grounding
+from ued.step.experiment import build
+from ued.step.parallel import make_runner
 from ued.studio import levels as studio_levels
 
 SENT = "A....G"  # a valid toy corridor that no curriculum here starts with

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tests.toy_family import toy_config
-from ued.config import ConfigError
+from ued.config.config import ConfigError
 from ued.curricula import CURRICULA
-from ued.experiment import build
+from ued.step.experiment import build
 
 ROOT = Path(__file__).resolve().parents[2]
 UPDATES = 6

@@ -14,8 +14,8 @@ from envs.maze.standard import catalogue
 from tests.scripts_loader import load_script
 from tests.toy_family import toy_config
 from ued.api import load_config
-from ued.evaluate import before_after, sparkline
-from ued.train import train
+from ued.evaluation.evaluate import before_after, sparkline
+from ued.host.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 

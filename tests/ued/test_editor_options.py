@@ -9,8 +9,8 @@ import pytest
 from envs.control.generators import training_ranges
 from envs.control.spec import to_vector
 from ued.api import load_config
-from ued.config import ConfigError
-from ued.experiment import build
+from ued.config.config import ConfigError
+from ued.step.experiment import build
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "cartpole_accel.yaml"
 SMALL = ["ppo.num_envs=4", "ppo.num_minibatches=1", "curriculum.options.buffer.capacity=8"]

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from envs.maze.env import FORWARD, NUM_ACTIONS, TURN_LEFT
-from ued import config as config_lib
-from ued.checkpoint import Checkpointer
-from ued.config import ConfigError
-from ued.eval_setup import eval_env
-from ued.evaluate import LevelEvaluator, NamedEvaluator
-from ued.experiment import build
-from ued.parallel import init_shapes
+from ued.config import config as config_lib
+from ued.config.config import ConfigError
+from ued.config.eval_setup import eval_env
+from ued.evaluation.evaluate import LevelEvaluator, NamedEvaluator
+from ued.host.checkpoint import Checkpointer
+from ued.step.experiment import build
+from ued.step.parallel import init_shapes
 
 ROOT = Path(__file__).resolve().parents[2]
 CORRIDOR = ">...........G"  # 13 wide, one row: 12 forward moves
@@ -163,7 +163,7 @@ def test_a_named_set_brings_its_own_size_and_the_papers_horizon(tmp_path):
 
 
 def test_set_env_options_and_annotated_horizons(exp):
-    from ued.eval_setup import (
+    from ued.config.eval_setup import (
         ANNOTATED,
         level_horizons,
         set_env_options,

@@ -6,16 +6,16 @@ import pytest
 
 from envs import images as images_lib
 from tests.toy_family import toy_config
-from ued import gallery
 from ued.curricula.base import LevelView
-from ued.evaluate import (
+from ued.evaluation import gallery
+from ued.evaluation.evaluate import (
     LevelEvaluator,
     cvar,
     format_table,
     set_result,
     summarize,
 )
-from ued.experiment import build
+from ued.step.experiment import build
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_record_episode_stops_at_done(exp, params, tmp_path):
 
 
 def test_unbiased_cvar_ranks_on_one_play_and_measures_on_another():
-    from ued.evaluate import cvar, summarize, unbiased_cvar
+    from ued.evaluation.evaluate import cvar, summarize, unbiased_cvar
 
     first = np.array([0.0, 0.5, 1.0, 0.2])  # level 0 looked worst in the first play...
     second = np.array([1.0, 0.0, 0.0, 0.0])  # ...and was solved every time in the second
@@ -148,7 +148,7 @@ def test_unbiased_cvar_ranks_on_one_play_and_measures_on_another():
 
 def test_random_levels_keep_only_accepted_ones():
     from envs.core import get_family
-    from ued.evaluate import random_levels
+    from ued.evaluation.evaluate import random_levels
 
     maze = get_family("maze")
     env = maze.make_env(max_size=7)

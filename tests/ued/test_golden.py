@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from ued.api import load_config
-from ued.experiment import build
+from ued.step.experiment import build
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "metrics.json"

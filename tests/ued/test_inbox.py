@@ -11,11 +11,11 @@ import pytest
 
 from tests.progress import deadline
 from tests.toy_family import REPLAY_CURRICULUM, toy_config, with_curriculum
-from ued import config as config_lib
-from ued import inbox
-from ued.checkpoint import Checkpointer, load_trained
+from ued.config import config as config_lib
 from ued.curricula.base import TakesLevels
-from ued.train import train
+from ued.host.checkpoint import Checkpointer, load_trained
+from ued.host.train import train
+from ued.human import inbox
 
 STEPS = 4 * 8
 BASE = toy_config(
@@ -117,7 +117,7 @@ def test_sent_levels_are_applied_exactly_once_across_sigint_crash_and_resume(tmp
 
 
 def test_dr_starts_envs_on_sent_levels_and_is_unchanged_without_them():
-    from ued.experiment import build
+    from ued.step.experiment import build
 
     key = jax.random.PRNGKey(3)
     dr = build(with_curriculum(BASE, "dr", resample="rollout", grounding_prob=1.0))
@@ -138,9 +138,9 @@ def test_dr_starts_envs_on_sent_levels_and_is_unchanged_without_them():
 
 
 def test_a_curriculum_without_add_levels_rejects_sent_levels(tmp_path):
-    from ued.experiment import build
-    from ued.grounding import Grounding
-    from ued.parallel import make_runner
+    from ued.human.grounding import Grounding
+    from ued.step.experiment import build
+    from ued.step.parallel import make_runner
 
     cfg = with_curriculum(BASE, "dr", grounding_capacity=0)
     runner = make_runner(build(cfg))
@@ -158,8 +158,8 @@ def test_a_curriculum_without_add_levels_rejects_sent_levels(tmp_path):
 
 
 def test_plr_add_levels_scores_above_the_buffer_on_every_seed():
-    from ued.experiment import build
-    from ued.parallel import make_runner
+    from ued.step.experiment import build
+    from ued.step.parallel import make_runner
 
     cfg = config_lib.replace(BASE, run={"num_seeds": 2})
     exp = build(cfg)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ued.kernels import PatchConv, dense, lstm, lstm_recurrence
+from ued.core.kernels import PatchConv, dense, lstm, lstm_recurrence
 
 
 @pytest.mark.parametrize("shape", [(7, 5, 5, 3), (3, 4, 5, 5, 3), (2, 13, 13, 3)])

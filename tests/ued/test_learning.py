@@ -3,8 +3,8 @@
 import jax
 import numpy as np
 
-from ued import config as config_lib
-from ued.experiment import build
+from ued.config import config as config_lib
+from ued.step.experiment import build
 
 TINY_MAZE = {
     "env": {

@@ -17,10 +17,10 @@ from envs.core import get_family
 from envs.maze.latent import codec, make_latent_programs
 from tests.scripts_loader import load_script
 from ued.api import load_config
-from ued.checkpoint import resume_policy
-from ued.config import ConfigError
+from ued.config.config import ConfigError
 from ued.curricula import options_of
-from ued.experiment import build
+from ued.host.checkpoint import resume_policy
+from ued.step.experiment import build
 
 ROOT = Path(__file__).resolve().parents[2]
 HELD_OUT = ROOT / "envs" / "maze" / "levels" / "random_9x9.txt"

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.toy_family import CorridorLevel
-from ued import level_sets as ls
+from ued.core import level_sets as ls
 
 
 def corridor(start, goal, length=6):

@@ -10,8 +10,8 @@ import pytest
 from gymnax.environments import spaces
 
 from envs.core import ObsPart, observation_parts
-from ued.config import NetworkConfig
-from ued.networks import (
+from ued.config.config import NetworkConfig
+from ued.core.networks import (
     ActorCritic,
     Encoder,
     log_prob_and_entropy,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from tests.ued.test_scoring import make_rollout
-from ued import scoring
 from ued.api import load_config
-from ued.config import ConfigError
+from ued.config.config import ConfigError
+from ued.core import scoring
 from ued.curricula.paired import BuilderEncoder, regret
-from ued.experiment import build
+from ued.step.experiment import build
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "maze_paired.yaml"
 TINY = [

@@ -1,4 +1,4 @@
-"""``ued.parallel`` on 4 fake CPU devices: the same results as 1 device, seeds in one
+"""``ued.step.parallel`` on 4 fake CPU devices: the same results as 1 device, seeds in one
 program equal to separate runs, and batches the devices cannot split refused.
 
 The device count is fixed when JAX starts, so the checks run in a subprocess
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ued import config as config_lib
-from ued import parallel
+from ued.config import config as config_lib
+from ued.step import parallel
 
 ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-5
@@ -114,7 +114,7 @@ def test_configure_host_devices_splits_the_cpu_before_jax_starts():
     # A fresh process: importing ued must not start JAX, so that 3 usable cores and 6 envs
     # give 3 CPU devices.
     code = (
-        "import jax; from ued import config, parallel; "
+        "import jax; from ued.config import config; from ued.step import parallel; "
         "cfg = config.from_dict({'ppo': {'num_envs': 6}, 'run': {'compile_cache': ''}}); "
         "print(parallel.configure_host_devices(cfg, cores=3), len(jax.devices('cpu')))"
     )
@@ -133,7 +133,7 @@ def test_single_device_runner_is_the_plain_step():
     import numpy as np
 
     from tests.toy_family import toy_config
-    from ued.experiment import build
+    from ued.step.experiment import build
 
     cfg = toy_config(
         network={"mlp_sizes": [8]}, ppo={"num_steps": 4, "epochs": 1}, run={"devices": 1}
@@ -154,8 +154,9 @@ def test_single_device_runner_is_the_plain_step():
 
 SEEDED_INIT = """
 import jax, numpy as np
-from ued import load_config, parallel
-from ued.experiment import build
+from ued import load_config
+from ued.step import parallel
+from ued.step.experiment import build
 cfg = load_config("experiments/maze_dr.yaml", ["run.num_seeds=2", "run.devices=1"])
 runner = parallel.make_runner(build(cfg), cfg)
 state = runner.init(runner.seed_keys(3))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ued.api import load_config
-from ued.experiment import build
-from ued.options import to_dict
+from ued.config.options import to_dict
+from ued.step.experiment import build
 
 PAPER = Path(__file__).parents[2] / "experiments" / "paper"
 README = Path(__file__).parents[2] / "README.md"
@@ -288,7 +288,7 @@ def test_preset_trains_checkpoints_and_resumes(name, tmp_path_factory, request):
         pytest.skip("a compile per preset: every preset with --all-experiments")
     # jaxued_paired's noise_dim 0 once left a zero-size array in the state, which orbax
     # refuses at the first checkpoint; jaxued_dr carries its episodes in the state.
-    from ued.train import train
+    from ued.host.train import train
 
     path = PAPER / f"{name}.yaml"
     curriculum = load_config(path).curriculum.name

@@ -16,10 +16,10 @@ import pytest
 
 from envs.programs import Dim, ProgramSpace
 from tests.toy_family import CorridorLevel, describe_corridor, toy_config
-from ued import parallel
 from ued.curricula.base import restarts
 from ued.curricula.programs import GROUNDING, make_programs
-from ued.experiment import build
+from ued.step import parallel
+from ued.step.experiment import build
 
 LENGTH, ENVS, STEPS = 6, 8, 48
 

@@ -1,6 +1,6 @@
-"""The program curriculum's specification (``ued.program_spec``): known answers for when it
+"""The program curriculum's specification (``ued.core.program_spec``): known answers for when it
 widens (the student's learning plateaus) and where (a model in the loop), and the surrogate
-that model uses (``ued.surrogate``).
+that model uses (``ued.core.surrogate``).
 
 - A student whose probe success keeps rising never widens the space; one that stalls widens
   within a window of the stall.
@@ -24,13 +24,13 @@ import pytest
 
 from envs.programs import Dim, ProgramSpace, unpack
 from tests.toy_family import CorridorLevel, toy_config
-from ued import program_archive as arc
+from ued.core import program_archive as arc
+from ued.core.program_spec import dims_with_effect, fitted_change, probe_rule
+from ued.core.surrogate import Surrogate
 from ued.curricula import parse_options
 from ued.curricula.program_options import check_options
 from ued.curricula.programs import ProgramCurriculum
-from ued.experiment import build
-from ued.program_spec import dims_with_effect, fitted_change, probe_rule
-from ued.surrogate import Surrogate
+from ued.step.experiment import build
 
 # --- when: the plateau of the student's learning ------------------------------------------------
 

@@ -19,15 +19,15 @@ import pytest
 from tests.counting import count_runs
 from tests.scripts_loader import load_script
 from tests.toy_family import CorridorLevel, toy_config
-from ued import program_archive as arc
 from ued.api import load_config
-from ued.chunk_records import chunk_events
-from ued.config import ConfigError
+from ued.config.config import ConfigError
+from ued.core import program_archive as arc
+from ued.core.program_spec import fitness_rule
 from ued.curricula import parse_options
 from ued.curricula.programs import FRESH, GROUNDING, ProgramCurriculum, make_programs
-from ued.experiment import build
-from ued.program_spec import fitness_rule
-from ued.train import train
+from ued.host.chunk_records import chunk_events
+from ued.host.train import train
+from ued.step.experiment import build
 
 BEST_DISTANCE = 4.0  # the synthetic learning potential peaks at this goal distance
 

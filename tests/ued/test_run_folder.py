@@ -10,12 +10,12 @@ import pytest
 
 from tests.progress import deadline
 from tests.toy_family import toy_config
-from ued import config as config_lib
-from ued import limits
 from ued.api import load_config
-from ued.config import ConfigError
-from ued.run_dir import RunFolderError, RunLock
-from ued.train import train
+from ued.config import config as config_lib
+from ued.config.config import ConfigError
+from ued.host import limits
+from ued.host.run_dir import RunFolderError, RunLock
+from ued.host.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 4 * 8  # env steps per update
@@ -159,11 +159,11 @@ def test_a_hundred_thousand_seeds_are_refused_by_the_estimate_in_seconds(tmp_pat
     count far past the machine's memory is refused before anything is built."""
     import time
 
-    from ued.parallel import init_shapes
+    from ued.step.parallel import init_shapes
 
     cfg = config_lib.replace(TOY, run={"num_seeds": 100_000, "dir": str(tmp_path / "many")})
     start = time.monotonic()
-    from ued.experiment import build
+    from ued.step.experiment import build
 
     like = init_shapes(build(cfg))
     assert time.monotonic() - start < 30

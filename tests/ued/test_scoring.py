@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ued import scoring
-from ued.types import Rollout
+from ued.core import scoring
+from ued.core.types import Rollout
 
 INF = np.inf
 

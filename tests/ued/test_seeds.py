@@ -11,11 +11,12 @@ import pytest
 from scripts import evaluate as evaluate_script
 from scripts import plot as plot_script
 from tests.toy_family import REPLAY_CURRICULUM, toy_config, with_curriculum
-from ued import config as config_lib
-from ued import parallel, ppo
-from ued.checkpoint import IncompatibleCheckpointError, load_trained
-from ued.experiment import build
-from ued.train import train
+from ued.config import config as config_lib
+from ued.core import ppo
+from ued.host.checkpoint import IncompatibleCheckpointError, load_trained
+from ued.host.train import train
+from ued.step import parallel
+from ued.step.experiment import build
 
 SEEDS, FIRST_SEED = 3, 5
 UPDATES, CHUNK = 6, 3

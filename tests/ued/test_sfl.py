@@ -10,12 +10,12 @@ import pytest
 
 from tests.counting import count_runs
 from tests.ued.test_scoring import make_rollout
-from ued import scoring
 from ued.api import load_config
-from ued.config import ConfigError
+from ued.config.config import ConfigError
+from ued.core import scoring
 from ued.curricula.sfl import SFL, top_k
-from ued.experiment import build
-from ued.train import train
+from ued.host.train import train
+from ued.step.experiment import build
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "maze_sfl.yaml"
 TINY = [

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.ued.test_buffer import EXAMPLE, filled_buffer, levels_from_ids
-from ued import buffer as B
+from ued.core import buffer as B
 
 
 def test_replay_clock_does_not_tick_on_insertion():

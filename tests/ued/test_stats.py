@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from ued import stats
+from ued.evaluation import stats
 
 GH_X, GH_W = np.polynomial.hermite_e.hermegauss(60)
 GH_W = GH_W / GH_W.sum()  # E[f(Z)], Z ~ N(0, 1), by Gauss-Hermite quadrature

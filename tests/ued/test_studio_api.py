@@ -12,9 +12,9 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from tests.toy_family import REPLAY_CURRICULUM, toy_config  # noqa: E402
-from ued import config as config_lib  # noqa: E402
-from ued import inbox  # noqa: E402
 from ued.api import load_config
+from ued.config import config as config_lib  # noqa: E402
+from ued.human import inbox  # noqa: E402
 from ued.studio.app import MAX_BODY, TOKEN_HEADER, create_app  # noqa: E402
 
 STEPS = 4 * 8
@@ -27,9 +27,9 @@ def write_run(run_dir, cfg):
     checkpoint of an initial state whose buffer holds two levels (through add_levels)."""
     import jax
 
-    from ued.checkpoint import Checkpointer
-    from ued.experiment import build
-    from ued.parallel import make_runner
+    from ued.host.checkpoint import Checkpointer
+    from ued.step.experiment import build
+    from ued.step.parallel import make_runner
 
     exp = build(cfg)
     runner = make_runner(exp)
@@ -227,7 +227,7 @@ def test_the_page_and_its_files_are_served(client):
 def test_control_levels_are_edited_with_sliders():
     from pathlib import Path
 
-    from ued.experiment import build
+    from ued.step.experiment import build
     from ued.studio import levels
 
     root = Path(__file__).resolve().parents[2]

@@ -11,10 +11,10 @@ pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
 from tests.toy_family import toy_config  # noqa: E402
-from ued import inbox  # noqa: E402
+from ued.host.train import train  # noqa: E402
+from ued.human import inbox  # noqa: E402
 from ued.studio import runs as runs_lib  # noqa: E402
 from ued.studio.app import create_app  # noqa: E402
-from ued.train import train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_the_archive_view_reads_bounds_past_the_ladder(program_run):
     specification's own bounds (it indexed the ladder by stage and failed there)."""
     import jax.numpy as jnp
 
-    from ued.parallel import per_seed
+    from ued.step.parallel import per_seed
 
     model = runs_lib.RunModel(program_run / "prog")
     _, state, _ = model.latest()

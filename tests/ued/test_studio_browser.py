@@ -25,7 +25,7 @@ pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from tests.progress import Progress  # noqa: E402
-from ued import inbox  # noqa: E402
+from ued.human import inbox  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -24,7 +24,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from tests.scripts_loader import load_script  # noqa: E402
 from tests.toy_family import REPLAY_CURRICULUM, toy_config  # noqa: E402
 from tests.ued.test_studio_api import STEPS, write_run  # noqa: E402
-from ued import inbox  # noqa: E402
+from ued.human import inbox  # noqa: E402
 from ued.studio.app import MAX_DEPTH, TOKEN_HEADER, create_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

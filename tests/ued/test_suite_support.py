@@ -6,7 +6,7 @@ import jax
 from envs.maze import family
 from envs.maze.env import Maze
 from envs.maze.named import perfect_maze_text
-from ued import config as config_lib
+from ued.config import config as config_lib
 from ued.suite.support import producible
 
 SMALL = {"env": {"options": {"max_size": 9}, "generator_options": {"num_walls": 12}}}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.toy_family import toy_config
-from ued.experiment import build
+from ued.step.experiment import build
 
 TOY = toy_config(
     env={"options": {"max_length": 10, "max_steps": 20}},

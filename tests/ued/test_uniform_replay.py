@@ -13,11 +13,13 @@ import pytest
 
 from tests.toy_family import toy_config
 from tests.ued import uniform_replay as ur
-from ued import gallery, inbox, level_sets
+from ued.core import level_sets
 from ued.curricula import CURRICULA, register
-from ued.experiment import build
-from ued.grounding import Grounding
-from ued.parallel import make_runner
+from ued.evaluation import gallery
+from ued.human import inbox
+from ued.human.grounding import Grounding
+from ued.step.experiment import build
+from ued.step.parallel import make_runner
 from ued.studio import levels as studio_levels
 
 ROOT = Path(__file__).resolve().parents[2]

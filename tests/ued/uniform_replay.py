@@ -1,6 +1,6 @@
 # tests/ued/uniform_replay.py
 """Uniform replay: the generator's levels kept in a ring, each env replaying one of them with
-probability ``replay_prob`` (no scores). Built on the shared level ring (``ued.level_sets``);
+probability ``replay_prob`` (no scores). Built on the shared level ring (``ued.core.level_sets``);
 ``ShownUniformReplay`` declares that it takes sent levels and shows its ring as a buffer."""
 
 import dataclasses
@@ -8,9 +8,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ued import level_sets
+from ued.config.options import option
+from ued.core import level_sets
 from ued.curricula.base import Deps, LevelView, ShowsLevels, TakesLevels, full_plan, generate
-from ued.options import option
 
 
 @dataclasses.dataclass(frozen=True)

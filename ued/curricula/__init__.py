@@ -18,15 +18,15 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ued.config.options import ConfigError, build
 from ued.curricula.base import Curriculum, Deps, Plan
-from ued.options import ConfigError, build
 
 WHERE = "curriculum.options"
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    options: type  # a frozen dataclass whose fields are declared with ued.options.option
+    options: type  # a frozen dataclass whose fields are declared with ued.config.options.option
     make: Callable[[Any, Deps], Curriculum]
 
 
@@ -55,7 +55,7 @@ def entry(name: str) -> Entry:
 
 def options_of(name: str) -> type | None:
     """The options dataclass of curriculum ``name``; None when no curriculum has that name.
-    What ``ued.config`` and ``ued.checkpoint`` take as ``options_of``."""
+    What ``ued.config.config`` and ``ued.host.checkpoint`` take as ``options_of``."""
     found = CURRICULA.get(name)
     return found.options if found is not None else None
 

@@ -7,7 +7,7 @@ per env for the whole rollout, replaying it, as dcd's 25-block DR config does (i
 with replay probability 0, whose episodes replay their level). The ``levels/*`` metrics describe the
 levels each rollout started on.
 
-Levels sent to a run (``add_levels``, see ``ued.inbox``) go into a small grounding set of
+Levels sent to a run (``add_levels``, see ``ued.human.inbox``) go into a small grounding set of
 ``grounding_capacity`` levels (the oldest is overwritten when full). While it holds any, each
 env starts a rollout on one of them, drawn uniformly, with probability ``grounding_prob``;
 the others are the generator's as before (their keys are the same, so an empty set leaves DR
@@ -32,7 +32,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ued import level_sets
+from ued.config.options import ConfigError, option
+from ued.core import level_sets
+from ued.core.ppo import carry_start
 from ued.curricula import register
 from ued.curricula.base import (
     CarriesEpisodes,
@@ -44,7 +46,6 @@ from ued.curricula.base import (
     full_plan,
     generate,
 )
-from ued.options import ConfigError, option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,7 @@ class DROptions:
 @struct.dataclass
 class CarriedDRState:
     """DR's state with ``carry_episodes``: the grounding set's (or ``()``) and where the
-    episodes stand (``ued.experiment.EpisodeCarry``)."""
+    episodes stand (``ued.core.ppo.EpisodeCarry``)."""
 
     grounding: Any
     episodes: Any
@@ -83,8 +84,6 @@ class DomainRandomization:
     def init(self, key):
         if not self.options.carry_episodes:
             return self._init_grounding()
-        from ued.experiment import carry_start  # ued.experiment imports the curricula
-
         deps = self.deps
         level = deps.family.example_level(deps.env)
         start = carry_start(deps.env, deps.env_params, deps.network, level, deps.num_envs)

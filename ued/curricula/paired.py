@@ -11,12 +11,12 @@ Each train step (all inside the one jitted step):
 
        regret = max(0, max antagonist return - mean protagonist return)
 
-   over the episodes that finished in each rollout (``ued.scoring.episode_stats``). A student
+   over the episodes that finished in each rollout (``ued.core.scoring.episode_stats``). A student
    with no finished episode on a level counts as return 0 there (no evidence that it can
    solve it; with ``ppo.num_steps`` >= the episode horizon every level finishes at least one
    episode). The antagonist trains with PPO on its own rollout (it maximises regret by
    maximising its return); the adversary is rewarded with the regret, sparsely, at its last
-   build step, and trains with PPO (``ued.ppo.update`` with the adversary's network).
+   build step, and trains with PPO (``ued.core.ppo.update`` with the adversary's network).
 
 Options (``curriculum.options``, see ``PAIREDOptions``):
     ``minimax``: the adversary's reward is minus the protagonist's mean return; no
@@ -32,9 +32,9 @@ Options (``curriculum.options``, see ``PAIREDOptions``):
 The level-builder protocol (generic: any family may provide one through
 ``Family.make_builder(env, **options)``) is ``LevelBuilder`` below. The adversary network
 reads a dict observation with any of ``image`` (H, W, C) (a 3x3 conv, as a patch product:
-``ued.networks.PatchConv``), ``time`` (int32 (), a learned embedding) and ``noise`` (float32
+``ued.core.networks.PatchConv``), ``time`` (int32 (), a learned embedding) and ``noise`` (float32
 (D,), passed through); then an LSTM (or MLP) torso and actor/critic heads shared with
-``ued.networks.ActorCritic`` (its LSTM input projection as one wide product: ``wide_input``).
+``ued.core.networks.ActorCritic`` (its LSTM input projection as one wide product: ``wide_input``).
 
 Environment steps beyond the student's rollout are reported as metrics:
 ``env_steps/antagonist`` and ``env_steps/builder`` per update.
@@ -55,12 +55,12 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from envs.core import Level, StepOut
-from ued import ppo, scoring
+from ued.config.options import ConfigError, call_with_options, option, positive_ints
+from ued.core import ppo, scoring
+from ued.core.networks import ActorCritic, PatchConv
+from ued.core.types import Rollout
 from ued.curricula import register
 from ued.curricula.base import Deps, full_plan
-from ued.networks import ActorCritic, PatchConv
-from ued.options import ConfigError, call_with_options, option, positive_ints
-from ued.types import Rollout
 
 
 class LevelBuilder(Protocol):
@@ -142,7 +142,7 @@ class AdversaryNetwork(nn.Module):
     """The adversary: ``BuilderEncoder`` -> ``ActorCritic`` torso and heads.
 
     Same call convention as ``ActorCritic``: ``(carry, obs, resets) -> (carry, logits,
-    values)`` over time-major ``(T, N, ...)`` inputs, so ``ued.ppo`` collects and updates it.
+    values)`` over time-major ``(T, N, ...)`` inputs, so ``ued.core.ppo`` collects and updates it.
     """
 
     action_dim: int
@@ -181,7 +181,7 @@ class AdversaryNetwork(nn.Module):
 
 
 class _BuildEnv:
-    """A builder seen as the env ``ued.ppo.collect`` steps: no reward, ``done`` on the last
+    """A builder seen as the env ``ued.core.ppo.collect`` steps: no reward, ``done`` on the last
     build step, no auto-reset (the rollout is exactly ``num_steps`` long)."""
 
     def __init__(self, builder: LevelBuilder):

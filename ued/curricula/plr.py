@@ -30,13 +30,13 @@ import numpy as np
 from flax import struct
 
 from envs.editing import menu, repeat
-from ued import buffer as buf_lib
-from ued import scoring
+from ued.config.options import ConfigError, call_with_options, option
+from ued.core import buffer as buf_lib
+from ued.core import scoring
+from ued.core.level_sets import stack_like
 from ued.curricula import register
 from ued.curricula.base import Deps, LevelView, ShowsLevels, TakesLevels
 from ued.curricula.plr_schedules import EDIT, NEW, REPLAY, Parallel, Sequential
-from ued.level_sets import stack_like
-from ued.options import ConfigError, call_with_options, option
 
 
 def _scores_ok(weights) -> bool:

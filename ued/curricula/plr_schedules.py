@@ -29,9 +29,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ued import buffer as buf_lib
+from ued.config.options import ConfigError
+from ued.core import buffer as buf_lib
 from ued.curricula.base import Plan
-from ued.options import ConfigError
 
 NEW, REPLAY, EDIT = 0, 1, 2
 

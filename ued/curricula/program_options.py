@@ -2,7 +2,7 @@
 
 The checks build the curriculum's parts: the program space (the family's own, or one
 registered by name, e.g. the maze's ``latent`` space), the score, the descriptor grid and
-constraints, the grounding levels and the specification (``ued.program_spec``)."""
+constraints, the grounding levels and the specification (``ued.core.program_spec``)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import jax
 import numpy as np
 
 from envs import programs as programs_lib
-from ued import scoring
+from ued.config.options import ConfigError, call_with_options, option
+from ued.core import scoring
+from ued.core.program_spec import MODES, SIGNALS, Specification, dims_with_effect
+from ued.core.surrogate import Surrogate
 from ued.curricula.base import Deps
-from ued.options import ConfigError, call_with_options, option
-from ued.program_spec import MODES, SIGNALS, Specification, dims_with_effect
-from ued.surrogate import Surrogate
 
 WHERE = "curriculum.options"
 
@@ -109,7 +109,7 @@ class ProgramsOptions:
     # A finished episode: a new level from the same program (episode), or a replay of the
     # rollout's level (rollout, the behaviour before 0.3).
     resample: str = option("episode", choices=("episode", "rollout"))
-    # Specification evolution (ued.program_spec). When: learning plateaus, i.e. over
+    # Specification evolution (ued.core.program_spec). When: learning plateaus, i.e. over
     # `plateau_window` updates the student's success on a fixed probe set of the current
     # bounds rose by at most `min_improvement` (plateau_signal: probe), or the earlier rule,
     # the archive's best fitness not improving by more than `min_improvement`

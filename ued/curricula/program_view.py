@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ued import program_archive as arc
+from ued.core import program_archive as arc
 from ued.curricula.base import LevelView
 
 

@@ -48,8 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ued import level_sets, scoring
-from ued import program_archive as arc
+from ued.core import level_sets, scoring
+from ued.core import program_archive as arc
+from ued.core.program_spec import Specification, SpecState
 from ued.curricula import program_view, register
 from ued.curricula.base import (
     Deps,
@@ -60,7 +61,6 @@ from ued.curricula.base import (
     TakesLevels,
 )
 from ued.curricula.program_options import ProgramsOptions, check_options
-from ued.program_spec import Specification, SpecState
 
 ARCHIVE, FRESH, MUTATED, GROUNDING = range(4)
 GROUPS = ("archive", "fresh", "mutated", "grounding")

@@ -3,14 +3,14 @@
 Every ``refresh_every`` updates (L, starting with the first), SFL samples ``num_samples``
 levels (N) from the generator, rolls the current student out on them for ``rollout_steps``
 steps (R), scores each level by its learnability ``p (1 - p)`` (p = success rate of the
-finished episodes; ``ued.scoring.learnability``, -inf when none finished) and keeps the
+finished episodes; ``ued.core.scoring.learnability``, -inf when none finished) and keeps the
 ``buffer_size`` (K) most learnable as the buffer. Each train batch then draws
 ``round(buffer_fraction * num_envs)`` envs uniformly (with replacement) from the buffer and
 the rest fresh from the generator; the student trains on all of them.
 
 The refresh runs inside the jitted step behind a ``lax.cond`` on the update count, so it
 costs nothing on other steps. The count is the step's ``Schedule.update``, which the seeds
-of a run share unbatched (``ued.schedule``): with vmapped seeds the refresh is still a real
+of a run share unbatched (``ued.core.schedule``): with vmapped seeds the refresh is still a real
 branch, run on every L-th update only (a per-seed copy of the count would make the predicate
 batched, and the refresh would run on every update). Its environment steps, ``N * R``, are
 reported as ``env_steps/curriculum_eval`` on refresh steps (0 otherwise), exactly the steps
@@ -30,11 +30,11 @@ import jax.numpy as jnp
 from flax import struct
 
 from envs.core import Level
-from ued import scoring
+from ued.config.options import ConfigError, option
+from ued.core import scoring
+from ued.core.level_sets import stack_like
 from ued.curricula import register
 from ued.curricula.base import Deps, Plan, generate
-from ued.level_sets import stack_like
-from ued.options import ConfigError, option
 
 
 @dataclasses.dataclass(frozen=True)

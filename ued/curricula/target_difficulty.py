@@ -7,9 +7,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from ued.config.options import ConfigError, option
 from ued.curricula import register
 from ued.curricula.base import Deps, full_plan, generate
-from ued.options import ConfigError, option
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,8 +40,8 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ued import inbox as inbox_lib
-from ued.config import ConfigError
+from ued.config.config import ConfigError
+from ued.human import inbox as inbox_lib
 from ued.studio import levels as levels_lib
 from ued.studio import runs as runs_lib
 

@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ued import inbox as inbox_lib
 from ued.curricula.base import LevelView, level_view, taken_levels
-from ued.parallel import per_seed
+from ued.human import inbox as inbox_lib
+from ued.step.parallel import per_seed
 
 MAX_EPISODES = 64  # episodes one try may run
 MAX_BUFFER_LEVELS = 64  # levels one buffer request returns
@@ -164,8 +164,8 @@ class Tryout:
     episodes: int
 
     def __post_init__(self):
-        from ued.evaluate import LevelEvaluator
-        from ued.gallery import rollout_states
+        from ued.evaluation.evaluate import LevelEvaluator
+        from ued.evaluation.gallery import rollout_states
 
         exp = self.exp
         self.max_steps = int(exp.env.max_episode_steps(exp.env_params))

@@ -1,7 +1,7 @@
 """Reading run folders for the studio, read-only and without disturbing a trainer.
 
 A run folder is found by its ``config.yaml``; its status is ``running`` while a live
-process holds its lock (``RUN/.lock``, ``ued.run_dir.RunLock``), else the ``status`` of its
+process holds its lock (``RUN/.lock``, ``ued.host.run_dir.RunLock``), else the ``status`` of its
 ``summary.json`` (``finished`` or ``interrupted``), else ``stopped`` (ended without a summary:
 a crash or an early stop). Checkpoints are read straight from their step folders (never
 through an orbax manager, which could tidy the trainer's folder). A step is first pinned:
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ued import inbox as inbox_lib
-from ued.safe_io import open_capped, read_capped
+from ued.files.safe_io import open_capped, read_capped
+from ued.human import inbox as inbox_lib
 
 MAX_METRIC_ROWS = 20_000  # rows one metrics request returns at most
 MAX_SMALL_FILE = 2**20  # config.yaml, summary.json and the lock are read up to this size
@@ -221,7 +221,7 @@ def read_step(step_dir: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
     """
     import orbax.checkpoint as ocp
 
-    from ued.checkpoint import digest
+    from ued.host.checkpoint import digest
 
     with tempfile.TemporaryDirectory(prefix="ued-studio-step-") as scratch:
         pinned = Path(scratch) / step_dir.name
@@ -263,8 +263,8 @@ class RunModel:
         with self.lock:
             cfg = read_config(self.run_dir)
             if self.exp is None or cfg != self._config:
-                from ued import config as config_lib
-                from ued.experiment import build
+                from ued.config import config as config_lib
+                from ued.step.experiment import build
 
                 self.exp = build(config_lib.from_dict(cfg))
                 self._config = cfg
@@ -296,10 +296,10 @@ class RunModel:
             except ValueError as err:
                 self.unreadable = str(err)
                 continue
-            from ued import config as config_lib
-            from ued.checkpoint import into_state
-            from ued.experiment import build
-            from ued.parallel import init_shapes
+            from ued.config import config as config_lib
+            from ued.host.checkpoint import into_state
+            from ued.step.experiment import build
+            from ued.step.parallel import init_shapes
 
             exp = self.experiment()
             if meta.get("config") != self._config:

@@ -109,7 +109,7 @@ def run_suite(
     cells = make_cells(suite, out)
     unknown = sorted(set(only) - {c.label for c in cells})
     if unknown:
-        from ued.config import ConfigError
+        from ued.config.config import ConfigError
 
         raise ConfigError(f"--only {unknown}: not labels of the suite ({[c.label for c in cells]})")
     visited = []

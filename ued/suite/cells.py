@@ -1,12 +1,12 @@
 """Cells of a suite: one ordinary run folder per (experiment, seed group), run, skipped or
-resumed through ``ued.train``.
+resumed through ``ued.host.train``.
 
 A cell lives in ``OUT/<label>/seeds<first>-<last>/`` and is a plain run folder (config,
 metrics, checkpoints, summary) plus ``cell.json``, the suite's record of it: its status, its
 budget, the wall seconds of every training attempt and the machine of each, and the student's
 gradient updates per seed. A cell is finished when ``cell.json`` says so for the same budget;
 one with checkpoints is resumed (``run.resume=true``); any other starts afresh. A
-SIGINT/SIGTERM during a cell lets ``ued.train`` checkpoint it, and the suite stops there.
+SIGINT/SIGTERM during a cell lets ``ued.host.train`` checkpoint it, and the suite stops there.
 
 Run folders are caches: the artefact is each cell's evaluated result, which the suite writes
 to ``RESULTS/cells/<label>/seeds<first>-<last>.json`` (``ued.suite.results``) as soon as the
@@ -37,10 +37,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ued import config as config_lib
-from ued import safe_io
-from ued.config import Config, ConfigError
-from ued.options import to_dict
+from ued.config import config as config_lib
+from ued.config.config import Config, ConfigError
+from ued.config.options import to_dict
+from ued.files import safe_io
 from ued.suite.spec import ExperimentSpec, Suite
 
 CELL_FILE = "cell.json"
@@ -213,7 +213,7 @@ def make_cells(suite: Suite, out: str | Path) -> list[Cell]:
 
 
 def _overrides(suite: Suite, exp: ExperimentSpec, first: int, count: int, directory: Path):
-    # Every cell draws its shared decisions (ued.schedule) from the suite's first seed, so a
+    # Every cell draws its shared decisions (ued.core.schedule) from the suite's first seed, so a
     # seed's result does not depend on how the seeds are grouped into cells
     # (seeds_per_run) or on how a cell runs them (run.seed_mode).
     return (
@@ -263,7 +263,7 @@ def _next_env_steps(cell: Cell, cfg: Config, done: list[int], updates: int) -> i
 
 def run_cell(cell: Cell, verbose: bool = True) -> dict[str, Any]:
     """Trains (or resumes) one cell to its budget; returns its updated ``cell.json``."""
-    from ued.train import train  # JAX starts here, not when a suite is only listed
+    from ued.host.train import train  # JAX starts here, not when a suite is only listed
 
     status = cell.status()
     record = cell.record()

@@ -1,12 +1,13 @@
-"""Evaluation of each cell's final checkpoint on the suite's level sets (``ued.evaluate``).
+"""Evaluation of each cell's final checkpoint on the suite's level sets
+(``ued.evaluation.evaluate``).
 
 Every experiment sees the same levels and the same episode keys (set ``S`` uses
 ``fold_in(PRNGKey(evaluation.seed), crc32(S))``, so adding a set changes no other set's
 episodes), so differences between experiments are not differences in what was drawn. Each
 set is played in its own env (``EvalSet.env``: e.g. the 13x13 standard mazes at horizon 250
-by an agent trained on 9x9 mazes at horizon 100; ``ued.eval_setup.eval_env``). With
+by an agent trained on 9x9 mazes at horizon 100; ``ued.config.eval_setup.eval_env``). With
 ``evaluation.independent_play`` every level is played a second time with independent keys
-(``solve_rate_independent``), for the CVaR (``ued.stats.cvar_independent``).
+(``solve_rate_independent``), for the CVaR (``ued.evaluation.stats.cvar_independent``).
 
 Random sets keep solvable levels only: levels are drawn in rounds from the set's seed until
 ``count`` of them have the family's ``solvable`` level metric set (a family without that
@@ -25,15 +26,21 @@ from typing import Any
 import jax
 import numpy as np
 
-from ued.config import ConfigError, call_with_options
-from ued.eval_setup import (
+from ued.config.config import ConfigError, call_with_options
+from ued.config.eval_setup import (
     ANNOTATED,
     eval_env,
     level_annotations,
     level_horizons,
     split_by_horizon,
 )
-from ued.evaluate import INDEPENDENT, METRICS, LevelEvaluator, random_levels, solvable_check
+from ued.evaluation.evaluate import (
+    INDEPENDENT,
+    METRICS,
+    LevelEvaluator,
+    random_levels,
+    solvable_check,
+)
 from ued.suite.cells import Cell, read_metrics
 from ued.suite.spec import EvalSet, Suite
 from ued.suite.support import producible
@@ -114,8 +121,8 @@ def evaluate_checkpoint(
     seed, in seed order) on ``sets`` (default all of the suite's). A set whose ``env`` says
     ``max_steps: annotated`` plays each level at its file's ``; horizon:`` (``max_steps`` is
     then ``annotated`` and ``horizons`` lists them)."""
-    from ued.checkpoint import load_trained
-    from ued.parallel import per_seed
+    from ued.host.checkpoint import load_trained
+    from ued.step.parallel import per_seed
 
     sets = list(suite.evaluation.sets if sets is None else sets)
     step = cell.checkpoints()[-1]

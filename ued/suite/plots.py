@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-from ued import stats
-from ued.safe_io import atomic_output
+from ued.evaluation import stats
+from ued.files.safe_io import atomic_output
 
 THRESHOLDS = np.linspace(0.0, 1.0, 51)
 DPI = 100

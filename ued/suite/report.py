@@ -1,13 +1,14 @@
 """``results.json`` and ``table.md`` of a suite, from the committed cell results alone.
 
 Per experiment and level set, over the (seeds, levels) matrix of per-level values, with the
-seed as the unit (``ued.stats``; two-level bootstrap for a set whose levels are a sample):
+seed as the unit (``ued.evaluation.stats``; two-level bootstrap for a set whose levels are a
+sample):
 - solve rate and return: mean and IQM with 95% intervals;
 - ``cvar_10``: per seed, the mean solve rate of its worst 10% of levels (at least one),
   ranked on one play and measured on an independent second play (SFL's estimator; biased
   high by about 0.05 for the true worst decile at 10 episodes and solve rates near 0.9, as
-  the same-play one is biased low by as much: ``ued.stats.cvar_independent``), then the mean
-  over seeds with its interval over seeds. Without a second play (``independent_play:
+  the same-play one is biased low by as much: ``ued.evaluation.stats.cvar_independent``), then
+  the mean over seeds with its interval over seeds. Without a second play (``independent_play:
   false``) the same-play estimator is used and marked so;
 - against the baseline: ``difference`` of mean solve rates with a Welch interval over seeds
   (it *separates* when it excludes 0), and ``improvement``, the probability that a seed's
@@ -29,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ued import stats
-from ued.evaluate import INDEPENDENT, METRICS
-from ued.safe_io import write_atomic
+from ued.evaluation import stats
+from ued.evaluation.evaluate import INDEPENDENT, METRICS
+from ued.files.safe_io import write_atomic
 from ued.suite.evaluation import dumps, merged
 from ued.suite.spec import GROUPS, Suite
 

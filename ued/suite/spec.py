@@ -16,7 +16,7 @@ A suite file (YAML) looks like::
     evaluation:
       episodes: 10
       seed: 0
-      independent_play: true  # a second play of every level, for the CVaR (ued.stats)
+      independent_play: true  # a second play of every level, for the CVaR (ued.evaluation.stats)
       sets:
         - {name: named, kind: named, group: out_of_distribution}
         - {name: random_walls, kind: random, generator: random_walls, count: 100,
@@ -28,10 +28,10 @@ Every set names its ``group``, ``in_distribution`` (the levels the baseline trai
 mild shift of its generator) or ``out_of_distribution``; the report shows the groups apart,
 in-distribution first. A set's ``env`` holds env options for its evaluation only (the
 family's env options, e.g. the maze's ``max_size`` and the horizon ``max_steps``): the
-trained network plays the levels in that env (``ued.eval_setup.eval_env``), so a 9x9-trained
+trained network plays the levels in that env (``ued.config.eval_setup.eval_env``), so a 9x9-trained
 agent can be scored on the 13x13 standard mazes at the papers' horizon. ``sampled`` says
 whether the set's levels are a sample of a larger population (default: true for random sets,
-false otherwise): its intervals then resample the levels too (``ued.stats``, two-level).
+false otherwise): its intervals then resample the levels too (``ued.evaluation.stats``, two-level).
 
 Paths are relative to the suite file. The suite owns ``run.seed``, ``run.num_seeds``,
 ``run.total_env_steps``, ``run.dir`` and ``run.resume``; overrides may not set them.
@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ued.config import ConfigError, coerce, parse_override, read_yaml
+from ued.config.config import ConfigError, coerce, parse_override, read_yaml
 
 SUITE_OWNED = ("run.seed", "run.num_seeds", "run.total_env_steps", "run.dir", "run.resume")
 SET_KINDS = ("named", "file", "random")

@@ -1,0 +1,2 @@
+"""Evaluation over level sets, pictures of a run (galleries, episodes) and statistics over
+training seeds."""
