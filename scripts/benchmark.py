@@ -46,8 +46,7 @@ throughput (1 = seeds cost nothing extra; 1/S = S seeds cost S single runs), bes
 **Before and after in one run.** ``--compare-ref REV`` checks out git revision ``REV`` of this
 repository in a temporary worktree and measures every configuration with that checkout's
 ``ued`` too, right before this checkout's measurement of it, so both see about the same
-machine load; the measuring harness (``ued/host/benchmarking.py``) is this checkout's for
-both.
+machine load; the measuring harness (``ued/host/benchmarking.py``) is this checkout's for both.
 Options this checkout adds (``run.seed_mode``, ``run.schedule_seed``) are not passed to the
 older code, which always vmaps its seeds. The parent prints the 1-minute load average
 before and after. On a shared machine, ``--repeats R`` times the window of ``--updates``
@@ -70,7 +69,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import itertools
 import json
 import math
 import os
@@ -80,13 +78,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "BENCH_RESULT "
 
 
-# --- the worker process (measurements in ued.host.benchmarking) ------------------------------
+# --- the worker process (measurements in ued.host.benchmarking) -----------------------------------
 
 
 def load_harness():
@@ -129,6 +125,9 @@ def worker(spec: dict) -> None:
 
 
 # --- orchestration (the parent process never starts JAX) -------------------------------------
+# The sweep (ued/host/benchmark_sweep.py) and the tables (ued/host/benchmark_report.py) are imported
+# where they are used, once main has put this checkout first on the path: never in a worker,
+# whose ued may be an older checkout's.
 
 
 def run_worker(spec: dict, timeout: float, root: Path = ROOT) -> dict:
@@ -153,265 +152,6 @@ def run_worker(spec: dict, timeout: float, root: Path = ROOT) -> dict:
             return json.loads(line[len(MARK) :])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return {"error": " | ".join(tail) or f"exit status {proc.returncode}"}
-
-
-def split_list(text: str | None, cast=str, name: str = "") -> list:
-    """A comma-separated option as a list; a ValueError naming the option for a bad entry."""
-    if text is None or text.lower() == "none":
-        return []
-    out = []
-    for x in (x for x in text.split(",") if x):
-        try:
-            out.append(cast(x))
-        except ValueError:
-            kind = "an integer" if cast is int else f"a {cast.__name__}"
-            raise ValueError(f"--{name} {text!r}: {x!r} is not {kind}") from None
-        if cast is int and out[-1] < 1:
-            raise ValueError(f"--{name} {text!r}: every entry must be >= 1")
-    return out
-
-
-def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """Overrides for every configuration, and ``NAME:key=value`` ones by curriculum."""
-    common, by_curriculum = [], {}
-    for item in overrides:
-        head, _, rest = item.partition(":")
-        if rest and "=" in rest and "=" not in head and "." not in head:
-            by_curriculum.setdefault(head, []).append(rest)
-        else:
-            common.append(item)
-    return common, by_curriculum
-
-
-def train_specs(args, experiment: str, overrides: list[str]) -> list[dict]:
-    from ued.config import config as config_lib
-    from ued.curricula import CURRICULA, options_of, parse_options
-
-    overrides, own = split_overrides(overrides)
-    curricula = split_list(args.curricula) or sorted(CURRICULA)
-    unknown = [c for c in curricula if not c.endswith(".yaml") and c not in CURRICULA]
-    if unknown:
-        raise config_lib.ConfigError(
-            f"--curricula: unknown curriculum {unknown[0]!r}; one of {sorted(CURRICULA)} or "
-            "an experiment .yaml file"
-        )
-    envs = split_list(args.num_envs, int, "num-envs") or [None]
-    caps = split_list(args.capacity, int, "capacity") or [None]
-    devs = split_list(args.devices, int, "devices") or [1]
-    seeds = split_list(args.num_seeds, int, "num-seeds") or [None]
-    modes = split_list(getattr(args, "seed_mode", None)) or [None]
-    bad = [m for m in modes if m not in (None, "vmap", "sequential", "auto")]
-    if bad:
-        raise ValueError(f"--seed-mode: {bad[0]!r} is not one of vmap, sequential, auto")
-    specs, seen = [], set()
-    product = itertools.product(curricula, envs, caps, devs, seeds, modes)
-    for cur, n, cap, dev, s, mode in product:
-        # Absolute: workers run in the measured checkout's folder.
-        path = str(Path(cur if cur.endswith(".yaml") else experiment).resolve())
-        extra = []
-        name = config_lib.load(path, overrides, options_of).curriculum.name
-        if not cur.endswith(".yaml") and name != cur:
-            # Another curriculum than the file's: its own default options.
-            extra = [f"curriculum.name={cur}", "curriculum.options={}"]
-            name = cur
-        extra += own.get(name, [])
-        extra += [f"ppo.num_envs={n}"] * (n is not None) + [f"run.num_seeds={s}"] * (s is not None)
-        extra += [f"run.devices={dev}", "eval.levels=none", "run.progress=false"]
-        if mode is not None and (s or 1) > 1:  # one seed has no mode: measured once
-            extra.append(f"run.seed_mode={mode}")
-        cfg = config_lib.load(path, overrides + extra, options_of)
-        buffer = getattr(parse_options(cfg.curriculum.name, cfg.curriculum.options), "buffer", None)
-        if buffer is None:
-            cap = None
-        if cap is not None:
-            extra.append(f"curriculum.options.buffer.capacity={cap}")
-        if not args.keep_min_fill and buffer is not None:
-            fill = min(buffer.min_fill_ratio, 2 * cfg.ppo.num_envs / (cap or buffer.capacity))
-            extra.append(f"curriculum.options.buffer.min_fill_ratio={fill:.6g}")
-        cfg = config_lib.load(path, overrides + extra, options_of)  # validates the final config
-        buffer = getattr(parse_options(cfg.curriculum.name, cfg.curriculum.options), "buffer", None)
-        key = json.dumps(config_lib.to_dict(cfg), sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
-        specs.append(
-            {
-                "kind": "train",
-                "experiment": path,
-                "overrides": overrides + extra,
-                "devices": dev,
-                "warmup": args.warmup,
-                "updates": args.updates,
-                "repeats": getattr(args, "repeats", 1),
-                "summary": {
-                    "curriculum": cfg.curriculum.name,
-                    "num_envs": cfg.ppo.num_envs,
-                    "num_steps": cfg.ppo.num_steps,
-                    "capacity": buffer.capacity if buffer is not None else None,
-                    "devices": dev,
-                    "num_seeds": cfg.run.num_seeds,
-                    "seed_mode": cfg.run.seed_mode if cfg.run.num_seeds > 1 else None,
-                    "bench_min_fill_ratio": buffer.min_fill_ratio if buffer is not None else None,
-                },
-                "config": config_lib.to_dict(cfg),
-            }
-        )
-    return specs
-
-
-def fmt(x, spec=".0f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def side_of(row: dict) -> str:
-    """``before`` (the ``--compare-ref`` checkout), ``after`` (this checkout, compared) or
-    ``this`` (this checkout, nothing to compare with)."""
-    return row.get("side", "this")
-
-
-def mode_of(row: dict) -> str:
-    """How the seeds ran: ``vmap``/``sequential`` (``-`` for one seed, unless measured in
-    a ``--interleave`` group, whose mode it then has)."""
-    if row["summary"]["num_seeds"] <= 1:
-        return row.get("group") or "-"
-    if side_of(row) == "before":
-        return "vmap"  # the code before run.seed_mode always vmapped its seeds
-    return row["result"].get("seed_mode") or row["summary"].get("seed_mode") or "?"
-
-
-def print_table(rows: list[dict], header: bool = True) -> None:
-    head = (
-        f"{'curriculum':<11} {'side':<6} {'envs':>5} {'cap':>5} {'dev':>3} {'seed':>4} "
-        f"{'mode':<10} {'compile':>7} {'warm':>5} {'sps mix':>8} {'sps/seed':>8} "
-        f"{'by step kind':<34} {'GFLOP/s':>7} {'%mm':>4} {'peak MB':>8}"
-    )
-    if header:
-        print(head)
-    for r in rows:
-        s, res = r["summary"], r["result"]
-        if "error" in res:
-            where = f"{s['curriculum']:<11} {side_of(r):<6} {s['num_envs']:>5}"
-            print(f"{where} error: {res['error'][:100]}")
-            continue
-        c, w = res["compile"], res.get("warm", {})
-        cold = c["trace_seconds"] + c["compile_seconds"]
-        warm = w.get("trace_seconds", 0) + w.get("compile_seconds", 0) if w else None
-        branches = " ".join(f"{k}={v:.0f}" for k, v in res["sps"].items() if k != "mix")
-        mem = res["memory"]
-        peak = mem.get("device_peak_bytes", mem.get("host_peak_rss_bytes"))
-        per_seed = res["sps"]["mix"] / max(1, s["num_seeds"])
-        print(
-            f"{s['curriculum']:<11} {side_of(r):<6} {s['num_envs']:>5} "
-            f"{fmt(s['capacity'], 'd'):>5} {s['devices']:>3} {s['num_seeds']:>4} "
-            f"{mode_of(r):<10} {cold:>6.1f}s {fmt(warm, '.1f'):>4}s "
-            f"{res['sps']['mix']:>8.0f} {per_seed:>8.0f} {branches:<34} "
-            f"{res['achieved_gflops']:>7.1f} {100 * res['fraction_of_matmul']:>3.0f}% "
-            f"{peak / 2**20:>8.0f}"
-        )
-    if header and rows and "matmul_gflops" in rows[0]["result"]:
-        r = rows[0]["result"]
-        where = f"{r['backend']} ({r['device_kind']})"
-        rates = [x["result"]["matmul_gflops"] for x in rows if "matmul_gflops" in x["result"]]
-        print(
-            f"float32 matmul: {np.median(rates):.0f} GFLOP/s on {where} (median of the run's "
-            f"{len(rates)} measurements, {min(rates):.0f}-{max(rates):.0f})"
-        )
-
-
-def seed_scaling(rows: list[dict]) -> list[dict]:
-    """Per (curriculum, envs, devices, side, mode): per-seed throughput by seed count, and
-    the ratio of the most seeds' per-seed throughput to one seed's (needs a 1-seed row).
-
-    ``ratio_mm`` is the same ratio of per-seed throughput divided by the matmul rate each
-    measurement took right after its timed steps: on a machine shared with other work it
-    corrects for the load that the measurements did not share."""
-    groups: dict[tuple, dict[int, tuple[float, float]]] = {}
-    single: dict[tuple, tuple[float, float]] = {}
-    for r in rows:
-        s, res = r["summary"], r["result"]
-        if "error" in res:
-            continue
-        per_seed = res["sps"]["mix"] / max(1, s["num_seeds"])
-        figures = (per_seed, per_seed / res.get("matmul_gflops", float("nan")))
-        base = (s["curriculum"], s["num_envs"], s["capacity"], s["devices"], side_of(r))
-        if s["num_seeds"] == 1:  # the baseline of its --interleave group, or of every mode
-            single[(*base, r.get("group"))] = figures
-        else:
-            groups.setdefault((*base, mode_of(r)), {})[s["num_seeds"]] = figures
-    out = []
-    for key, by_seeds in groups.items():
-        one = single.get(key, single.get((*key[:-1], None)))
-        if one is None:
-            continue
-        top = max(by_seeds)
-        out.append(
-            {
-                "curriculum": key[0],
-                "num_envs": key[1],
-                "capacity": key[2],
-                "devices": key[3],
-                "side": key[4],
-                "mode": key[5],
-                "sps_per_seed": {1: one[0], **{n: v[0] for n, v in sorted(by_seeds.items())}},
-                "ratio": by_seeds[top][0] / one[0],
-                "ratio_mm": by_seeds[top][1] / one[1],
-                "ratio_seeds": top,
-            }
-        )
-    # Relative to DR's ratio of the same side, mode and sizes.
-    for name in ("ratio", "ratio_mm"):
-        dr = {
-            (o["side"], o["mode"], o["num_envs"], o["devices"], o["ratio_seeds"]): o[name]
-            for o in out
-            if o["curriculum"] == "dr"
-        }
-        for o in out:
-            ref = dr.get((o["side"], o["mode"], o["num_envs"], o["devices"], o["ratio_seeds"]))
-            o[name.replace("ratio", "vs_dr")] = o[name] / ref if ref else None
-    order = {"before": 0, "after": 1, "this": 1}
-    return sorted(out, key=lambda o: (o["num_envs"], o["devices"], order.get(o["side"], 2),
-                                      o["mode"], o["curriculum"]))  # fmt: skip
-
-
-def print_seed_scaling(table: list[dict]) -> None:
-    if not table:
-        return
-    counts = sorted({n for o in table for n in o["sps_per_seed"]})
-    cols = " ".join(f"{f'{n} seed' + ('s' if n > 1 else ''):>9}" for n in counts)
-    print(
-        "\nseed scaling: student env steps/s per seed; ratio = most seeds / 1 seed "
-        "(ratio mm: each figure over its measurement's matmul rate)"
-    )
-    head = f"{'curriculum':<11} {'side':<6} {'mode':<10} {'envs':>5}"
-    print(f"{head} {cols} {'ratio':>6} {'vs DR':>6} {'ratio mm':>8} {'vs DR':>6}")
-    for o in table:
-        vals = " ".join(f"{fmt(o['sps_per_seed'].get(n)):>9}" for n in counts)
-        print(
-            f"{o['curriculum']:<11} {o['side']:<6} {o['mode']:<10} {o['num_envs']:>5} {vals} "
-            f"{o['ratio']:>6.2f} {fmt(o['vs_dr'], '.2f'):>6} {o['ratio_mm']:>8.2f} "
-            f"{fmt(o['vs_dr_mm'], '.2f'):>6}"
-        )
-
-
-def interleave_groups(specs: list[dict]) -> dict[tuple, list[dict]]:
-    """``--interleave``: the specs grouped by everything but the seed count, per seed mode;
-    the 1-seed spec of a configuration opens each of its modes' groups."""
-    singles, groups = {}, {}
-    for spec in specs:
-        s = spec["summary"]
-        key = (spec["experiment"], s["curriculum"], s["num_envs"], s["capacity"], s["devices"])
-        if s["num_seeds"] == 1:
-            singles[key] = spec
-        else:
-            groups.setdefault((*key, s.get("seed_mode") or "auto"), []).append(spec)
-    out = {}
-    for key, members in groups.items():
-        members = sorted(members, key=lambda g: g["summary"]["num_seeds"])
-        out[key] = [singles[key[:-1]], *members] if key[:-1] in singles else members
-    for key, spec in singles.items():  # a configuration measured with one seed only
-        if not any(k[:-1] == key for k in groups):
-            out[(*key, "-")] = [spec]
-    return out
 
 
 def ref_checkout(rev: str, where: Path) -> Path:
@@ -442,6 +182,8 @@ def main(argv: list[str]) -> int:
         return 0
     # This checkout's ued, whichever checkout `pip install -e` points at.
     sys.path.insert(0, str(ROOT))
+    from ued.host.benchmark_sweep import split_list, train_specs
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--curricula", help="comma list; default: every registered curriculum")
     parser.add_argument("--num-envs", help="comma list of ppo.num_envs")
@@ -530,6 +272,15 @@ def open_log(path: str):
 
 
 def _measure(args, specs, env_batches, experiment, positional, ref_root, out) -> int:
+    from ued.host.benchmark_report import (
+        fmt,
+        print_seed_scaling,
+        print_table,
+        seed_scaling,
+        side_of,
+    )
+    from ued.host.benchmark_sweep import interleave_groups, split_overrides
+
     rows, failed_env, measured_ref = [], [], set()
     load_before = os.getloadavg()[0]
     print(f"[bench] load average (1 min) before: {load_before:.2f}", flush=True)

@@ -1,4 +1,5 @@
-"""scripts/benchmark.py: the sweep it plans, its FLOP count, and one tiny end-to-end run."""
+"""scripts/benchmark.py: the sweep it plans (ued/host/benchmark_sweep.py), its FLOP count, its
+tables (ued/host/benchmark_report.py) and one tiny end-to-end run."""
 
 import argparse
 import importlib.util
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from ued.api import load_config
+from ued.host.benchmark_report import print_seed_scaling, print_table, seed_scaling
+from ued.host.benchmark_sweep import interleave_groups, split_overrides, train_specs
 from ued.host.benchmarking import student_flops
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +52,8 @@ def sweep_args(**kwargs):
     return argparse.Namespace(**{**base, **kwargs})
 
 
-def test_sweep_is_the_product_without_duplicates(bench):
-    specs = bench.train_specs(sweep_args(), str(ROOT / "experiments" / "maze_dr.yaml"), TINY)
+def test_sweep_is_the_product_without_duplicates():
+    specs = train_specs(sweep_args(), str(ROOT / "experiments" / "maze_dr.yaml"), TINY)
     summaries = [s["summary"] for s in specs]
     # DR has no buffer: one spec per num_envs; PLR: one per (num_envs, capacity).
     assert [(s["curriculum"], s["num_envs"], s["capacity"]) for s in summaries] == [
@@ -66,9 +69,9 @@ def test_sweep_is_the_product_without_duplicates(bench):
     assert all("run.devices=1" in s["overrides"] for s in specs)
 
 
-def test_keep_min_fill_keeps_the_config(bench):
+def test_keep_min_fill_keeps_the_config():
     args = sweep_args(curricula="plr", num_envs="8", capacity=None, keep_min_fill=True)
-    specs = bench.train_specs(args, str(ROOT / "experiments" / "maze_dr.yaml"), TINY)
+    specs = train_specs(args, str(ROOT / "experiments" / "maze_dr.yaml"), TINY)
     assert specs[0]["summary"]["bench_min_fill_ratio"] == 0.5
 
 
@@ -123,8 +126,8 @@ def test_end_to_end_tiny_run_writes_jsonl(tmp_path):
     assert "sps mix" in proc.stdout  # the table
 
 
-def test_curriculum_overrides_apply_to_their_curriculum_only(bench):
-    common, own = bench.split_overrides(
+def test_curriculum_overrides_apply_to_their_curriculum_only():
+    common, own = split_overrides(
         ["ppo.num_envs=8", "sfl:curriculum.options.refresh_every=5", "env.options={a: 1}"]
     )
     assert common == ["ppo.num_envs=8", "env.options={a: 1}"]
@@ -132,7 +135,7 @@ def test_curriculum_overrides_apply_to_their_curriculum_only(bench):
     args = sweep_args(curricula="dr,sfl", num_envs="8", capacity=None, num_seeds="1,2",
                       seed_mode="vmap,sequential")  # fmt: skip
     overrides = [*TINY, "sfl:curriculum.options.refresh_every=5"]
-    specs = bench.train_specs(args, str(ROOT / "experiments" / "maze_dr.yaml"), overrides)
+    specs = train_specs(args, str(ROOT / "experiments" / "maze_dr.yaml"), overrides)
     # One seed is measured once; two seeds once per mode.
     planned = [(s["summary"]["curriculum"], s["summary"]["num_seeds"], s["summary"]["seed_mode"])
                for s in specs]  # fmt: skip
@@ -164,13 +167,13 @@ def row(curriculum, seeds, sps, side="after", mode="vmap"):
     return {"summary": summary, "result": result, "side": side}
 
 
-def test_seed_scaling_ratio_is_per_seed_throughput_at_the_most_seeds_over_one(bench):
+def test_seed_scaling_ratio_is_per_seed_throughput_at_the_most_seeds_over_one():
     rows = [
         row("dr", 1, 1000.0), row("dr", 3, 1500.0), row("dr", 5, 2000.0),
         row("sfl", 1, 500.0), row("sfl", 5, 2000.0),
         row("dr", 1, 1000.0, side="before"), row("dr", 5, 1000.0, side="before"),
     ]  # fmt: skip
-    table = {(o["curriculum"], o["side"]): o for o in bench.seed_scaling(rows)}
+    table = {(o["curriculum"], o["side"]): o for o in seed_scaling(rows)}
     dr, sfl, before = table["dr", "after"], table["sfl", "after"], table["dr", "before"]
     assert dr["sps_per_seed"] == {1: 1000.0, 3: 500.0, 5: 400.0}
     assert dr["ratio"] == pytest.approx(0.4) and dr["vs_dr"] == pytest.approx(1.0)
@@ -200,11 +203,11 @@ def test_gpu_script_runs_at_a_tiny_size_on_the_cpu(tmp_path):
     assert "seed scaling" in Path(f"{out}.txt").read_text()
 
 
-def test_interleave_groups_a_configurations_seed_counts_per_mode(bench):
+def test_interleave_groups_a_configurations_seed_counts_per_mode():
     args = sweep_args(curricula="dr", num_envs="8", capacity=None, num_seeds="1,3,2",
                       seed_mode="vmap,sequential")  # fmt: skip
-    specs = bench.train_specs(args, str(ROOT / "experiments" / "maze_dr.yaml"), TINY)
-    groups = bench.interleave_groups(specs)
+    specs = train_specs(args, str(ROOT / "experiments" / "maze_dr.yaml"), TINY)
+    groups = interleave_groups(specs)
     counts = [
         (key[-1], [g["summary"]["num_seeds"] for g in group]) for key, group in groups.items()
     ]
@@ -217,6 +220,73 @@ def test_interleave_groups_a_configurations_seed_counts_per_mode(bench):
         row("dr", 3, 600.0, mode="sequential"),
     ]
     rows[0]["group"], rows[2]["group"] = "vmap", "sequential"
-    table = {o["mode"]: o for o in bench.seed_scaling(rows)}
+    table = {o["mode"]: o for o in seed_scaling(rows)}
     assert table["vmap"]["ratio"] == pytest.approx(0.2)
     assert table["sequential"]["ratio"] == pytest.approx(0.4)
+
+
+def measured(curriculum, seeds, sps, capacity=None, mode="vmap", rate=100.0):
+    """A row as a worker's result makes it: compile times, branches, memory, matmul rate."""
+    by_kind = {"new": sps * 0.8, "replay": sps * 1.5} if capacity else {}
+    result = {
+        "sps": {"mix": sps, **by_kind},
+        "seed_mode": mode if seeds > 1 else None,
+        "compile": {"trace_seconds": 1.25, "compile_seconds": 3.5},
+        "warm": {"trace_seconds": 0.5, "compile_seconds": 0.25} if seeds == 1 else {},
+        "achieved_gflops": 12.34, "fraction_of_matmul": 0.1234, "matmul_gflops": rate,
+        "memory": {"device_peak_bytes": 2**30, "host_peak_rss_bytes": 5} if seeds == 1
+        else {"host_peak_rss_bytes": 300 * 2**20},
+        "backend": "cpu", "device_kind": "cpu",
+    }  # fmt: skip
+    summary = {**row(curriculum, seeds, sps, mode=mode)["summary"], "capacity": capacity}
+    return {"summary": summary, "result": result, "side": "after"}
+
+
+def test_tables_print_a_line_per_measurement_and_the_seed_scaling(capsys):
+    rows = [
+        measured("dr", 1, 1000.0),
+        measured("dr", 4, 2000.0, rate=50.0),
+        measured("plr", 1, 800.0, capacity=100),
+        measured("plr", 4, 1600.0, capacity=100, mode="sequential", rate=80.0),
+        {**row("sfl", 2, 0.0), "result": {"error": "boom " * 40}},
+    ]
+    print_table(rows)
+    print_seed_scaling(seed_scaling(rows))
+    print_seed_scaling([])  # nothing to compare: nothing printed
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "curriculum", "side", "envs", "cap", "dev", "seed", "mode", "compile", "warm", "sps",
+        "mix", "sps/seed", "by", "step", "kind", "GFLOP/s", "%mm", "peak", "MB",
+    ]  # fmt: skip
+    expected = [
+        "dr          after     32     -   1    1 -             4.8s  0.8s     1000     1000 "
+        f"{'':<34}    12.3  12%     1024",
+        "plr         after     32   100   1    4 sequential    4.8s    -s     1600      400 "
+        "new=1280 replay=2400                  12.3  12%      300",
+        "sfl         after     32 error: " + ("boom " * 20)[:100],
+        "float32 matmul: 90 GFLOP/s on cpu (cpu) (median of the run's 4 measurements, 50-100)",
+        "",
+        "seed scaling: student env steps/s per seed; ratio = most seeds / 1 seed "
+        "(ratio mm: each figure over its measurement's matmul rate)",
+        "curriculum  side   mode        envs    1 seed   4 seeds  ratio  vs DR ratio mm  vs DR",
+        "plr         after  sequential    32       800       400   0.50      -     0.62      -",
+        "dr          after  vmap          32      1000       500   0.50   1.00     1.00   1.00",
+    ]
+    assert [lines[1], lines[4], *lines[5:]] == expected
+
+
+def test_loading_the_script_imports_nothing_from_ued():
+    """A worker loads the script under an older checkout's ``ued`` (``--compare-ref``): the
+    sweep and the tables, which that checkout may lack, are imported by the parent only."""
+    code = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('benchmark', sys.argv[1])\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ued'))\n"
+    )
+    script = str(ROOT / "scripts" / "benchmark.py")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

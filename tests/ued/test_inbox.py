@@ -256,3 +256,41 @@ def test_an_entry_that_cannot_be_filed_is_left_pending_not_a_crash(tmp_path, cap
     box.saved()  # cannot make applied/: logged, the message stays pending
     assert "cannot file" in capfd.readouterr().err
     assert [p.stem for p in inbox.pending(tmp_path)] == [sent]
+
+
+def test_filing_replaces_a_link_in_its_place_and_never_writes_through_it(tmp_path):
+    sent = inbox.send(tmp_path, GOOD)
+    outside = tmp_path / "outside.json"
+    outside.write_text("not the inbox's")
+    applied = tmp_path / "inbox" / "applied"
+    applied.mkdir()
+    (applied / f"{sent}.json").symlink_to(outside)
+    box = inbox.Inbox(tmp_path)
+    box.commit([{"id": sent, "update": 1, "accepted": True, "reason": ""}])
+    box.saved()
+    record = applied / f"{sent}.json"
+    assert not record.is_symlink() and json.loads(record.read_text())["level"] == GOOD
+    assert outside.read_text() == "not the inbox's"
+    assert not inbox.pending(tmp_path)
+    # The grounding log too: rewritten in place of a link, the link's target untouched.
+    (tmp_path / "grounding.jsonl").unlink()
+    (tmp_path / "grounding.jsonl").symlink_to(outside)
+    inbox.prune_events(tmp_path, 0)
+    assert not (tmp_path / "grounding.jsonl").is_symlink()
+    assert outside.read_text() == "not the inbox's"
+
+
+def test_a_fifo_where_a_record_goes_is_refused_as_an_oserror_not_replaced(tmp_path, capfd):
+    sent = inbox.send(tmp_path, GOOD)
+    applied = tmp_path / "inbox" / "applied"
+    applied.mkdir()
+    os.mkfifo(applied / f"{sent}.json")
+    box = inbox.Inbox(tmp_path)
+    box.commit([{"id": sent, "update": 1, "accepted": True, "reason": ""}])
+    box.saved()  # the writer refuses the FIFO: logged like any OSError, the entry stays
+    err = capfd.readouterr().err
+    assert "cannot file" in err and "FIFO" in err
+    assert (applied / f"{sent}.json").is_fifo()
+    assert [p.stem for p in inbox.pending(tmp_path)] == [sent]
+    with pytest.raises(OSError, match="FIFO"):
+        inbox._write(applied / f"{sent}.json", "{}")

@@ -12,7 +12,9 @@ Two helpers every script and reader of user-named paths goes through:
   its folder and renamed over the target, so a reader never sees half a file and a failed
   write leaves the old one; an existing target that is not a regular file (a device, FIFO,
   socket or folder) is refused before anything is written, never replaced. A symbolic link
-  is written through, to the file it names (as ``open(path, "w")`` would).
+  is written through, to the file it names (as ``open(path, "w")`` would); with
+  ``nofollow=True`` it is replaced instead, never followed (the inbox: anyone who can write
+  the folder could point an entry anywhere).
 
 Both raise ``FileRefused`` (a ``ValueError``) with one line naming the path and the problem.
 """
@@ -166,21 +168,24 @@ def read_capped(
 # --- writing --------------------------------------------------------------------------------
 
 
-def check_output(path: str | Path, what: str = "output", make_parents: bool = True) -> Path:
-    """Where an output named ``path`` will be written (a symbolic link resolved), after
-    refusing what cannot be written: an existing target that is not a regular file, a parent
-    that is a file or missing (with ``make_parents=False``) or a folder we cannot write."""
+def check_output(
+    path: str | Path, what: str = "output", make_parents: bool = True, nofollow: bool = False
+) -> Path:
+    """Where an output named ``path`` will be written (a symbolic link resolved, or with
+    ``nofollow`` replaced), after refusing what cannot be written: an existing target that is
+    not a regular file, a parent that is a file or missing (with ``make_parents=False``) or a
+    folder we cannot write."""
     path = Path(path)
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    target = Path(os.path.realpath(path)) if path.is_symlink() and not nofollow else path
     try:
-        info = os.stat(target)
+        info = os.stat(target, follow_symlinks=not nofollow)
     except FileNotFoundError:
         info = None
     except NotADirectoryError:
         info = None  # a parent is a file: said below
     except OSError as err:
         raise FileRefused(f"{what} {path}: cannot use it ({_why(err)})") from None
-    if info is not None and not stat.S_ISREG(info.st_mode):
+    if info is not None and not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
         raise FileRefused(
             f"{what} {path} is {describe(info.st_mode)}; only a regular file is replaced: "
             "name a file"
@@ -215,10 +220,12 @@ def _probe(folder: Path, make_dir: bool, what: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | Path, what: str = "output", make_parents: bool = True):
+def atomic_output(
+    path: str | Path, what: str = "output", make_parents: bool = True, nofollow: bool = False
+):
     """Yields a temporary path beside ``path`` to write; on success it is renamed over
     ``path`` (checked again just before), else removed. See the module docstring."""
-    target = check_output(path, what, make_parents)
+    target = check_output(path, what, make_parents, nofollow)
     try:
         if make_parents:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -228,9 +235,11 @@ def atomic_output(path: str | Path, what: str = "output", make_parents: bool = T
         raise FileRefused(f"{what} {path}: cannot write it ({_why(err)})") from None
     try:
         yield tmp
-        check_output(path, what, make_parents)  # still not a device, FIFO or folder
+        check_output(path, what, make_parents, nofollow)  # still not a device, FIFO or folder
         with contextlib.suppress(FileNotFoundError):  # a replaced file keeps its mode
-            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+            info = os.stat(target, follow_symlinks=not nofollow)
+            if stat.S_ISREG(info.st_mode):  # a replaced link's mode says nothing
+                os.chmod(tmp, stat.S_IMODE(info.st_mode))
         os.replace(tmp, target)
     except OSError as err:
         raise FileRefused(f"{what} {path}: cannot write it ({_why(err)})") from None
@@ -240,11 +249,15 @@ def atomic_output(path: str | Path, what: str = "output", make_parents: bool = T
 
 
 def write_atomic(
-    path: str | Path, data: str | bytes, what: str = "output", make_parents: bool = True
+    path: str | Path,
+    data: str | bytes,
+    what: str = "output",
+    make_parents: bool = True,
+    nofollow: bool = False,
 ) -> Path:
     """Writes ``data`` (text as UTF-8) to ``path`` atomically (see ``atomic_output``)."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    with atomic_output(path, what, make_parents) as tmp, open(tmp, "wb") as f:
+    with atomic_output(path, what, make_parents, nofollow) as tmp, open(tmp, "wb") as f:
         f.write(raw)
         f.flush()
         os.fsync(f.fileno())

@@ -7,11 +7,12 @@ Layout under the run folder::
     RUN/inbox/rejected/<id>.json   refused: the message plus "update" and "reason"
     RUN/grounding.jsonl            one event per processed message: id, update, accepted, reason
 
-Writers (``send``) write a hidden temporary file and ``os.replace`` it into place, so the
-trainer never reads half a message. At each chunk boundary the trainer (``Inbox.take``)
-reads the pending messages it has not processed yet, validates each level (size, the
-family's parser, ``is_valid``) and hands the accepted ones to the curriculum's optional
-``add_levels``; a curriculum without it rejects them with that reason.
+Writers (``send``) write a hidden temporary file and ``os.replace`` it into place
+(``safe_io.write_atomic``), so the trainer never reads half a message. At each chunk
+boundary the trainer (``Inbox.take``) reads the pending messages it has not processed yet,
+validates each level (size, the family's parser, ``is_valid``) and hands the accepted ones
+to the curriculum's optional ``add_levels``; a curriculum without it rejects them with that
+reason.
 
 Exactly once, across SIGINT, crashes and ``run.resume=true``: the ids processed so far are
 recorded in the metadata of every checkpoint (``inbox_ids``), and a message file is moved to
@@ -43,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ued.files.safe_io import open_capped, read_capped
+from ued.files.safe_io import FileRefused, open_capped, read_capped, write_atomic
 
 INBOX, APPLIED, REJECTED = "inbox", "applied", "rejected"
 EVENTS = "grounding.jsonl"
@@ -54,14 +55,16 @@ MAX_EVENTS_BYTES = 2**30  # grounding.jsonl is read as a stream of at most this 
 SET_ASIDE = ".entry"  # suffix of a bad entry moved into rejected/ as it was
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a hidden temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _write(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically, into an existing folder; a symbolic link at
+    ``path`` is replaced, never followed. A failure is an ``OSError`` naming the path, which
+    the callers handle (the trainer logs it and leaves the entry pending, the studio answers
+    409), whether the system refused the write or ``safe_io`` did (a folder, FIFO or device
+    at ``path`` is never replaced)."""
+    try:
+        write_atomic(path, text, "inbox file", make_parents=False, nofollow=True)
+    except FileRefused as err:
+        raise OSError(str(err)) from None
 
 
 def send(run_dir: str | Path, level_text: str, source: str = "") -> str:
@@ -72,7 +75,7 @@ def send(run_dir: str | Path, level_text: str, source: str = "") -> str:
     inbox.mkdir(parents=True, exist_ok=True)
     msg_id = uuid.uuid4().hex
     message = {"id": msg_id, "level": level_text, "sent": time.time(), "source": source[:200]}
-    write_atomic(inbox / f"{msg_id}.json", json.dumps(message))
+    _write(inbox / f"{msg_id}.json", json.dumps(message))
     return msg_id
 
 
@@ -161,7 +164,7 @@ def prune_events(run_dir: Path, updates: int) -> None:
     if not path.exists():
         return
     kept = [e for e in read_events(run_dir) if int(e.get("update", 0)) <= updates]
-    write_atomic(path, "".join(json.dumps(e) + "\n" for e in kept))
+    _write(path, "".join(json.dumps(e) + "\n" for e in kept))
 
 
 class Inbox:
@@ -267,7 +270,7 @@ class Inbox:
             if message is None:
                 record["entry"] = f"{msg_id}{SET_ASIDE}"
                 os.rename(source, folder / f"{msg_id}{SET_ASIDE}")
-            write_atomic(folder / f"{msg_id}.json", json.dumps(record))
+            _write(folder / f"{msg_id}.json", json.dumps(record))
             if message is not None:
                 source.unlink()
         except OSError as err:
