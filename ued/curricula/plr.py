@@ -39,13 +39,6 @@ from ued.level_sets import stack_like
 from ued.options import ConfigError, call_with_options, option
 
 
-def _scores_ok(weights) -> bool:
-    return all(
-        name in scoring.SCORES and isinstance(w, (int, float)) and not isinstance(w, bool)
-        for name, w in weights.items()
-    )
-
-
 def _editors_ok(entries) -> bool:
     def ok(value):
         if isinstance(value, dict):
@@ -62,8 +55,8 @@ class PLROptions:
     # per finished episode (JaxUED examples/maze_plr.py, score_function MaxMC).
     score: dict = option(
         {"max_mc_per_episode": 1.0},
-        check=_scores_ok,
-        allowed=f"a mapping of score names from {sorted(scoring.SCORES)} to numbers",
+        check=scoring.weights_ok,
+        allowed=scoring.WEIGHTS_ALLOWED,
     )
     buffer: buf_lib.BufferParams = option(factory=buf_lib.BufferParams)
     # Seed the search with the generator's levels, or with empty rooms (ACCEL's paper).
