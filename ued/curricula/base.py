@@ -145,6 +145,36 @@ class ShowsLevels:
         raise NotImplementedError
 
 
+SUPPORT_KINDS = ("generator", "edits", "builder", "programs")
+
+
+@dataclasses.dataclass(frozen=True)
+class Support:
+    """Which levels a curriculum's training could produce at all, as the suite's analysis
+    (``ued.suite.support``) reads it; a curriculum declares it from its options with
+    ``register(..., support=options -> Support)``.
+
+    ``kind``: "generator", the run generator's levels (DR, PLR, SFL's samples); "edits",
+    those of its start generator and what its editors reach from them (ACCEL); "builder",
+    what its level builder can build (PAIRED); "programs", its program space's levels.
+    """
+
+    kind: str  # one of SUPPORT_KINDS
+    start: str | None = None  # "edits": the generator its search starts from; None: the run's
+    editors: tuple[str, ...] = ()  # "edits": its editors by name; empty: the family's
+    builder: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # "builder": options
+
+    def __post_init__(self):
+        if self.kind not in SUPPORT_KINDS:
+            raise ValueError(f"Support.kind={self.kind!r}; must be one of {SUPPORT_KINDS}")
+
+
+def generator_support(options: Any) -> Support:
+    """The run generator's levels, whatever the options: a curriculum that only selects
+    among generated levels."""
+    return Support("generator")
+
+
 VIEW_KINDS = ("buffer", "grounding", "archive")
 
 

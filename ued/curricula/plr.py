@@ -33,7 +33,14 @@ from envs.editing import menu, repeat
 from ued import buffer as buf_lib
 from ued import scoring
 from ued.curricula import register
-from ued.curricula.base import Deps, LevelView, ShowsLevels, TakesLevels
+from ued.curricula.base import (
+    Deps,
+    LevelView,
+    ShowsLevels,
+    Support,
+    TakesLevels,
+    generator_support,
+)
 from ued.curricula.plr_schedules import EDIT, NEW, REPLAY, Parallel, Sequential
 from ued.level_sets import stack_like
 from ued.options import ConfigError, call_with_options, option
@@ -304,32 +311,38 @@ def compose(options: PLROptions, deps: Deps, schedule, trained, editing: bool) -
 ALL_LEVELS, REPLAYED_ONLY = (NEW, REPLAY), (REPLAY,)
 
 
-@register("plr", PLROptions)
+def edits_support(options: ACCELOptions) -> Support:
+    """The start levels and what the configured editors reach from them."""
+    start = "empty_room" if options.start_from == "empty" else None
+    return Support("edits", start=start, editors=tuple(options.editors))
+
+
+@register("plr", PLROptions, support=generator_support)
 def make_plr(options: PLROptions, deps: Deps) -> PLR:
     return compose(options, deps, Sequential(), ALL_LEVELS, editing=False)
 
 
-@register("robust_plr", PLROptions)
+@register("robust_plr", PLROptions, support=generator_support)
 def make_robust_plr(options: PLROptions, deps: Deps) -> PLR:
     return compose(options, deps, Sequential(), REPLAYED_ONLY, editing=False)
 
 
-@register("accel", ACCELOptions)
+@register("accel", ACCELOptions, support=edits_support)
 def make_accel(options: ACCELOptions, deps: Deps) -> PLR:
     return compose(options, deps, Sequential(), REPLAYED_ONLY, editing=True)
 
 
-@register("plr_parallel", PLROptions)
+@register("plr_parallel", PLROptions, support=generator_support)
 def make_plr_parallel(options: PLROptions, deps: Deps) -> PLR:
     return compose(options, deps, Parallel(), ALL_LEVELS, editing=False)
 
 
-@register("robust_plr_parallel", PLROptions)
+@register("robust_plr_parallel", PLROptions, support=generator_support)
 def make_robust_plr_parallel(options: PLROptions, deps: Deps) -> PLR:
     return compose(options, deps, Parallel(), REPLAYED_ONLY, editing=False)
 
 
-@register("accel_parallel", ACCELOptions)
+@register("accel_parallel", ACCELOptions, support=edits_support)
 def make_accel_parallel(options: ACCELOptions, deps: Deps) -> PLR:
     return compose(options, deps, Parallel(), REPLAYED_ONLY, editing=True)
 

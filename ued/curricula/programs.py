@@ -57,6 +57,7 @@ from ued.curricula.base import (
     Plan,
     ResetsEpisodes,
     ShowsLevels,
+    Support,
     TakesLevels,
 )
 from ued.curricula.program_options import ProgramsOptions, check_options
@@ -526,6 +527,10 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
         return program_view.compile_view(self)
 
 
-@register("programs", ProgramsOptions)
+def _support(options: ProgramsOptions) -> Support:
+    return Support("programs")
+
+
+@register("programs", ProgramsOptions, support=_support)
 def make_programs(options: ProgramsOptions, deps: Deps) -> ProgramCurriculum:
     return ProgramCurriculum(deps, options, **check_options(options, deps))

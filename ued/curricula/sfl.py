@@ -32,7 +32,7 @@ from flax import struct
 from envs.core import Level
 from ued import scoring
 from ued.curricula import register
-from ued.curricula.base import Deps, Plan, generate
+from ued.curricula.base import Deps, Plan, generate, generator_support
 from ued.level_sets import stack_like
 from ued.options import ConfigError, option
 
@@ -194,7 +194,7 @@ class SFL:
         )
 
 
-@register("sfl", SFLOptions)
+@register("sfl", SFLOptions, support=generator_support)
 def make_sfl(options: SFLOptions, deps: Deps) -> SFL:
     n = options.num_samples
     if options.buffer_size > n:
