@@ -83,7 +83,8 @@ def test_plan_groups_label_each_env():
     )
     np.testing.assert_array_equal(plan.group, [0, 0, 0, 1, 1, 0, 0])  # nothing replayed yet
     np.testing.assert_array_equal(plan.train_mask, plan.group == REPLAY)
-    assert np.all(np.asarray(plan.buffer_idx)[3:5] >= 0) and np.all(plan.buffer_idx[:3] == -1)
+    slots = np.asarray(cstate.env_slots)  # where each env's level came from: the curriculum's
+    assert np.all(slots[3:5] >= 0) and np.all(slots[:3] == -1) and np.all(slots[5:] == -1)
 
 
 @pytest.fixture(scope="module")

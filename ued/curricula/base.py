@@ -22,11 +22,12 @@ from envs.core import Environment, Family, Generator, Level
 
 @struct.dataclass
 class Plan:
-    """What the curriculum decided for this step, per env."""
+    """What the curriculum decided for this step, per env: what the step needs to know.
+    Where a level came from (a buffer slot, an archive program) is the curriculum's own
+    bookkeeping and stays in its state."""
 
     train_mask: chex.Array  # (N,) bool, envs whose experience the student trains on
     group: chex.Array  # (N,) int32, index into the curriculum's ``groups`` names
-    buffer_idx: chex.Array  # (N,) int32, buffer slot each level came from, -1 for none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,11 +236,7 @@ def generate(generator: Generator, key: chex.PRNGKey, n: int) -> Level:
 
 def full_plan(n: int, group: int = 0, train: bool = True) -> Plan:
     """Every env in one group, all trained on (or none)."""
-    return Plan(
-        train_mask=jnp.full((n,), train),
-        group=jnp.full((n,), group, jnp.int32),
-        buffer_idx=jnp.full((n,), -1, jnp.int32),
-    )
+    return Plan(train_mask=jnp.full((n,), train), group=jnp.full((n,), group, jnp.int32))
 
 
 def group_fractions(groups: tuple[str, ...], plan: Plan) -> dict[str, chex.Array]:

@@ -90,6 +90,7 @@ class PLRState:
     last_replayed: Any  # levels (leaves (R, ...)) of the last replay, the edit group's parents
     last_idx: Any  # (R,) int32 their buffer slots
     edit_next: Any  # () bool, sequential editing: the previous step replayed, so this one edits
+    env_slots: Any  # (N,) int32 buffer slot each env's level of this step came from, -1 for none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,13 +129,14 @@ class PLR(TakesLevels, ShowsLevels):
             last_replayed=stack_like(example, r),
             last_idx=jnp.full((r,), -1, jnp.int32),
             edit_next=jnp.zeros((), bool),
+            env_slots=jnp.full((self.deps.num_envs,), -1, jnp.int32),
         )
 
     def propose(self, key, cstate: PLRState, student, schedule=None):
         return self.schedule.propose(self, key, cstate, schedule)
 
     def update(self, key, cstate: PLRState, plan, levels, rollout, student, schedule=None):
-        best = self.best_return(cstate.buffer, plan.buffer_idx, rollout)
+        best = self.best_return(cstate.buffer, cstate.env_slots, rollout)
         scores = self.score_fn(self._score_inputs(cstate.buffer, levels, rollout, best))
         cstate = self.schedule.update(self, cstate, plan, levels, scores, best, schedule)
         return cstate, self._metrics(cstate, scores)

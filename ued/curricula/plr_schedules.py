@@ -86,16 +86,17 @@ class Sequential:
         levels, idx, (last_sampled, clock) = switch(kind, branches, key)
         buffer = buffer.replace(last_sampled=last_sampled, clock=clock)
         group = jnp.full((n,), kind)
-        plan = Plan(train_mask=plr.train_mask(group), group=group, buffer_idx=idx)
-        return cstate.replace(buffer=buffer), levels, plan
+        plan = Plan(train_mask=plr.train_mask(group), group=group)
+        return cstate.replace(buffer=buffer, env_slots=idx), levels, plan
 
     def update(self, plr, cstate, plan, levels, scores, best, schedule=None):
         kind = plan.group[0]
 
         def on_replay(cstate):
-            cstate = plr.refresh(cstate, jnp.maximum(plan.buffer_idx, 0), scores, best)
+            slots = cstate.env_slots
+            cstate = plr.refresh(cstate, jnp.maximum(slots, 0), scores, best)
             return cstate.replace(
-                last_replayed=levels, last_idx=plan.buffer_idx, edit_next=jnp.asarray(plr.editing)
+                last_replayed=levels, last_idx=slots, edit_next=jnp.asarray(plr.editing)
             )
 
         def on_insert(cstate):
@@ -160,14 +161,15 @@ class Parallel:
             group.append(jnp.where(has_parent, EDIT, NEW).astype(jnp.int32))
         levels = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
         group = jnp.concatenate(group)
-        buffer_idx = jnp.where(group == REPLAY, jnp.pad(idx, (n_new, n_edit)), -1)
-        plan = Plan(train_mask=plr.train_mask(group), group=group, buffer_idx=buffer_idx)
-        return cstate.replace(buffer=_pick(ready, sampled, cstate.buffer)), levels, plan
+        slots = jnp.where(group == REPLAY, jnp.pad(idx, (n_new, n_edit)), -1)
+        plan = Plan(train_mask=plr.train_mask(group), group=group)
+        buffer = _pick(ready, sampled, cstate.buffer)
+        return cstate.replace(buffer=buffer, env_slots=slots), levels, plan
 
     def update(self, plr, cstate, plan, levels, scores, best, schedule=None):
         n_new, n_rep, _ = self.sizes(plr)
         ready = plan.group[n_new] == REPLAY
-        rep_idx = plan.buffer_idx[n_new : n_new + n_rep]
+        rep_idx = cstate.env_slots[n_new : n_new + n_rep]
 
         def replay_ready(cstate):
             cstate = plr.refresh(

@@ -211,11 +211,7 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
         if self.grounding_envs:
             levels, is_ground = self._ground(keys[6], cstate, levels)
             group = jnp.where(is_ground, GROUNDING, group)
-        plan = Plan(
-            train_mask=jnp.ones((n,), bool),
-            group=group.astype(jnp.int32),
-            buffer_idx=jnp.where(is_ground, -1, slots[owner]).astype(jnp.int32),
-        )
+        plan = Plan(train_mask=jnp.ones((n,), bool), group=group.astype(jnp.int32))
         cstate = cstate.replace(batch_programs=programs, batch_slots=slots, batch_kind=kind)
         return cstate, levels, plan
 
