@@ -132,7 +132,7 @@ def test_accel_step_after_replay_edits_the_replayed_levels():
 def test_accel_edits_every_level_of_the_batch():
     exp = make("accel", num_edits=1)
     parents = jax.vmap(exp.deps.generator)(jax.random.split(jax.random.PRNGKey(0), 64))
-    edited = exp.curriculum.edit(jax.random.PRNGKey(1), parents)
+    edited = exp.curriculum.parts.edit(jax.random.PRNGKey(1), parents)
     changed = np.asarray(edited.goal) != np.asarray(parents.goal)
     # move_goal keeps the goal with probability 1/7 per level; one shared key or an edit of
     # one level only would change far fewer, or all by the same offset.
