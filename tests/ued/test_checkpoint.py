@@ -131,6 +131,24 @@ def test_resume_refuses_structural_changes(runs, overrides, keys):
     assert (run_dir / "config.yaml").read_text() == before
 
 
+def test_resume_refuses_a_checkpoint_of_an_older_state_layout(runs, tmp_path):
+    # PLR-type states keep this step's buffer slots (env_slots, once part of the Plan); a
+    # checkpoint written before they did has one array fewer and is refused, naming it.
+    run_dir = tmp_path / "old"
+    shutil.copytree(runs["root"] / "a", run_dir)
+    shutil.rmtree(run_dir / "checkpoints")
+    state = runs["a"]["state"]
+    flat = jax.tree_util.tree_flatten_with_path(state)[0]
+    old = [leaf for path, leaf in flat if "env_slots" not in jax.tree_util.keystr(path)]
+    assert len(old) == len(flat) - 1
+    cfg = toy_cfg(run_dir, resume=True)
+    with Checkpointer(run_dir / "checkpoints", background=False) as ckpt:
+        ckpt.save(int(state.updates), old, cfg)
+    with pytest.raises(ConfigError, match="cannot resume") as err:
+        train(cfg, verbose=False)
+    assert "env_slots" in str(err.value)
+
+
 def test_harmless_and_soft_changes(runs):
     with Checkpointer(runs["root"] / "a" / "checkpoints", background=False) as ckpt:
         snapshot = ckpt.load_latest()

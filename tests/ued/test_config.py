@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import jax
 import pytest
 
 from ued.api import load_config
@@ -123,8 +124,9 @@ def test_legacy_curriculum_keys_load_as_options(tmp_path):
         "buffer": {"capacity": 64, "temperature": 0.5},
     }
     exp = build(cfg)
-    assert exp.curriculum.buffer_params.capacity == 64
-    assert float(exp.curriculum.buffer_params.temperature) == 0.5
+    params = exp.curriculum.init(jax.random.PRNGKey(0)).params  # what the run starts with
+    assert params.capacity == 64 and exp.curriculum.options.buffer.capacity == 64
+    assert float(params.temperature) == 0.5
 
 
 def test_shipped_experiments_use_the_current_shape(recwarn):

@@ -83,7 +83,8 @@ def test_plan_groups_label_each_env():
     )
     np.testing.assert_array_equal(plan.group, [0, 0, 0, 1, 1, 0, 0])  # nothing replayed yet
     np.testing.assert_array_equal(plan.train_mask, plan.group == REPLAY)
-    assert np.all(np.asarray(plan.buffer_idx)[3:5] >= 0) and np.all(plan.buffer_idx[:3] == -1)
+    slots = np.asarray(cstate.env_slots)  # where each env's level came from: the curriculum's
+    assert np.all(slots[3:5] >= 0) and np.all(slots[:3] == -1) and np.all(slots[5:] == -1)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def test_accel_step_after_replay_edits_the_replayed_levels():
 def test_accel_edits_every_level_of_the_batch():
     exp = make("accel", num_edits=1)
     parents = jax.vmap(exp.deps.generator)(jax.random.split(jax.random.PRNGKey(0), 64))
-    edited = exp.curriculum.edit(jax.random.PRNGKey(1), parents)
+    edited = exp.curriculum.parts.edit(jax.random.PRNGKey(1), parents)
     changed = np.asarray(edited.goal) != np.asarray(parents.goal)
     # move_goal keeps the goal with probability 1/7 per level; one shared key or an edit of
     # one level only would change far fewer, or all by the same offset.

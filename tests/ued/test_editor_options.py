@@ -24,7 +24,7 @@ def accel(editors: str):
 def largest_step(exp) -> float:
     """The largest single-edit move of any parameter, as a fraction of its training range."""
     parents = jax.vmap(exp.deps.generator)(jax.random.split(jax.random.PRNGKey(0), 512))
-    children = jax.jit(exp.curriculum.edit)(jax.random.PRNGKey(1), parents)
+    children = jax.jit(exp.curriculum.parts.edit)(jax.random.PRNGKey(1), parents)
     task = exp.env.task
     before = jax.vmap(lambda lv: to_vector(task, lv))(parents)
     after = jax.vmap(lambda lv: to_vector(task, lv))(children)

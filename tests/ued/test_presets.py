@@ -223,10 +223,10 @@ def test_preset_resolves_builds_and_holds_its_values(name):
         assert cur.adversary_ppo.lr == cfg.curriculum.options["adversary_lr"]
     elif "buffer" in cfg.curriculum.options:
         buffer = cfg.curriculum.options["buffer"]
-        assert cur.buffer_params.capacity == buffer["capacity"]
-        assert cur.buffer_params.staleness_clock == buffer["staleness_clock"]
-        assert float(cur.buffer_params.temperature) == pytest.approx(buffer["temperature"])
-        assert float(cur.buffer_params.replay_prob) == pytest.approx(buffer["replay_prob"])
+        assert cur.options.buffer.capacity == buffer["capacity"]
+        assert cur.options.buffer.staleness_clock == buffer["staleness_clock"]
+        assert float(cur.options.buffer.temperature) == pytest.approx(buffer["temperature"])
+        assert float(cur.options.buffer.replay_prob) == pytest.approx(buffer["replay_prob"])
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -24,7 +24,8 @@ from ued.config.config import ConfigError
 from ued.core import program_archive as arc
 from ued.core.program_spec import fitness_rule
 from ued.curricula import parse_options
-from ued.curricula.programs import FRESH, GROUNDING, ProgramCurriculum, make_programs
+from ued.curricula.program_probe import Probe
+from ued.curricula.programs import FRESH, GROUNDING, make_programs
 from ued.host.chunk_records import chunk_events
 from ued.host.train import train
 from ued.step.experiment import build
@@ -62,7 +63,7 @@ def synthetic_run(cur, steps: int, lp_fn, seed: int = 0):
             levels=jax.tree.map(lambda x: x[:p], levels),
         )
         cstate, _ = cur.absorb(cstate, per, jnp.float32(jnp.nan), key)
-        fit, _, _ = cur.archive_view(cstate.replace(count=cstate.count - 1))
+        fit, _, _ = cur.estimates.archive_view(cstate.replace(count=cstate.count - 1))
         return cstate, (cstate.stage, fit.max())
 
     run = jax.jit(lambda s, k: jax.lax.scan(step, s, jax.random.split(k, steps)))
@@ -89,7 +90,7 @@ def test_archive_finds_the_best_region_after_widening_to_it():
     best = int(np.argmax(np.where(a.filled, a.lp, -np.inf)))
     assert a.programs[best, 1] == BEST_DISTANCE
     # Selection concentrates there: most of the sampling mass is on the best distance.
-    w = np.asarray(jax.jit(cur.weights)(state))
+    w = np.asarray(jax.jit(cur.estimates.weights)(state))
     assert w[a.programs[:, 1] == BEST_DISTANCE].sum() > 0.5
     # Without a grid bonus the archive keeps the fittest: the early short distances are gone.
     assert set(a.programs[a.filled, 1].tolist()) <= {3.0, 4.0, 5.0}
@@ -203,7 +204,7 @@ def test_elites_keep_one_program_per_cell_replaced_only_by_a_fitter_one():
     assert info["inserted"].tolist() == [False, False, True]
     assert a.lp[[1, 3]].tolist() == pytest.approx([0.5, 0.9])
     assert int(a.filled.sum()) == 2
-    fit, cell, _ = jax.jit(cur.archive_view)(state)
+    fit, cell, _ = jax.jit(cur.estimates.archive_view)(state)
     assert cell.tolist() == [0, 1, 2, 3, 4]
 
 
@@ -305,7 +306,6 @@ def test_grounding_file_levels_fill_their_share_of_the_batch(tmp_path):
     state = cur.init(jax.random.key(0))
     state, levels, plan = jax.jit(lambda s, k: cur.propose(k, s, None))(state, jax.random.key(3))
     assert plan.group[-2:].tolist() == [GROUNDING, GROUNDING]
-    assert plan.buffer_idx[-2:].tolist() == [-1, -1]
     assert set(np.asarray(levels.start[-2:]).tolist()) <= {0, 5}
     assert GROUNDING not in plan.group[:-2].tolist()
 
@@ -453,7 +453,7 @@ def test_vmapped_seeds_probe_only_on_probe_updates_and_count_what_ran(tmp_path, 
     # The probe reads the schedule's unbatched update count: with 2 vmapped seeds it rolls
     # out on updates 0, 2 and 4 only (once for both seeds), and every row's running totals
     # count the probe's env steps that ran.
-    calls = count_runs(monkeypatch, ProgramCurriculum, "probe_success")
+    calls = count_runs(monkeypatch, Probe, "success")
     cfg = toy_config(
         curriculum={"name": "programs", "options": {"archive_programs": 2, "new_programs": 2,
                                                     "probe_every": 2, "probe_levels": 4}},

@@ -181,8 +181,8 @@ def test_batch_mixes_buffer_and_generated_levels_by_the_fraction(sfl_run, refres
     _, cstate = refreshed
     draws = 100
     compose = jax.jit(jax.vmap(exp.curriculum.compose, in_axes=(0, None)))
-    levels, plan = compose(jax.random.split(jax.random.key(1), draws), cstate)
-    idx = np.asarray(plan.buffer_idx)  # (draws, 8)
+    levels, plan, slots = compose(jax.random.split(jax.random.key(1), draws), cstate)
+    idx = np.asarray(slots)  # (draws, 8)
     # round(0.375 * 8) = 3 envs from the buffer, the first three; 5 fresh; all trained on.
     assert np.all(idx[:, :3] >= 0) and np.all(idx[:, 3:] == -1)
     assert (idx >= 0).mean() == 3 / 8

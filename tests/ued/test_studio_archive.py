@@ -46,7 +46,7 @@ def test_levels_show_the_program_archive_fittest_first(program_run):
     assert filled >= 1 and cur["size"] == filled == len(cur["levels"])
     assert cur["capacity"] == 8 and cur["updates"] == 3
     assert cur["stage"] == int(state.curriculum.stage) and cur["num_stages"] == 3
-    assert cur["grid"] and cur["num_cells"] == exp.curriculum.num_cells
+    assert cur["grid"] and cur["num_cells"] == exp.curriculum.estimates.num_cells
     assert 1 <= cur["occupied_cells"] <= min(filled, cur["num_cells"])
     assert cur["coverage"] == pytest.approx(cur["occupied_cells"] / cur["num_cells"])
     fitness = [-np.inf if lv["fitness"] is None else lv["fitness"] for lv in cur["levels"]]

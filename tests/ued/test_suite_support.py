@@ -7,6 +7,8 @@ from envs.maze import family
 from envs.maze.env import Maze
 from envs.maze.named import perfect_maze_text
 from ued.config import config as config_lib
+from ued.curricula import support_of
+from ued.curricula.base import Support
 from ued.suite.support import producible
 
 SMALL = {"env": {"options": {"max_size": 9}, "generator_options": {"num_walls": 12}}}
@@ -42,6 +44,22 @@ def test_support_by_walls_and_size():
     big = levels([perfect_maze_text(13, 1)], size=13)
     out = producible(accel, big)
     assert out["levels"] == 0 and out["how"] == "larger than the 9x9 training grid"
+
+
+def test_support_is_what_the_curriculum_declares():
+    assert support_of("plr_parallel", {}) == Support("generator")
+    accel = support_of("accel", {"start_from": "empty", "editors": {"move_goal": 1.0}})
+    assert accel == Support("edits", start="empty_room", editors=("move_goal",))
+    assert support_of("paired", {"builder": {"num_walls": 7}}).builder == {"num_walls": 7}
+    assert support_of("no_such_curriculum", {}) is None
+    # A curriculum that declares nothing is not analysed, whatever its levels.
+    batch = levels([perfect_maze_text(9, 21)])
+    out = producible(cfg({"name": "target_difficulty"}), batch)
+    assert out == {"levels": None, "of": 1, "how": "curriculum target_difficulty: not analysed"}
+    only_goal_from_empty = cfg(
+        {"name": "accel", "options": {"start_from": "empty", "editors": {"move_goal": 1.0}}}
+    )
+    assert producible(only_goal_from_empty, batch)["how"] == "no walls"
 
 
 def test_training_levels_are_the_first_and_last_fifth_of_each_seeds_curve():

@@ -29,6 +29,7 @@ from ued.core.buffer_params import (  # noqa: F401  (part of this module's API)
     REPLAY_SCHEDULES,
     STALENESS_CLOCKS,
     BufferParams,
+    as_arrays,
     make_buffer_params,
 )
 from ued.core.level_sets import pairwise_equal, stack_like

@@ -66,13 +66,11 @@ def make_buffer_params(**kwargs) -> BufferParams:
         raise ValueError(f"unknown BufferParams field(s) {unknown}; known: {sorted(fields)}")
     params = BufferParams(**kwargs)
     kinds = options.field_types(BufferParams)
-    leaves = {}
     for name, f in fields.items():
         value = getattr(params, name)
         if f.metadata.get("pytree_node", True):
             kind = _NUMERIC.get(name, float)
             values = jax.device_get(jnp.ravel(jnp.asarray(value, jnp.float32))).tolist()
-            leaves[name] = jnp.asarray(value, jnp.int32 if kind is int else jnp.float32)
         else:
             kind, values = kinds[name], [value]
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -81,4 +79,18 @@ def make_buffer_params(**kwargs) -> BufferParams:
             raise ValueError(
                 f"BufferParams.{name}={value!r}; must be {options.describe(f.metadata, kind)}"
             )
+    return as_arrays(params)
+
+
+def as_arrays(params: BufferParams) -> BufferParams:
+    """``params`` with its numeric fields as arrays (``top_k`` int32, the rest float32), as
+    ``make_buffer_params`` returns them; no checks, so it also works inside ``jit``."""
+    leaves = {
+        f.name: jnp.asarray(
+            getattr(params, f.name),
+            jnp.int32 if _NUMERIC.get(f.name, float) is int else jnp.float32,
+        )
+        for f in dataclasses.fields(BufferParams)
+        if f.metadata.get("pytree_node", True)
+    }
     return params.replace(**leaves)

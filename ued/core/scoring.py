@@ -223,6 +223,18 @@ SCORES: dict[str, ScoreFn] = {
 }
 
 
+# How an options dataclass declares a score mixture (``check=weights_ok, allowed=...``).
+WEIGHTS_ALLOWED = f"a mapping of score names from {sorted(SCORES)} to numbers"
+
+
+def weights_ok(weights: Mapping) -> bool:
+    """Whether ``weights`` maps registered score names to numbers (not booleans)."""
+    return all(
+        name in SCORES and isinstance(w, (int, float)) and not isinstance(w, bool)
+        for name, w in weights.items()
+    )
+
+
 def make_score(weights: Mapping[str, float]) -> ScoreFn:
     """A score that is the weighted sum of registered scores, e.g. ``{"max_mc": 1.0}``.
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ued.config.options import ConfigError, build
-from ued.curricula.base import Curriculum, Deps, Plan
+from ued.curricula.base import Curriculum, Deps, Plan, Support
 
 WHERE = "curriculum.options"
 
@@ -28,20 +28,24 @@ WHERE = "curriculum.options"
 class Entry:
     options: type  # a frozen dataclass whose fields are declared with ued.config.options.option
     make: Callable[[Any, Deps], Curriculum]
+    support: Callable[[Any], Support] | None = None  # options -> what its training can produce
 
 
 CURRICULA: dict[str, Entry] = {}
 
 
-def register(name: str, options: type):
-    """Decorator: registers ``make(options, deps) -> Curriculum`` under ``name``."""
+def register(name: str, options: type, support: Callable[[Any], Support] | None = None):
+    """Decorator: registers ``make(options, deps) -> Curriculum`` under ``name``.
+
+    ``support(options) -> Support`` declares which levels its training could produce (see
+    ``Support``); without it the suite does not analyse the curriculum's levels."""
     if not dataclasses.is_dataclass(options):
         raise TypeError(f"curriculum {name!r}: options must be a dataclass, got {options!r}")
 
     def decorate(make):
         if name in CURRICULA and CURRICULA[name].make is not make:
             raise ValueError(f"curriculum {name!r} is registered twice")
-        CURRICULA[name] = Entry(options, make)
+        CURRICULA[name] = Entry(options, make, support)
         return make
 
     return decorate
@@ -55,7 +59,7 @@ def entry(name: str) -> Entry:
 
 def options_of(name: str) -> type | None:
     """The options dataclass of curriculum ``name``; None when no curriculum has that name.
-    What ``ued.config.config`` and ``ued.host.checkpoint`` take as ``options_of``."""
+    What ``ued.config`` and ``ued.host.checkpoint`` take as ``options_of``."""
     found = CURRICULA.get(name)
     return found.options if found is not None else None
 
@@ -63,6 +67,15 @@ def options_of(name: str) -> type | None:
 def parse_options(name: str, options: Mapping[str, Any] | None):
     """``curriculum.options`` as the options dataclass of curriculum ``name``."""
     return build(entry(name).options, options, WHERE)
+
+
+def support_of(name: str, options: Mapping[str, Any] | None) -> Support | None:
+    """What curriculum ``name`` with ``options`` declares it could train on; None when no
+    curriculum has that name or it declares nothing."""
+    found = CURRICULA.get(name)
+    if found is None or found.support is None:
+        return None
+    return found.support(parse_options(name, options))
 
 
 def make_curriculum(name: str, options: Mapping[str, Any] | None, deps: Deps) -> Curriculum:
@@ -82,7 +95,9 @@ __all__ = [
     "Curriculum",
     "Deps",
     "Plan",
+    "Support",
     "make_curriculum",
     "options_of",
     "register",
+    "support_of",
 ]

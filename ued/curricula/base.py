@@ -22,11 +22,12 @@ from envs.core import Environment, Family, Generator, Level
 
 @struct.dataclass
 class Plan:
-    """What the curriculum decided for this step, per env."""
+    """What the curriculum decided for this step, per env: what the step needs to know.
+    Where a level came from (a buffer slot, an archive program) is the curriculum's own
+    bookkeeping and stays in its state."""
 
     train_mask: chex.Array  # (N,) bool, envs whose experience the student trains on
     group: chex.Array  # (N,) int32, index into the curriculum's ``groups`` names
-    buffer_idx: chex.Array  # (N,) int32, buffer slot each level came from, -1 for none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Deps:
     family: Family  # the env's family: its generators, editors and level builder by name
     generator: Generator  # key -> level, the run's configured generator
     network: Any  # the student's ActorCritic module (PAIRED's antagonist shares it)
-    ppo: Any  # ued.config.PPOConfig, the student's PPO settings
+    ppo: Any  # ued.config.config.PPOConfig, the student's PPO settings
     # (key, params, levels, num_steps=None) -> Rollout with GAE: any params of ``network``
     # on a batch of levels, sharded like the main rollout. num_steps defaults to ppo's.
     rollout: Callable[..., Any]
@@ -55,7 +56,7 @@ class Curriculum(Protocol):
     apply to this step) so the step can be scanned.
 
     Optionally, ``propose`` and ``update`` take a keyword argument ``schedule`` (a
-    ``ued.schedule.Schedule``): the step then passes what the seeds of a run share, the
+    ``ued.core.schedule.Schedule``): the step then passes what the seeds of a run share, the
     update count (``schedule.update``) and the update's schedule key (``schedule.key``),
     both unbatched when seeds are vmapped. A decision on the update count should read
     ``schedule.update`` (not a count in ``cstate``, which is per seed), a random decision
@@ -109,7 +110,7 @@ class ResetsEpisodes:
 
 class CarriesEpisodes:
     """Episodes and the student's recurrent state continue from one update's rollout into
-    the next (``ued.experiment.EpisodeCarry``, kept in the curriculum's state)."""
+    the next (``ued.core.ppo.EpisodeCarry``, kept in the curriculum's state)."""
 
     def episodes(self, cstate: Any) -> Any:
         """Where the episodes stand, to start this rollout from."""
@@ -122,7 +123,7 @@ class CarriesEpisodes:
 
 class TakesLevels:
     """Takes levels from outside the curriculum (drawn by a person and sent to the run's
-    inbox, see ``ued.inbox``). Without it a run refuses sent levels and logs why."""
+    inbox, see ``ued.human.inbox``). Without it a run refuses sent levels and logs why."""
 
     def add_levels(self, cstate: Any, levels: Level, key: chex.PRNGKey) -> Any:
         """Puts ``levels`` (a stacked batch of valid levels, leading axis B) where the
@@ -143,6 +144,36 @@ class ShowsLevels:
     def level_view(self, cstate: Any) -> LevelView:
         """The levels of one seed's state, on the host."""
         raise NotImplementedError
+
+
+SUPPORT_KINDS = ("generator", "edits", "builder", "programs")
+
+
+@dataclasses.dataclass(frozen=True)
+class Support:
+    """Which levels a curriculum's training could produce at all, as the suite's analysis
+    (``ued.suite.support``) reads it; a curriculum declares it from its options with
+    ``register(..., support=options -> Support)``.
+
+    ``kind``: "generator", the run generator's levels (DR, PLR, SFL's samples); "edits",
+    those of its start generator and what its editors reach from them (ACCEL); "builder",
+    what its level builder can build (PAIRED); "programs", its program space's levels.
+    """
+
+    kind: str  # one of SUPPORT_KINDS
+    start: str | None = None  # "edits": the generator its search starts from; None: the run's
+    editors: tuple[str, ...] = ()  # "edits": its editors by name; empty: the family's
+    builder: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # "builder": options
+
+    def __post_init__(self):
+        if self.kind not in SUPPORT_KINDS:
+            raise ValueError(f"Support.kind={self.kind!r}; must be one of {SUPPORT_KINDS}")
+
+
+def generator_support(options: Any) -> Support:
+    """The run generator's levels, whatever the options: a curriculum that only selects
+    among generated levels."""
+    return Support("generator")
 
 
 VIEW_KINDS = ("buffer", "grounding", "archive")
@@ -205,11 +236,7 @@ def generate(generator: Generator, key: chex.PRNGKey, n: int) -> Level:
 
 def full_plan(n: int, group: int = 0, train: bool = True) -> Plan:
     """Every env in one group, all trained on (or none)."""
-    return Plan(
-        train_mask=jnp.full((n,), train),
-        group=jnp.full((n,), group, jnp.int32),
-        buffer_idx=jnp.full((n,), -1, jnp.int32),
-    )
+    return Plan(train_mask=jnp.full((n,), train), group=jnp.full((n,), group, jnp.int32))
 
 
 def group_fractions(groups: tuple[str, ...], plan: Plan) -> dict[str, chex.Array]:

@@ -45,6 +45,7 @@ from ued.curricula.base import (
     TakesLevels,
     full_plan,
     generate,
+    generator_support,
 )
 
 
@@ -161,7 +162,7 @@ def _variant(parts: tuple[type, ...]) -> type:
     return type("DomainRandomization", (*parts, DomainRandomization), {})
 
 
-@register("dr", DROptions)
+@register("dr", DROptions, support=generator_support)
 def make_dr(options: DROptions, deps: Deps) -> DomainRandomization:
     if options.carry_episodes and options.resample != "episode":
         raise ConfigError(

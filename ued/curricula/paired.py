@@ -60,7 +60,7 @@ from ued.core import ppo, scoring
 from ued.core.networks import ActorCritic, PatchConv
 from ued.core.types import Rollout
 from ued.curricula import register
-from ued.curricula.base import Deps, full_plan
+from ued.curricula.base import Deps, Support, full_plan
 
 
 class LevelBuilder(Protocol):
@@ -392,7 +392,11 @@ def _make_builder(deps: Deps, options: dict) -> LevelBuilder:
     return call_with_options(family.make_builder, options, where, deps.env)
 
 
-@register("paired", PAIREDOptions)
+def _support(options: PAIREDOptions) -> Support:
+    return Support("builder", builder=dict(options.builder))
+
+
+@register("paired", PAIREDOptions, support=_support)
 def make_paired(options: PAIREDOptions, deps: Deps) -> PAIRED:
     """PAIRED (or Minimax with ``curriculum.options.minimax``)."""
     builder = _make_builder(deps, options.builder)

@@ -14,8 +14,13 @@ The parts, each passed in rather than switched on by a flag:
 Registered compositions: ``plr``, ``robust_plr``, ``accel`` (sequential) and
 ``plr_parallel``, ``robust_plr_parallel``, ``accel_parallel``.
 
+``compose`` builds the levels' parts and the buffer's bookkeeping (``plr_parts.PLRParts``)
+and hands them to the schedule with the state; the schedule never calls back into ``PLR``.
+The buffer's hyper-parameters are held once, in the state (``PLRState.params``, which a
+sweep can vmap); ``PLR`` keeps only the options it started them from.
+
 With seeds (``run.num_seeds``), the sequential schedule's replay-or-new coin is drawn from
-the schedule key that every seed shares (``ued.schedule``), so the seeds replay on the same
+the schedule key that every seed shares (``ued.core.schedule``), so the seeds replay on the same
 updates; see ``ued.curricula.plr_schedules`` for which decisions are shared.
 """
 
@@ -27,7 +32,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from envs.editing import menu, repeat
 from ued.config.options import ConfigError, call_with_options, option
@@ -35,15 +39,16 @@ from ued.core import buffer as buf_lib
 from ued.core import scoring
 from ued.core.level_sets import stack_like
 from ued.curricula import register
-from ued.curricula.base import Deps, LevelView, ShowsLevels, TakesLevels
-from ued.curricula.plr_schedules import EDIT, NEW, REPLAY, Parallel, Sequential
-
-
-def _scores_ok(weights) -> bool:
-    return all(
-        name in scoring.SCORES and isinstance(w, (int, float)) and not isinstance(w, bool)
-        for name, w in weights.items()
-    )
+from ued.curricula.base import (
+    Deps,
+    LevelView,
+    ShowsLevels,
+    Support,
+    TakesLevels,
+    generator_support,
+)
+from ued.curricula.plr_parts import EDIT, NEW, REPLAY, PLRParts, PLRState
+from ued.curricula.plr_schedules import Parallel, Sequential
 
 
 def _editors_ok(entries) -> bool:
@@ -62,8 +67,8 @@ class PLROptions:
     # per finished episode (JaxUED examples/maze_plr.py, score_function MaxMC).
     score: dict = option(
         {"max_mc_per_episode": 1.0},
-        check=_scores_ok,
-        allowed=f"a mapping of score names from {sorted(scoring.SCORES)} to numbers",
+        check=scoring.weights_ok,
+        allowed=scoring.WEIGHTS_ALLOWED,
     )
     buffer: buf_lib.BufferParams = option(factory=buf_lib.BufferParams)
     # Seed the search with the generator's levels, or with empty rooms (ACCEL's paper).
@@ -82,61 +87,47 @@ class ACCELOptions(PLROptions):
     num_edits: int = option(5, ge=0)  # edits applied to each replayed level
 
 
-@struct.dataclass
-class PLRState:
-    buffer: buf_lib.LevelBuffer
-    params: buf_lib.BufferParams
-    level_stats: dict  # name -> (C,) float32 level metrics of each buffer slot
-    last_replayed: Any  # levels (leaves (R, ...)) of the last replay, the edit group's parents
-    last_idx: Any  # (R,) int32 their buffer slots
-    edit_next: Any  # () bool, sequential editing: the previous step replayed, so this one edits
-
-
 @dataclasses.dataclass(frozen=True)
 class PLR(TakesLevels, ShowsLevels):
     """A PLR-type curriculum; see the module docstring for its parts."""
 
     deps: Deps
+    options: PLROptions  # or ACCELOptions; the buffer's hyper-parameters live in the state
     schedule: Any  # Sequential or Parallel
-    trained: tuple[int, ...]  # groups (NEW, REPLAY, EDIT) the student trains on
-    edit_n: Any  # (key, level, n) -> level, or None: no editing
-    num_edits: int
+    parts: PLRParts  # new and edited levels, the trained groups, the buffer's bookkeeping
     score_fn: Any  # ScoreInputs -> (N,)
-    buffer_params: buf_lib.BufferParams
-    new_levels: Any  # key -> level, the generator of fresh levels
     uses_novelty: bool
 
     @property
     def groups(self) -> tuple[str, ...]:
-        return ("new", "replay", "edit") if self.edit_n is not None else ("new", "replay")
-
-    @property
-    def editing(self) -> bool:
-        return self.edit_n is not None
+        return ("new", "replay", "edit") if self.parts.editing else ("new", "replay")
 
     # --- the interface ------------------------------------------------------------------
     def init(self, key) -> PLRState:
         deps = self.deps
         example = deps.family.example_level(deps.env)
-        capacity = self.buffer_params.capacity
+        # Checked when the curriculum was built (compose); the state holds them from here.
+        params = buf_lib.as_arrays(self.options.buffer)
+        capacity = params.capacity
         metrics = jax.eval_shape(lambda lv: deps.family.level_metrics(deps.env, lv), example)
-        r = self.schedule.replay_count(self)
+        r = self.schedule.replay_count(self.parts)
         return PLRState(
             buffer=buf_lib.init(example, capacity),
-            params=self.buffer_params,
+            params=params,
             level_stats={k: jnp.zeros((capacity,), jnp.float32) for k in metrics},
             last_replayed=stack_like(example, r),
             last_idx=jnp.full((r,), -1, jnp.int32),
             edit_next=jnp.zeros((), bool),
+            env_slots=jnp.full((deps.num_envs,), -1, jnp.int32),
         )
 
     def propose(self, key, cstate: PLRState, student, schedule=None):
-        return self.schedule.propose(self, key, cstate, schedule)
+        return self.schedule.propose(self.parts, key, cstate, schedule)
 
     def update(self, key, cstate: PLRState, plan, levels, rollout, student, schedule=None):
-        best = self.best_return(cstate.buffer, plan.buffer_idx, rollout)
+        best = self.best_return(cstate.buffer, cstate.env_slots, rollout)
         scores = self.score_fn(self._score_inputs(cstate.buffer, levels, rollout, best))
-        cstate = self.schedule.update(self, cstate, plan, levels, scores, best, schedule)
+        cstate = self.schedule.update(self.parts, cstate, plan, levels, scores, best, schedule)
         return cstate, self._metrics(cstate, scores)
 
     def add_levels(self, cstate: PLRState, levels, key) -> PLRState:
@@ -155,7 +146,7 @@ class PLR(TakesLevels, ShowsLevels):
         n = jax.tree.leaves(levels)[0].shape[0]
         scores = jnp.full((n,), jnp.nextafter(top, jnp.inf), jnp.float32)
         extras = buf_lib.default_extras(n)
-        return self.insert(cstate, levels, scores, extras)
+        return self.parts.insert(cstate, levels, scores, extras)
 
     def level_view(self, cstate: PLRState) -> LevelView:
         """The buffer: levels by score, with staleness, edits and best return."""
@@ -171,19 +162,7 @@ class PLR(TakesLevels, ShowsLevels):
     def taken_levels(self, cstate: PLRState) -> LevelView:
         return self.level_view(cstate)
 
-    # --- parts shared by the schedules ----------------------------------------------------
-    def train_mask(self, group):
-        return jnp.isin(group, jnp.asarray(self.trained, jnp.int32))
-
-    def generate(self, key, n):
-        return jax.vmap(self.new_levels)(jax.random.split(key, n))
-
-    def edit(self, key, levels):
-        # Every level of the batch is edited, each with its own key.
-        n = jax.tree.leaves(levels)[0].shape[0]
-        count = jnp.full((n,), self.num_edits, jnp.int32)
-        return jax.vmap(self.edit_n)(jax.random.split(key, n), levels, count)
-
+    # --- scoring ------------------------------------------------------------------------
     @staticmethod
     def best_return(buffer, idx, rollout):
         """Best return seen per level: the buffer's record for replayed levels, and this
@@ -201,37 +180,6 @@ class PLR(TakesLevels, ShowsLevels):
             buf_lib.level_encoding(buffer.levels),
             buffer.filled,
         )
-
-    def extras(self, cstate: PLRState, best, edited):
-        """Extras of levels to insert; ``edited`` (n,) marks children of ``last_replayed``."""
-        n = best.shape[0]
-        if edited is None:
-            return buf_lib.LevelExtras(
-                best_return=best,
-                num_edits=jnp.zeros((n,), jnp.int32),
-                parent=jnp.full((n,), -1, jnp.int32),
-            )
-        parents = cstate.last_idx
-        parent_edits = cstate.buffer.extras.num_edits[jnp.maximum(parents, 0)]
-        return buf_lib.LevelExtras(
-            best_return=best,
-            num_edits=jnp.where(edited, parent_edits + self.num_edits, 0).astype(jnp.int32),
-            parent=jnp.where(edited, parents, -1).astype(jnp.int32),
-        )
-
-    def insert(self, cstate: PLRState, levels, scores, extras) -> PLRState:
-        buffer, slots = buf_lib.insert(cstate.buffer, cstate.params, levels, scores, extras)
-        metrics = jax.vmap(lambda lv: self.deps.family.level_metrics(self.deps.env, lv))(levels)
-        target = jnp.where(slots >= 0, slots, buffer.capacity)
-        level_stats = {
-            k: v.at[target].set(metrics[k].astype(jnp.float32), mode="drop")
-            for k, v in cstate.level_stats.items()
-        }
-        return cstate.replace(buffer=buffer, level_stats=level_stats)
-
-    def refresh(self, cstate: PLRState, idx, scores, best) -> PLRState:
-        extras = jax.tree.map(lambda x: x[idx], cstate.buffer.extras).replace(best_return=best)
-        return cstate.replace(buffer=buf_lib.update(cstate.buffer, idx, scores, extras))
 
     def _metrics(self, cstate: PLRState, scores):
         buffer = cstate.buffer
@@ -290,55 +238,58 @@ def compose(options: PLROptions, deps: Deps, schedule, trained, editing: bool) -
     """A PLR-type curriculum from its parts (see the module docstring)."""
     try:
         score_fn = scoring.make_score(options.score)
-        params = buf_lib.make_buffer_params(**dataclasses.asdict(options.buffer))
+        buf_lib.make_buffer_params(**dataclasses.asdict(options.buffer))  # checks the values
     except ValueError as err:
         raise ConfigError(f"curriculum.options: {err}") from err
     schedule.check(deps.num_envs, editing)
-    edit_n = repeat(editor_menu(options, deps), options.num_edits) if editing else None
-    return PLR(
-        deps=deps,
-        schedule=schedule,
-        trained=tuple(trained),
-        edit_n=edit_n,
-        num_edits=options.num_edits if editing else 0,
-        score_fn=score_fn,
-        buffer_params=params,
+    parts = PLRParts(
+        num_envs=deps.num_envs,
         new_levels=_new_levels(options, deps),
-        uses_novelty="novelty" in options.score,
+        edit_n=repeat(editor_menu(options, deps), options.num_edits) if editing else None,
+        num_edits=options.num_edits if editing else 0,
+        trained=tuple(trained),
+        level_metrics=lambda level: deps.family.level_metrics(deps.env, level),
     )
+    return PLR(deps, options, schedule, parts, score_fn, uses_novelty="novelty" in options.score)
 
 
 ALL_LEVELS, REPLAYED_ONLY = (NEW, REPLAY), (REPLAY,)
 
 
-@register("plr", PLROptions)
+def edits_support(options: ACCELOptions) -> Support:
+    """The start levels and what the configured editors reach from them."""
+    start = "empty_room" if options.start_from == "empty" else None
+    return Support("edits", start=start, editors=tuple(options.editors))
+
+
+@register("plr", PLROptions, support=generator_support)
 def make_plr(options: PLROptions, deps: Deps) -> PLR:
     return compose(options, deps, Sequential(), ALL_LEVELS, editing=False)
 
 
-@register("robust_plr", PLROptions)
+@register("robust_plr", PLROptions, support=generator_support)
 def make_robust_plr(options: PLROptions, deps: Deps) -> PLR:
     return compose(options, deps, Sequential(), REPLAYED_ONLY, editing=False)
 
 
-@register("accel", ACCELOptions)
+@register("accel", ACCELOptions, support=edits_support)
 def make_accel(options: ACCELOptions, deps: Deps) -> PLR:
     return compose(options, deps, Sequential(), REPLAYED_ONLY, editing=True)
 
 
-@register("plr_parallel", PLROptions)
+@register("plr_parallel", PLROptions, support=generator_support)
 def make_plr_parallel(options: PLROptions, deps: Deps) -> PLR:
     return compose(options, deps, Parallel(), ALL_LEVELS, editing=False)
 
 
-@register("robust_plr_parallel", PLROptions)
+@register("robust_plr_parallel", PLROptions, support=generator_support)
 def make_robust_plr_parallel(options: PLROptions, deps: Deps) -> PLR:
     return compose(options, deps, Parallel(), REPLAYED_ONLY, editing=False)
 
 
-@register("accel_parallel", ACCELOptions)
+@register("accel_parallel", ACCELOptions, support=edits_support)
 def make_accel_parallel(options: ACCELOptions, deps: Deps) -> PLR:
     return compose(options, deps, Parallel(), REPLAYED_ONLY, editing=True)
 
 
-__all__ = ["EDIT", "NEW", "REPLAY", "ACCELOptions", "PLR", "PLROptions", "compose"]
+__all__ = ["EDIT", "NEW", "REPLAY", "ACCELOptions", "PLR", "PLROptions", "PLRState", "compose"]

@@ -1,11 +1,12 @@
 """How a PLR-type curriculum proposes a step's levels: one kind per step, or fixed groups.
 
-Both schedules label every env with its group (``NEW``, ``REPLAY``, ``EDIT``, indices into
-``PLR.groups``); an env of the replay or edit group that had to fall back to fresh levels
-(buffer not ready, nothing replayed yet) is labelled ``NEW``, so the train mask and the
-logged group fractions say what the env really held.
+Both schedules work with the curriculum's state and parts (``plr_parts``) alone, and label
+every env with its group (``NEW``, ``REPLAY``, ``EDIT``, indices into ``PLR.groups``); an env
+of the replay or edit group that had to fall back to fresh levels (buffer not ready, nothing
+replayed yet) is labelled ``NEW``, so the train mask and the logged group fractions say what
+the env really held.
 
-Which decisions the seeds of a run share (``ued.schedule``; the step passes a ``Schedule``):
+Which decisions the seeds of a run share (``ued.core.schedule``; the step passes a ``Schedule``):
 
 - **shared**: the sequential schedule's replay coin, ``uniform(schedule.key) < p``, the same
   draw for every seed (``p`` is each seed's ``replay_prob``, or ``min(fill,
@@ -32,8 +33,7 @@ import jax.numpy as jnp
 from ued.config.options import ConfigError
 from ued.core import buffer as buf_lib
 from ued.curricula.base import Plan
-
-NEW, REPLAY, EDIT = 0, 1, 2
+from ued.curricula.plr_parts import EDIT, NEW, REPLAY, PLRParts, PLRState
 
 
 def _pick(cond, a, b):
@@ -53,17 +53,17 @@ class Sequential:
     def check(self, num_envs: int, editing: bool) -> None:
         return None
 
-    def replay_count(self, plr) -> int:
-        return plr.deps.num_envs
+    def replay_count(self, parts: PLRParts) -> int:
+        return parts.num_envs
 
-    def propose(self, plr, key, cstate, schedule=None):
-        n = plr.deps.num_envs
+    def propose(self, parts: PLRParts, key, cstate: PLRState, schedule=None):
+        n = parts.num_envs
         decide_key, key = jax.random.split(key)
         if schedule is not None:
             decide_key = schedule.key  # the coin every seed shares
         replay = buf_lib.should_replay(cstate.buffer, cstate.params, decide_key)
         kind = jnp.where(replay, REPLAY, NEW).astype(jnp.int32)
-        if plr.editing:
+        if parts.editing:
             kind = jnp.where(cstate.edit_next, EDIT, kind)
         none = jnp.full((n,), -1, jnp.int32)
         buffer = cstate.buffer
@@ -72,35 +72,36 @@ class Sequential:
         unchanged = (buffer.last_sampled, buffer.clock)
 
         def new(key):
-            return plr.generate(key, n), none, unchanged
+            return parts.generate(key, n), none, unchanged
 
         def replayed(key):
             sampled, idx, levels = buf_lib.sample(buffer, cstate.params, key, n)
             return levels, idx, (sampled.last_sampled, sampled.clock)
 
         def edited(key):
-            return plr.edit(key, cstate.last_replayed), none, unchanged
+            return parts.edit(key, cstate.last_replayed), none, unchanged
 
-        branches = [new, replayed] + ([edited] if plr.editing else [])
+        branches = [new, replayed] + ([edited] if parts.editing else [])
         switch = schedule.switch if schedule is not None else jax.lax.switch
         levels, idx, (last_sampled, clock) = switch(kind, branches, key)
         buffer = buffer.replace(last_sampled=last_sampled, clock=clock)
         group = jnp.full((n,), kind)
-        plan = Plan(train_mask=plr.train_mask(group), group=group, buffer_idx=idx)
-        return cstate.replace(buffer=buffer), levels, plan
+        plan = Plan(train_mask=parts.train_mask(group), group=group)
+        return cstate.replace(buffer=buffer, env_slots=idx), levels, plan
 
-    def update(self, plr, cstate, plan, levels, scores, best, schedule=None):
+    def update(self, parts: PLRParts, cstate: PLRState, plan, levels, scores, best, schedule=None):
         kind = plan.group[0]
 
         def on_replay(cstate):
-            cstate = plr.refresh(cstate, jnp.maximum(plan.buffer_idx, 0), scores, best)
+            slots = cstate.env_slots
+            cstate = parts.refresh(cstate, jnp.maximum(slots, 0), scores, best)
             return cstate.replace(
-                last_replayed=levels, last_idx=plan.buffer_idx, edit_next=jnp.asarray(plr.editing)
+                last_replayed=levels, last_idx=slots, edit_next=jnp.asarray(parts.editing)
             )
 
         def on_insert(cstate):
             edited = jnp.full(scores.shape, kind == EDIT)
-            cstate = plr.insert(cstate, levels, scores, plr.extras(cstate, best, edited))
+            cstate = parts.insert(cstate, levels, scores, parts.extras(cstate, best, edited))
             return cstate.replace(edit_next=jnp.zeros((), bool))
 
         if schedule is None:
@@ -125,27 +126,27 @@ class Parallel:
             )
 
     @staticmethod
-    def sizes(plr) -> tuple[int, int, int]:
+    def sizes(parts: PLRParts) -> tuple[int, int, int]:
         """Env counts (new, replay, edit) per step."""
-        n = plr.deps.num_envs
-        share = n // 3 if plr.editing else n // 2
-        edit = share if plr.editing else 0
+        n = parts.num_envs
+        share = n // 3 if parts.editing else n // 2
+        edit = share if parts.editing else 0
         return (n - share - edit, share, edit)
 
-    def replay_count(self, plr) -> int:
-        return self.sizes(plr)[1]
+    def replay_count(self, parts: PLRParts) -> int:
+        return self.sizes(parts)[1]
 
-    def propose(self, plr, key, cstate, schedule=None):
-        n_new, n_rep, n_edit = self.sizes(plr)
-        n = plr.deps.num_envs
+    def propose(self, parts: PLRParts, key, cstate: PLRState, schedule=None):
+        n_new, n_rep, n_edit = self.sizes(parts)
+        n = parts.num_envs
         decide_key, new_key, rep_key, edit_key = jax.random.split(key, 4)
         always = cstate.params.replace(replay_prob=jnp.float32(1.0))
         ready = buf_lib.should_replay(cstate.buffer, always, decide_key)
         sampled, idx, replayed = buf_lib.sample(cstate.buffer, cstate.params, rep_key, n_rep)
-        fresh = plr.generate(new_key, n)
+        fresh = parts.generate(new_key, n)
         # Until the buffer is ready the replay group rolls out fresh levels instead, and
         # until something was replayed the edit group does too.
-        parts = [
+        pieces = [
             _take(fresh, 0, n_new),
             _pick(ready, replayed, _take(fresh, n_new, n_new + n_rep)),
         ]
@@ -153,44 +154,45 @@ class Parallel:
             jnp.full((n_new,), NEW, jnp.int32),
             jnp.full((n_rep,), jnp.where(ready, REPLAY, NEW), jnp.int32),
         ]
-        if plr.editing:
+        if parts.editing:
             has_parent = cstate.last_idx >= 0
-            edited = plr.edit(edit_key, cstate.last_replayed)
-            parts.append(jax.vmap(_pick)(has_parent, edited, _take(fresh, n_new + n_rep, None)))
+            edited = parts.edit(edit_key, cstate.last_replayed)
+            pieces.append(jax.vmap(_pick)(has_parent, edited, _take(fresh, n_new + n_rep, None)))
             group.append(jnp.where(has_parent, EDIT, NEW).astype(jnp.int32))
-        levels = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+        levels = jax.tree.map(lambda *xs: jnp.concatenate(xs), *pieces)
         group = jnp.concatenate(group)
-        buffer_idx = jnp.where(group == REPLAY, jnp.pad(idx, (n_new, n_edit)), -1)
-        plan = Plan(train_mask=plr.train_mask(group), group=group, buffer_idx=buffer_idx)
-        return cstate.replace(buffer=_pick(ready, sampled, cstate.buffer)), levels, plan
+        slots = jnp.where(group == REPLAY, jnp.pad(idx, (n_new, n_edit)), -1)
+        plan = Plan(train_mask=parts.train_mask(group), group=group)
+        buffer = _pick(ready, sampled, cstate.buffer)
+        return cstate.replace(buffer=buffer, env_slots=slots), levels, plan
 
-    def update(self, plr, cstate, plan, levels, scores, best, schedule=None):
-        n_new, n_rep, _ = self.sizes(plr)
+    def update(self, parts: PLRParts, cstate: PLRState, plan, levels, scores, best, schedule=None):
+        n_new, n_rep, _ = self.sizes(parts)
         ready = plan.group[n_new] == REPLAY
-        rep_idx = plan.buffer_idx[n_new : n_new + n_rep]
+        rep_idx = cstate.env_slots[n_new : n_new + n_rep]
 
         def replay_ready(cstate):
-            cstate = plr.refresh(
+            cstate = parts.refresh(
                 cstate, rep_idx, scores[n_new : n_new + n_rep], best[n_new : n_new + n_rep]
             )
-            extras = plr.extras(cstate, best[:n_new], None)
-            return plr.insert(cstate, _take(levels, 0, n_new), scores[:n_new], extras)
+            extras = parts.extras(cstate, best[:n_new], None)
+            return parts.insert(cstate, _take(levels, 0, n_new), scores[:n_new], extras)
 
         def not_ready(cstate):
             m = n_new + n_rep
-            return plr.insert(
-                cstate, _take(levels, 0, m), scores[:m], plr.extras(cstate, best[:m], None)
+            return parts.insert(
+                cstate, _take(levels, 0, m), scores[:m], parts.extras(cstate, best[:m], None)
             )
 
         if schedule is None:
             cstate = jax.lax.cond(ready, replay_ready, not_ready, cstate)
         else:  # vmapped seeds: the warm-up branch runs only while some seed is not ready
             cstate = schedule.cond(~ready, not_ready, replay_ready, cstate)
-        if plr.editing:
+        if parts.editing:
             start = n_new + n_rep
             edited = cstate.last_idx >= 0
-            extras = plr.extras(cstate, best[start:], edited)
-            cstate = plr.insert(cstate, _take(levels, start, None), scores[start:], extras)
+            extras = parts.extras(cstate, best[start:], edited)
+            cstate = parts.insert(cstate, _take(levels, start, None), scores[start:], extras)
             parents = jnp.where(ready, rep_idx, -1)
             cstate = cstate.replace(last_replayed=_take(levels, n_new, start), last_idx=parents)
         return cstate

@@ -23,13 +23,6 @@ from ued.curricula.base import Deps
 WHERE = "curriculum.options"
 
 
-def _scores_ok(weights) -> bool:
-    return all(
-        name in scoring.SCORES and isinstance(w, (int, float)) and not isinstance(w, bool)
-        for name, w in weights.items()
-    )
-
-
 def _bounds_ok(bounds) -> bool:
     def pair(v):
         return (
@@ -80,8 +73,8 @@ class ProgramsOptions:
     # x p (1 - p) of its program's pooled success rate p.
     score: dict = option(
         {"positive_value_loss": 1.0},
-        check=_scores_ok,
-        allowed=f"a mapping of score names from {sorted(scoring.SCORES)} to numbers",
+        check=scoring.weights_ok,
+        allowed=scoring.WEIGHTS_ALLOWED,
     )
     learnability: float = option(1.0, ge=0)
     lp_ema: float = option(0.3, gt=0, le=1)  # weight of this step in a program's estimate

@@ -19,10 +19,11 @@ from ued.curricula.base import LevelView
 
 
 def compile_view(cur) -> tuple[Any, Any]:
-    """``(sample, estimate)``: jitted sample levels of programs and ``cur.archive_view``."""
+    """``(sample, estimate)``: jitted sample levels of programs and the archive's estimates
+    (``cur.estimates.archive_view``)."""
     generate = jax.vmap(cur.space.generate, in_axes=(None, 0))
     sample = jax.jit(lambda programs: generate(jax.random.PRNGKey(0), programs))
-    return sample, jax.jit(cur.archive_view)
+    return sample, jax.jit(cur.estimates.archive_view)
 
 
 def _coords(cell: int, resolution: int, dims: int) -> list[int]:
@@ -79,8 +80,8 @@ def archive_view(cur, cstate) -> LevelView:
         "grid": [names[i] for i in grid],
         "grid_resolution": r,
         "occupied_cells": occupied,
-        "num_cells": cur.num_cells,
-        "coverage": occupied / cur.num_cells,
+        "num_cells": cur.estimates.num_cells,
+        "coverage": occupied / cur.estimates.num_cells,
         "updates": count,
     }
     featured = fittest_per_cell(fit, cell, filled, r, len(grid))

@@ -7,7 +7,7 @@ step splits the env batch among P = ``archive_programs`` + ``new_programs`` prog
 plays a level of program ``i % P``) and a grounding share:
 
 - ``archive``: programs drawn from the archive by rank-prioritised fitness plus novelty,
-  mixed with staleness (PLR's sampler, ``ued.program_archive.selection_weights``), without
+  mixed with staleness (PLR's sampler, ``ued.core.program_archive.selection_weights``), without
   replacement; fresh programs stand in while the archive holds too few;
 - ``mutated`` / ``fresh``: new programs, each a mutation of an archive program (chance
   ``mutate_prob``) or a fresh sample, inside the specification's current bounds;
@@ -25,15 +25,20 @@ rate pooled over all episodes of its program's envs (a program solved half the t
 most learnable). A program's value this step is the mean over its envs (and the mean
 square, for the spread); archive programs fold it into their moving averages, new programs
 compete for a slot (``insertion``: the capacity-bounded ``hybrid`` with a grid bonus, or
-classic MAP-Elites ``elites``, one per cell; ``ued.program_archive``). Constraints
+classic MAP-Elites ``elites``, one per cell; ``ued.core.program_archive``). Constraints
 (``min_solvable``, ``descriptor_bounds``) filter candidates or penalise fitness.
 
-The specification (``ued.program_spec``) holds the current bounds of every program dim.
+The specification (``ued.core.program_spec``) holds the current bounds of every program dim.
 When the student's learning plateaus (its success on a fixed probe set of the current
 bounds stops rising over ``plateau_window`` updates) the bounds widen: to the next stage of
 the space's ladder (``spec: stages``) or where a surrogate model of learning potential
 predicts the most (``spec: model``). ``events/widen`` is 1 on that update, and the run logs
 it to ``events.jsonl``.
+
+This module proposes levels and folds the results in; its parts live beside it: the options
+and their checks (``program_options``), the archive's estimates (``program_estimates``), the
+probe of the student's learning (``program_probe``), the logged metrics
+(``program_metrics``) and what the studio shows (``program_view``).
 """
 
 from __future__ import annotations
@@ -58,13 +63,16 @@ from ued.curricula.base import (
     Plan,
     ResetsEpisodes,
     ShowsLevels,
+    Support,
     TakesLevels,
 )
+from ued.curricula.program_estimates import Estimates
+from ued.curricula.program_metrics import step_metrics
 from ued.curricula.program_options import ProgramsOptions, check_options
+from ued.curricula.program_probe import Probe
 
 ARCHIVE, FRESH, MUTATED, GROUNDING = range(4)
 GROUPS = ("archive", "fresh", "mutated", "grounding")
-SIDES = ("low", "high")
 
 
 @struct.dataclass
@@ -118,10 +126,6 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
         return int(round(self.options.grounding_fraction * self.deps.num_envs))
 
     @property
-    def num_cells(self) -> int:
-        return self.options.grid_resolution ** len(self.grid)
-
-    @property
     def probing(self) -> bool:
         return self.spec.signal == "probe"
 
@@ -131,6 +135,17 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
 
     def owner(self) -> np.ndarray:
         return np.arange(self.deps.num_envs) % self.num_programs
+
+    @functools.cached_property
+    def learning_probe(self) -> Probe:
+        """The student's success on a probe set of the current bounds."""
+        o = self.options
+        return Probe(self.space, self.deps.rollout, o.probe_levels, self.probe_steps, o.probe_every)
+
+    @functools.cached_property
+    def estimates(self) -> Estimates:
+        """Fitness, cells and selection weights of archive programs."""
+        return Estimates(self.options, self.space, self.grid, self.bounds)
 
     # --- state ----------------------------------------------------------------------------
     def init(self, key) -> ProgramsState:
@@ -146,19 +161,9 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
             batch_slots=jnp.full((p,), -1, jnp.int32),
             batch_kind=jnp.full((p,), FRESH, jnp.int32),
             spec=spec,
-            probe_levels=self.probe_set(key, spec.low, spec.high) if self.probing else (),
+            probe_levels=self.learning_probe.draw(key, spec.low, spec.high) if self.probing else (),
             count=jnp.zeros((), jnp.int32),
         )
-
-    def probe_set(self, key, low: chex.Array, high: chex.Array):
-        """Leaves (K, ...): one level each of ``probe_levels`` programs sampled uniformly
-        inside the bounds: the fixed sample the student's learning is measured on."""
-        k = self.options.probe_levels
-        p_key, g_key = jax.random.split(jax.random.fold_in(key, 0x9E0B))
-        programs = jax.vmap(lambda kk: self.space.sample_in(kk, low, high))(
-            jax.random.split(p_key, k)
-        )
-        return jax.vmap(self.space.generate)(jax.random.split(g_key, k), programs)
 
     def add_levels(self, cstate: ProgramsState, levels, key) -> ProgramsState:
         """Appends the valid ones of ``levels`` (leaves (B, ...)) to the grounding set, a ring
@@ -171,49 +176,12 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
         valid = jax.vmap(lambda lv: family.is_valid(env, lv))(levels)
         return cstate.replace(grounding=level_sets.add(cstate.grounding, levels, valid))
 
-    # --- estimates ------------------------------------------------------------------------
-    def violation(self, descriptor: chex.Array, solvable: chex.Array) -> chex.Array:
-        """(...,) constraint violation >= 0: solvable shortfall plus descriptor excess as
-        fractions of the descriptor ranges."""
-        o, space = self.options, self.space
-        span = jnp.maximum(
-            jnp.asarray(space.descriptor_high) - jnp.asarray(space.descriptor_low), 1e-9
-        )
-        lo, hi = jnp.asarray(self.bounds[:, 0]), jnp.asarray(self.bounds[:, 1])
-        excess = (jnp.maximum(lo - descriptor, 0) + jnp.maximum(descriptor - hi, 0)) / span
-        return jnp.maximum(o.min_solvable - solvable, 0.0) + excess.sum(-1)
-
-    def fitness_params(self) -> arc.FitnessParams:
-        o = self.options
-        penalty = jnp.inf if o.constraint_mode == "filter" else o.constraint_penalty
-        return arc.FitnessParams(o.age_decay, o.spread_weight, penalty)
-
-    def archive_view(self, cstate: ProgramsState):
-        """``(fitness, cell, normalised descriptors)`` of every archive slot (with classic
-        MAP-Elites insertion a slot's cell is its index)."""
-        a = cstate.archive
-        viol = self.violation(a.descriptor, a.solvable)
-        fit = arc.fitness(a, viol, cstate.count, self.fitness_params())
-        norm = self.space.normalise_descriptors(a.descriptor)
-        if self.options.insertion == "elites":
-            return fit, jnp.arange(a.capacity, dtype=jnp.int32), norm
-        return fit, arc.cells(norm, self.options.grid_resolution, self.grid), norm
-
-    def weights(self, cstate: ProgramsState) -> chex.Array:
-        o = self.options
-        fit, _, norm = self.archive_view(cstate)
-        nov = arc.novelty(norm, cstate.archive.filled)
-        return arc.selection_weights(
-            cstate.archive, fit, nov, cstate.count, o.temperature, o.staleness_coef,
-            o.novelty_weight,
-        )  # fmt: skip
-
     # --- propose --------------------------------------------------------------------------
     def propose(self, key, cstate: ProgramsState, student):
         o, space = self.options, self.space
         k, f, p, n = o.archive_programs, o.new_programs, self.num_programs, self.deps.num_envs
         keys = jax.random.split(key, 7)
-        w = self.weights(cstate)
+        w = self.estimates.weights(cstate)
         logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
         # Sampling without replacement: the top k of log w + Gumbel noise.
         gumbel = jax.random.gumbel(keys[0], w.shape)
@@ -243,11 +211,7 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
         if self.grounding_envs:
             levels, is_ground = self._ground(keys[6], cstate, levels)
             group = jnp.where(is_ground, GROUNDING, group)
-        plan = Plan(
-            train_mask=jnp.ones((n,), bool),
-            group=group.astype(jnp.int32),
-            buffer_idx=jnp.where(is_ground, -1, slots[owner]).astype(jnp.int32),
-        )
+        plan = Plan(train_mask=jnp.ones((n,), bool), group=group.astype(jnp.int32))
         cstate = cstate.replace(batch_programs=programs, batch_slots=slots, batch_kind=kind)
         return cstate, levels, plan
 
@@ -335,29 +299,19 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
         probe_key, absorb_key = jax.random.split(key)
         success = self.probe(probe_key, cstate, student, schedule)
         cstate, info = self.absorb(cstate, per, success, absorb_key, schedule)
-        out = self._metrics(cstate, per, info, value, ok, plan.group)
+        out = step_metrics(self, cstate, per, info, value, ok, plan.group)
         return cstate, out
 
     def probe(self, key, cstate: ProgramsState, student, schedule=None) -> chex.Array:
         """() float32 the student's success rate on the probe set, every ``probe_every``
         updates (NaN between, and with the ``fitness`` signal): the mean over the probe
         levels of the fraction of finished episodes solved (a level with none counts 0).
-        With a ``schedule`` (``ued.schedule``) the due updates are read from its unbatched
+        With a ``schedule`` (``ued.core.schedule``) the due updates are read from its unbatched
         count, so with vmapped seeds the probe rollout stays a real branch."""
         if not self.probing:
             return jnp.float32(jnp.nan)
         count = cstate.count if schedule is None else schedule.update  # the same value
-        due = count % self.options.probe_every == 0
-        run = lambda levels: self.probe_success(key, levels, student.params)  # noqa: E731
-        skip = lambda levels: jnp.float32(jnp.nan)  # noqa: E731
-        return jax.lax.cond(due, run, skip, cstate.probe_levels).astype(jnp.float32)
-
-    def probe_success(self, key, levels, params) -> chex.Array:
-        """() float32 the student's success on ``levels`` (the probe set) in one rollout of
-        ``probe_steps``."""
-        rollout = self.deps.rollout(key, params, levels, num_steps=self.probe_steps)
-        stats = scoring.episode_stats(rollout)
-        return jnp.where(stats["num_episodes"] > 0, stats["success_rate"], 0.0).mean()
+        return self.learning_probe.measure(key, cstate.probe_levels, count, student.params)
 
     def absorb(
         self,
@@ -383,9 +337,9 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
             cstate.archive, cstate.batch_slots, per, o.lp_ema, cstate.count, not elites
         )
         cstate = cstate.replace(archive=archive)
-        fit, cell, _ = self.archive_view(cstate)
+        fit, cell, _ = self.estimates.archive_view(cstate)
         new = cstate.batch_slots < 0
-        viol = self.violation(per.descriptor, per.solvable)
+        viol = self.estimates.violation(per.descriptor, per.solvable)
         feasible = new & ((viol <= 0) | (o.constraint_mode == "penalty"))
         new_fit = per.lp + o.spread_weight * arc.spread(per.lp, per.lp_sq)
         new_fit = new_fit - jnp.where(viol > 0, o.constraint_penalty * viol, 0.0)
@@ -398,11 +352,11 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
             )
         else:
             archive, inserted = arc.insert(
-                archive, per, new_fit, feasible, fit, cell, new_cell, self.num_cells,
+                archive, per, new_fit, feasible, fit, cell, new_cell, self.estimates.num_cells,
                 o.grid_weight, cstate.count,
             )  # fmt: skip
         cstate = cstate.replace(archive=archive)
-        fit, _, _ = self.archive_view(cstate)
+        fit, _, _ = self.estimates.archive_view(cstate)
         has = per.evidence > 0
         info = {"inserted": inserted}
         if spec.mode == "model":
@@ -416,96 +370,13 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
             cond = jax.lax.cond if schedule is None else schedule.cond
             probe_levels = cond(
                 widened,
-                lambda old: self.probe_set(key, spec_state.low, spec_state.high),
+                lambda old: self.learning_probe.draw(key, spec_state.low, spec_state.high),
                 lambda old: old,
                 probe_levels,
             )
         info.update(widened=widened, probe_success=probe_success)
         cstate = cstate.replace(spec=spec_state, probe_levels=probe_levels, count=cstate.count + 1)
         return cstate, info
-
-    def _metrics(self, cstate: ProgramsState, per, info, value, ok, group):
-        a, sp = cstate.archive, cstate.spec
-        filled = a.filled.astype(jnp.float32)
-        size = jnp.maximum(filled.sum(), 1.0)
-        nan = jnp.float32(jnp.nan)
-        fit, cell, _ = self.archive_view(cstate)
-        finite = a.filled & jnp.isfinite(fit)
-        widened = info["widened"]
-
-        def mean(x):
-            return jnp.where(a.filled.any(), (x * filled).sum() / size, nan)
-
-        def std(x):
-            m = mean(x)
-            return jnp.sqrt(jnp.maximum(mean(x * x) - m * m, 0.0))
-
-        def group_mean(g):
-            m = (group == g) & ok
-            return jnp.where(m.any(), (value * m).sum() / jnp.maximum(m.sum(), 1), nan)
-
-        occ = arc.occupancy(cell, a.filled, self.num_cells)
-        out = {
-            "programs/size": filled.sum(),
-            "programs/coverage": (occ > 0).mean(dtype=jnp.float32),
-            "programs/best_lp": jnp.where(
-                finite.any(), jnp.where(finite, fit, -jnp.inf).max(), nan
-            ),
-            "programs/mean_lp": mean(a.lp),
-            "programs/lp_spread": mean(arc.spread(a.lp, a.lp_sq)),
-            "programs/solvable": mean(a.solvable),
-            "programs/inserted": info["inserted"].sum().astype(jnp.float32),
-            "programs/stage": sp.stage.astype(jnp.float32),
-            "programs/widen_events": sp.widen_events.astype(jnp.float32),
-            "events/widen": widened.astype(jnp.float32),
-            "programs/since_improve": sp.since.astype(jnp.float32),
-            "programs/grounding_size": cstate.grounding.filled.sum().astype(jnp.float32),
-            **{f"programs/lp_{name}": group_mean(i) for i, name in enumerate(GROUPS)},
-        }
-        if self.probing:
-            probed = jnp.isfinite(info["probe_success"])
-            out["programs/probe_success"] = info["probe_success"]
-            out["programs/learning"] = jnp.where(probed, sp.learning, nan)
-            steps = self.options.probe_levels * self.probe_steps
-            out["env_steps/curriculum_eval"] = jnp.where(probed, jnp.float32(steps), 0.0)
-        for i, name in enumerate(self.space.names):
-            out[f"programs/{name}_mean"] = mean(a.programs[:, i])
-            out[f"programs/{name}_std"] = std(a.programs[:, i])
-            out[f"programs/bound_{name}_low"] = sp.low[i]
-            out[f"programs/bound_{name}_high"] = sp.high[i]
-        for i, name in enumerate(self.space.descriptor_names):
-            out[f"programs/desc_{name}_mean"] = mean(a.descriptor[:, i])
-        if self.spec.mode == "model":
-            out.update(self._model_metrics(cstate, per, info))
-        return out
-
-    def _model_metrics(self, cstate: ProgramsState, per, info) -> dict[str, chex.Array]:
-        """The model in the loop: each widening's predicted LP (on its update), the LP then
-        measured in the slab it opened, and the surrogate's calibration on this step's
-        programs (predicted before it saw them)."""
-        sp, nan = cstate.spec, jnp.float32(jnp.nan)
-        widened = info["widened"]
-        mean, std, noise = info["predicted"]
-        has = per.evidence > 0
-        total = jnp.sqrt(std * std + noise * noise)
-        err = jnp.where(has, per.lp - mean, 0.0)
-        n = jnp.maximum(has.sum(), 1)
-        out = {
-            "programs/spec_predicted": jnp.where(widened, sp.predicted, nan),
-            "programs/spec_predicted_std": jnp.where(widened, sp.predicted_std, nan),
-            "programs/spec_measured": jnp.where(sp.slab_n > 0, sp.slab_sum / sp.slab_n, nan),
-            "programs/spec_measured_n": sp.slab_n,
-            "programs/surrogate_rmse": jnp.where(has.any(), jnp.sqrt((err * err).sum() / n), nan),
-            "programs/surrogate_within_1sd": jnp.where(
-                has.any(), (has & (jnp.abs(err) <= total)).sum() / n, nan
-            ),
-            "programs/surrogate_noise": noise,
-        }
-        for d, name in enumerate(self.space.names):
-            for side, label in enumerate(SIDES):
-                hit = widened & (sp.widen_dim == d) & (sp.widen_side == side)
-                out[f"events/widen_{name}_{label}"] = hit.astype(jnp.float32)
-        return out
 
     # --- host side: galleries and views -----------------------------------------------------
     def current_bounds(self, cstate: ProgramsState) -> dict[str, list[float]]:
@@ -526,6 +397,10 @@ class ProgramCurriculum(ResetsEpisodes, TakesLevels, ShowsLevels):
         return program_view.compile_view(self)
 
 
-@register("programs", ProgramsOptions)
+def _support(options: ProgramsOptions) -> Support:
+    return Support("programs")
+
+
+@register("programs", ProgramsOptions, support=_support)
 def make_programs(options: ProgramsOptions, deps: Deps) -> ProgramCurriculum:
     return ProgramCurriculum(deps, options, **check_options(options, deps))

@@ -16,8 +16,8 @@ batched, and the refresh would run on every update). Its environment steps, ``N 
 reported as ``env_steps/curriculum_eval`` on refresh steps (0 otherwise), exactly the steps
 that ran; the run's own env-step count covers the training rollouts only.
 
-Groups: ``buffer`` (the first ``round(buffer_fraction * num_envs)`` envs, whose
-``Plan.buffer_idx`` is their buffer slot) and ``fresh`` (the rest, -1).
+Groups: ``buffer`` (the first ``round(buffer_fraction * num_envs)`` envs) and ``fresh`` (the
+rest).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ued.config.options import ConfigError, option
 from ued.core import scoring
 from ued.core.level_sets import stack_like
 from ued.curricula import register
-from ued.curricula.base import Deps, Plan, generate
+from ued.curricula.base import Deps, Plan, generate, generator_support
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,12 +119,13 @@ class SFL:
             due, lambda c: self.refresh(refresh_key, c, student.params), lambda c: c, cstate
         )
         cstate = cstate.replace(refreshed=due)
-        levels, plan = self.compose(key, cstate)
+        levels, plan, _ = self.compose(key, cstate)
         return cstate, levels, plan
 
-    def compose(self, key, cstate: SFLState) -> tuple[Level, Plan]:
+    def compose(self, key, cstate: SFLState) -> tuple[Level, Plan, chex.Array]:
         """The batch: ``buffer_envs`` levels drawn uniformly from the buffer (first), the
-        rest fresh from the generator; every env is trained on."""
+        rest fresh from the generator; every env is trained on. Also returns (N,) int32 the
+        buffer slot of each env's level, -1 for a fresh one (nothing later needs it)."""
         pick_key, gen_key = jax.random.split(key)
         n, m = self.deps.num_envs, self.buffer_envs
         idx = jax.random.randint(pick_key, (m,), 0, self.options.buffer_size, dtype=jnp.int32)
@@ -132,12 +133,8 @@ class SFL:
         if n > m:
             parts.append(generate(self.deps.generator, gen_key, n - m))
         levels = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
-        plan = Plan(
-            train_mask=jnp.ones((n,), bool),
-            group=(jnp.arange(n) >= m).astype(jnp.int32),
-            buffer_idx=jnp.concatenate([idx, jnp.full((n - m,), -1, jnp.int32)]),
-        )
-        return levels, plan
+        plan = Plan(train_mask=jnp.ones((n,), bool), group=(jnp.arange(n) >= m).astype(jnp.int32))
+        return levels, plan, jnp.concatenate([idx, jnp.full((n - m,), -1, jnp.int32)])
 
     def update(self, key, cstate: SFLState, plan, levels, rollout, student):
         m = self.buffer_envs
@@ -194,7 +191,7 @@ class SFL:
         )
 
 
-@register("sfl", SFLOptions)
+@register("sfl", SFLOptions, support=generator_support)
 def make_sfl(options: SFLOptions, deps: Deps) -> SFL:
     n = options.num_samples
     if options.buffer_size > n:

@@ -5,15 +5,17 @@ curriculum could have trained on such levels. ``producible`` answers that per le
 the experiment's config, by the level's size and wall count in the *training* grid (a
 smaller level is padded with walls, as the env shows it to the agent):
 
-- ``random_walls`` (DR, PLR, Robust PLR, SFL's samples): exactly ``num_walls`` walls (or
-  ``min_walls``..``num_walls``; with replacement 0..``num_walls``), on the full grid;
-- ``empty_room``: no wall; ``perfect_maze``: a perfect maze (free cells form a tree) of the
-  generator's size;
-- ACCEL: anything its editors can reach from its start levels: with editors that add and
-  remove walls (``add_wall`` and ``remove_wall``, ``flip_wall``, ``set_cell``), every level
-  that fits; otherwise its start levels' support;
-- PAIRED: at most the builder's ``num_walls`` walls;
-- ``programs``: levels whose used area is an odd square (the program's ``size``) that fits;
+- what a curriculum declares (``ued.curricula.base.Support``, registered with it) says
+  where its levels come from;
+- the generator's levels (DR, PLR, Robust PLR, SFL's samples): for ``random_walls`` exactly
+  ``num_walls`` walls (or ``min_walls``..``num_walls``; with replacement 0..``num_walls``),
+  on the full grid; ``empty_room``: no wall; ``perfect_maze``: a perfect maze (free cells
+  form a tree) of the generator's size;
+- edits (ACCEL): anything its editors can reach from its start levels: with editors that
+  add and remove walls (``add_wall`` and ``remove_wall``, ``flip_wall``, ``set_cell``),
+  every level that fits; otherwise its start levels' support;
+- a builder (PAIRED): at most the builder's ``num_walls`` walls;
+- programs: levels whose used area is an odd square (the program's ``size``) that fits;
   clutter makes any wall layout of that size possible.
 
 A level larger than the training grid is producible by none. Families other than the maze
@@ -28,8 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from ued.curricula import support_of
+
 WALL_EDITORS = ({"add_wall", "remove_wall"}, {"flip_wall"}, {"set_cell"})
-BUFFER_CURRICULA = ("plr", "robust_plr", "plr_parallel", "robust_plr_parallel", "sfl")
+DEFAULT_EDITORS = {"add_wall", "remove_wall", "flip_wall"}  # ACCEL's on the maze
+DEFAULT_BUILDER_WALLS = 60  # the maze builder's num_walls default
 
 
 def _levels_np(levels) -> dict[str, np.ndarray]:
@@ -90,6 +95,32 @@ def _used_area(wall_map: np.ndarray, width: int, height: int) -> tuple[int, int]
     return int(free_cols[-1]) + 1, int(free_rows[-1]) + 1
 
 
+def _support_test(support, cfg, n: int):
+    """(level -> bool, description) for what ``support`` declares, on an n x n grid."""
+    gen_test, gen_text = _generator_support(cfg.env.generator, cfg.env.generator_options, n)
+    if support.kind == "edits":
+        editors = set(support.editors or DEFAULT_EDITORS)
+        if any(group <= editors for group in WALL_EDITORS):
+            return (lambda walls, used: True), "any that fits (edits add and remove walls)"
+        if support.start is not None:
+            return _generator_support(support.start, {}, n)
+        return gen_test, gen_text
+    if support.kind == "builder":
+        limit = int(support.builder.get("num_walls", DEFAULT_BUILDER_WALLS))
+
+        def test(walls, used, limit=limit):
+            return walls.sum() <= limit
+
+        return test, f"at most {limit} walls (the builder's)"
+    if support.kind == "programs":
+
+        def test(walls, used):
+            return used[0] == used[1] and used[0] % 2 == 1
+
+        return test, "odd square sizes (the program space)"
+    return gen_test, gen_text
+
+
 def producible(cfg, levels) -> dict[str, Any] | None:
     """``{"levels": k, "of": L, "how": text}``: how many of ``levels`` (a batched maze
     level, any ``max_size``) the experiment ``cfg``'s training could produce (see the module
@@ -99,30 +130,11 @@ def producible(cfg, levels) -> dict[str, Any] | None:
     n = int(cfg.env.options.get("max_size", 13))
     lv = _levels_np(levels)
     count = lv["wall_map"].shape[0]
-    name, options = cfg.curriculum.name, dict(cfg.curriculum.options)
-    gen_test, gen_text = _generator_support(cfg.env.generator, cfg.env.generator_options, n)
-    test, how = gen_test, gen_text
-    if name in ("accel", "accel_parallel"):
-        editors = set(options.get("editors") or {"add_wall", "remove_wall", "flip_wall"})
-        if any(group <= editors for group in WALL_EDITORS):
-            test, how = (lambda walls, used: True), "any that fits (edits add and remove walls)"
-        elif options.get("start_from") == "empty":
-            test, how = _generator_support("empty_room", {}, n)
-    elif name == "paired":
-        limit = int((options.get("builder") or {}).get("num_walls", 60))
-
-        def test(walls, used, limit=limit):
-            return walls.sum() <= limit
-
-        how = f"at most {limit} walls (the builder's)"
-    elif name == "programs":
-
-        def test(walls, used):
-            return used[0] == used[1] and used[0] % 2 == 1
-
-        how = "odd square sizes (the program space)"
-    elif name != "dr" and name not in BUFFER_CURRICULA:
+    name = cfg.curriculum.name
+    support = support_of(name, dict(cfg.curriculum.options))
+    if support is None:
         return {"levels": None, "of": count, "how": f"curriculum {name}: not analysed"}
+    test, how = _support_test(support, cfg, n)
     if test is None:
         return {"levels": None, "of": count, "how": f"{how}: not analysed"}
     ok, too_big = 0, 0
