@@ -21,14 +21,14 @@ import sys
 from pathlib import Path
 
 from ued.files.safe_io import read_capped, write_atomic
-from ued.suite.report import budget_text, machine_text, readme_table
+from ued.suite.report import budget_text, machines_text, readme_table
 
 MAX_RESULTS = 64 * 2**20  # a results.json or README larger than this is not one
 
 
 def block(results: dict, path: Path, sets: list[str] | None = None) -> str:
     name = results["suite"]
-    machines = "; ".join(machine_text(m) for m in results["machines"]) or "unknown"
+    machines = machines_text(results["machines"])
     dates = " to ".join(dict.fromkeys(results["dates"])) or "unknown"
     minutes = results["training_wall_seconds"] / 60
     table_md = path.parent / "table.md"

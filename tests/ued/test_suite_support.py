@@ -76,3 +76,17 @@ def test_training_levels_are_the_first_and_last_fifth_of_each_seeds_curve():
     assert "| dr | 2 | 1.50 -> 13.50 (9.00-18.00) |" in table
     assert "| sfl | 0 | - |" in table
     assert training_levels_table({"runs": {"dr": {}}}) == []
+
+
+def test_machines_of_one_kind_are_named_once_with_their_count():
+    from ued.suite.report import machines_text
+
+    cpu = {"devices": "1 x cpu", "processor": "x86_64", "cpu_count": 2, "jax": "0.10.2"}
+    other_host = {**cpu, "platform": "Linux-a"}  # same kind, another machine
+    gpu = {"devices": "1 x gpu", "processor": "x86_64", "cpu_count": 16, "jax": "0.10.2"}
+    assert machines_text([cpu]) == "1 x cpu (x86_64, 2 cores), JAX 0.10.2"
+    assert machines_text([cpu, other_host, gpu]) == (
+        "1 x cpu (x86_64, 2 cores), JAX 0.10.2 (2 machines of this kind); "
+        "1 x gpu (x86_64, 16 cores), JAX 0.10.2"
+    )
+    assert machines_text([]) == "unknown"

@@ -252,6 +252,18 @@ def machine_text(machine: dict) -> str:
     )
 
 
+def machines_text(machines: list[dict]) -> str:
+    """The machines a suite's cells trained on, each kind once, with how many of that kind
+    where the cells ran on several (float rounding differs between them, so a seed's
+    training is reproducible bit for bit only on its own machine)."""
+    counts: dict[str, int] = {}
+    for m in machines:
+        text = machine_text(m)
+        counts[text] = counts.get(text, 0) + 1
+    parts = [t if n == 1 else f"{t} ({n} machines of this kind)" for t, n in counts.items()]
+    return "; ".join(parts) or "unknown"
+
+
 def set_heading(name: str, res: dict) -> str:
     env = ", ".join(f"{k} {v}" for k, v in res["env"].items())
     extra = f"; env {env}" if env else ""
@@ -275,7 +287,7 @@ def producible_text(res: dict) -> str:
 def format_table(results: dict[str, Any]) -> str:
     """``table.md``: the sets in two groups (in-distribution first), then the costs."""
     lines = [f"# Suite {results['suite']}", ""]
-    machines = "; ".join(machine_text(m) for m in results["machines"]) or "unknown"
+    machines = machines_text(results["machines"])
     dates = " to ".join(dict.fromkeys(results["dates"])) or "unknown"
     lines.append(
         f"{budget_text(results)}, {results['seeds']} seeds per experiment; "
