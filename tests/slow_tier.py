@@ -120,13 +120,15 @@ SLOW_TESTS = {
     "tests/ued/test_program_spec.py": {
         "test_with_almost_no_trend_in_the_box_optimism_sometimes_explores_first",
     },
-    "tests/ued/test_programs.py": {
-        "test_archive_finds_the_best_region_after_widening_to_it",
-        "test_next_levels_differ_by_key_where_the_program_leaves_freedom",
+    "tests/ued/test_program_runs.py": {
         "test_real_runs_fill_the_archive_with_finite_metrics",
         "test_toy_run_logs_widenings_and_draws_the_archive",
         "test_toy_run_with_the_model_in_the_loop_logs_bounds_and_calibration",
         "test_vmapped_seeds_probe_only_on_probe_updates_and_count_what_ran",
+    },
+    "tests/ued/test_programs.py": {
+        "test_archive_finds_the_best_region_after_widening_to_it",
+        "test_next_levels_differ_by_key_where_the_program_leaves_freedom",
     },
     "tests/ued/test_progress_deadline.py": {
         "test_a_working_process_is_waited_for_past_the_stall",
@@ -168,7 +170,7 @@ SLOW_FIXTURES = {
     "tests/ued/test_paired.py": {"paired_run"},
     "tests/ued/test_parallel.py": {"checks"},
     "tests/ued/test_program_spec.py": {"model_run"},
-    "tests/ued/test_programs.py": {"real_run"},
+    "tests/ued/test_program_runs.py": {"real_run"},
     "tests/ued/test_run_folder.py": {"done"},
     "tests/ued/test_seeds.py": {"schedule_runs", "seeded_run"},
     "tests/ued/test_sfl.py": {"sfl_run"},
