@@ -100,9 +100,9 @@ def memory_report(compiled) -> dict:
     return out
 
 
-def measure_train(spec: dict) -> dict:
-    cfg = _load_config(spec["experiment"], spec["overrides"])
-    enable_compile_cache(spec["cache_dir"])
+def _set_up(experiment: str, overrides: list[str]):
+    """One configuration built, its state initialised (timed) and its chunk compiled."""
+    cfg = _load_config(experiment, overrides)
     exp = build(cfg)
     runner = parallel.make_runner(exp, cfg)
     t0 = time.perf_counter()
@@ -110,6 +110,14 @@ def measure_train(spec: dict) -> dict:
     init_seconds = time.perf_counter() - t0
     chunk = min(cfg.run.chunk_updates, cfg.total_updates)
     compiled, trace_seconds, compile_seconds = _compile_chunk(runner, state, chunk)
+    return cfg, exp, runner, state, init_seconds, chunk, compiled, trace_seconds, compile_seconds
+
+
+def measure_train(spec: dict) -> dict:
+    enable_compile_cache(spec["cache_dir"])
+    cfg, exp, runner, state, init_seconds, chunk, compiled, trace_seconds, compile_seconds = (
+        _set_up(spec["experiment"], spec["overrides"])
+    )
     seeded = cfg.run.num_seeds > 1
     result = {
         "compile": {"trace_seconds": trace_seconds, "compile_seconds": compile_seconds},
@@ -168,14 +176,9 @@ def measure_scaling(spec: dict) -> dict:
     enable_compile_cache(spec["cache_dir"])
     setups = []
     for overrides in spec["configs"]:
-        cfg = _load_config(spec["experiment"], overrides)
-        exp = build(cfg)
-        runner = parallel.make_runner(exp, cfg)
-        t0 = time.perf_counter()
-        state = jax.block_until_ready(runner.init(runner.seed_keys(cfg.run.seed)))
-        init_seconds = time.perf_counter() - t0
-        chunk = min(cfg.run.chunk_updates, cfg.total_updates)
-        compiled, trace_seconds, compile_seconds = _compile_chunk(runner, state, chunk)
+        cfg, exp, runner, state, init_seconds, chunk, compiled, trace_seconds, compile_seconds = (
+            _set_up(spec["experiment"], overrides)
+        )
         one = jnp.int32(1)
         for _ in range(spec["warmup"]):
             (state, _), _ = _timed(compiled, state, one)
